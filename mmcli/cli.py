@@ -1,0 +1,281 @@
+"""The command line: parse options -> load -> compute -> render. The only module that imports click.
+
+Numeric modules are imported inside the commands, so that `mmcli --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """Repeatable options that also take comma-separated lists: --fixed x1,x2 --fixed x3."""
+    out: list[str] = []
+    for v in values:
+        out += [s.strip() for s in v.split(",") if s.strip()]
+    return out
+
+
+def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--format/--json/--debug, shared by every command."""
+
+    @click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json", "csv"]),
+        default="table",
+        show_default=True,
+        help="Output: a table for people, JSON or CSV for pipelines.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Short for --format json.")
+    @click.option("--debug", is_flag=True, help="Show the Python traceback of an error.")
+    @functools.wraps(f)
+    def wrapper(*args: Any, fmt: str, as_json: bool, debug: bool, **kw: Any) -> Any:
+        return f(*args, fmt="json" if as_json else fmt, **kw)
+
+    return wrapper
+
+
+def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The LMM's model options, shared by fit and ranef."""
+    opts = [
+        click.argument("data", type=str),
+        click.argument("formula", required=False),
+        click.option("--y", "y", metavar="COL", help="Response column."),
+        click.option("--fixed", multiple=True, metavar="COL", help="Fixed-effect column (repeat, or x1,x2)."),
+        click.option("--group", multiple=True, metavar="COL", help="Grouping column: a random intercept per level."),
+        click.option("--slope", multiple=True, metavar="COL", help="Random slope of COL within each --group."),
+        click.option("--factor", multiple=True, metavar="COL", help="Treat a numeric-looking column as categorical."),
+        click.option("--reml/--ml", default=False, help="REML or maximum likelihood (default: ML, as the seed)."),
+        click.option(
+            "--method",
+            type=click.Choice(["fast", "dense"]),
+            default="fast",
+            show_default=True,
+            help="fast: blocked Cholesky (any size); dense: the seed's n x n formulation (small data only).",
+        ),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="mmcli")
+def cli() -> None:
+    """Linear mixed models, penalized splines and additive mixed models from CSV files, with lme4's numbers.
+
+    \b
+    Examples:
+      mmcli fit sleepstudy.csv --y Reaction --fixed Days --group Subject
+      mmcli fit sleepstudy.csv "Reaction ~ Days + (Days | Subject)" --reml --json
+      mmcli ranef penicillin.csv "diameter ~ 1 + (1|plate) + (1|sample)" --format csv
+      mmcli spline engine.csv --lambda 1e-4 --knots 7
+      mmcli gamm sleepstudy.csv "Reaction ~ s(Days, bs='cs') + (1|Subject)"
+    """
+
+
+# --------------------------------------------------------------------------------------------------
+# fit / ranef
+# --------------------------------------------------------------------------------------------------
+
+
+def _fit_model(
+    data: str,
+    formula: str | None,
+    y: str | None,
+    fixed: tuple[str, ...],
+    group: tuple[str, ...],
+    slope: tuple[str, ...],
+    factor: tuple[str, ...],
+    reml: bool,
+    method: str,
+) -> tuple[Any, dict[str, Any]]:
+    from mmcli import data as dataio
+    from mmcli import render
+    from mmcli.design import build_design
+    from mmcli.formula import build_formula, parse_formula
+    from mmcli.lmm import fit_lmm
+    from mmcli.report import fit_dict
+
+    if formula and (y or fixed or group or slope):
+        raise UsageError("Give either a formula or the column options (--y, --fixed, --group, --slope), not both.")
+    text = formula or build_formula(y, _split(fixed), _split(group), _split(slope))
+    spec = parse_formula(text)
+    if not spec.random:
+        raise UsageError(
+            f"The model '{text}' has no random-effects term: add one, e.g. '+ (1 | group)', or use --group COL."
+        )
+    factors = _split(factor)
+    groups = [f for t in spec.random for f in t.factors]
+    used = spec.variables()
+    table = dataio.load(
+        data,
+        numeric=[spec.response],
+        categorical=list(dict.fromkeys(groups + [f for f in factors if f in used])),
+        other=[c for c in used if c != spec.response and c not in groups and c not in factors],
+    )
+    for f in factors:
+        if f not in used:
+            dataio.resolve(f, list(table.columns))
+    for msg in table.notes:
+        render.note(msg)
+    design = build_design(spec, table.frame, set(factors))
+    cb, close = render.progress_callback()
+    try:
+        fit = fit_lmm(design.X, design.y, design.terms, reml=reml, xnames=design.xnames, method=method, progress=cb)
+    finally:
+        close()
+    if fit.dropped_columns:
+        render.note(
+            "fixed-effect model matrix is rank deficient so dropping "
+            f"{len(fit.dropped_columns)} column(s): {', '.join(fit.dropped_columns)}"
+        )
+    d = fit_dict(fit, formula=spec.text, ngroups=design.ngroups, dropped_rows=table.dropped_rows, data=table.source)
+    return fit, d
+
+
+def _finish(d: dict[str, Any]) -> None:
+    if not d.get("converged", True):
+        sys.stderr.write(f"Warning: the optimizer did not converge ({d['optimizer']['message']}).\n")
+        raise SystemExit(EXIT_NOT_CONVERGED)
+
+
+@cli.command()
+@model_options
+@output_options
+def fit(fmt: str, **kw: Any) -> None:
+    """Fit a linear mixed model by ML (default) or REML.
+
+    \b
+    DATA is a CSV file, or - for standard input. FORMULA is lme4 syntax; or build it with the options.
+    Examples:
+      mmcli fit sleepstudy.csv --y Reaction --fixed Days --group Subject
+      mmcli fit sleepstudy.csv "Reaction ~ Days + (Days || Subject)" --reml
+      mmcli fit pastes.csv "strength ~ 1 + (1 | batch/cask)" --json
+      mmcli fit cake.csv "angle ~ recipe * temperature + (1 | recipe:replicate)" --factor temperature
+    """
+    from mmcli import render
+
+    _, d = _fit_model(**kw)
+    if fmt == "json":
+        render.write_json(d)
+    elif fmt == "csv":
+        render.write_csv(d["fixed_effects"], ["term", "estimate", "std_error", "t_value"])
+    else:
+        render.print_fit(d)
+    _finish(d)
+
+
+@cli.command()
+@model_options
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a caterpillar plot (.png/.svg/.pdf).")
+@output_options
+def ranef(fmt: str, plot_path: str | None, **kw: Any) -> None:
+    """Conditional modes (BLUPs) of the random effects, with conditional standard deviations.
+
+    \b
+    Examples:
+      mmcli ranef sleepstudy.csv --y Reaction --fixed Days --group Subject
+      mmcli ranef sleepstudy.csv "Reaction ~ Days + (Days | Subject)" --format csv | head
+      mmcli ranef penicillin.csv "diameter ~ 1 + (1|plate) + (1|sample)" --plot ranef.png
+    """
+    from mmcli import render
+    from mmcli.report import ranef_rows
+
+    if plot_path:
+        _check_plot_path(plot_path)
+    fit_, d = _fit_model(**kw)
+    rows = ranef_rows(fit_)
+    if plot_path:
+        from mmcli.plot import plot_caterpillar
+
+        plot_caterpillar(rows, plot_path)
+    if fmt == "json":
+        render.write_json({"ranef": rows, "fit": d})
+    elif fmt == "csv":
+        render.write_csv(rows, ["group", "level", "term", "mode", "cond_sd"])
+    else:
+        render.print_ranef(rows)
+    _finish(d)
+
+
+def _check_plot_path(path: str) -> None:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".png", ".svg", ".pdf"):
+        raise UsageError(f"--plot needs a .png, .svg or .pdf file name, not '{path}'.")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"Cannot write '{path}': the directory '{parent}' does not exist.")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"Cannot write '{path}': the directory '{parent}' is not writable.")
+
+
+# --------------------------------------------------------------------------------------------------
+# error handling, in one place
+# --------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turns the project's exceptions into one `Error:` line and the exit codes of CONTRACT.md."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="mmcli", standalone_mode=False)
+        _flush_stdout()
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.exceptions.Exit as e:
+        _flush_stdout()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("\nInterrupted.\n")
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except MmcliError as e:
+        if debug:
+            raise
+        sys.stderr.write(f"Error: {e}\n")
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        _quiet_pipe()
+    except KeyboardInterrupt:
+        sys.stderr.write("\nInterrupted.\n")
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit:
+        _flush_stdout()
+        raise
+    except MemoryError:
+        sys.stderr.write("Error: out of memory: the model is too large for this machine.\n")
+        sys.exit(1)
+    except Exception as e:  # an unforeseen failure: still one line, the traceback behind --debug
+        if debug:
+            raise
+        sys.stderr.write(f"Error: internal error ({type(e).__name__}: {e}). Run again with --debug for details.\n")
+        sys.exit(1)
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_pipe()
+
+
+def _quiet_pipe() -> None:
+    """The reader went away (`| head`): end quietly, without Python's own complaint at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    sys.exit(0)

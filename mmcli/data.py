@@ -1,0 +1,201 @@
+"""CSV -> checked columns. Rows with a missing value in a used column are dropped and counted.
+
+The only module that reads files with pandas. Only the columns a model uses are parsed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mmcli.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+
+@dataclass(frozen=True, eq=False)
+class Table:
+    """The used columns of a CSV, after dropping incomplete rows."""
+
+    frame: pd.DataFrame
+    source: str
+    columns: tuple[str, ...]  # every column of the file, in order
+    dropped_rows: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_source(path: str) -> tuple[object, str]:
+    """A path, or '-' for standard input (read whole, so the header can be checked first)."""
+    if path == "-":
+        raw = sys.stdin.buffer.read()
+        return io.BytesIO(raw), "<stdin>"
+    return path, path
+
+
+def read_header(src: object, name: str) -> list[str]:
+    import pandas as pd
+
+    try:
+        head = pd.read_csv(src, nrows=0, encoding="utf-8-sig")  # type: ignore[call-overload]
+    except FileNotFoundError:
+        raise DataError(f"File '{name}' not found.") from None
+    except IsADirectoryError:
+        raise DataError(f"'{name}' is a directory, not a CSV file.") from None
+    except PermissionError:
+        raise DataError(f"File '{name}' cannot be read (permission denied).") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"File '{name}' is empty: a CSV with a header line is needed.") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"File '{name}' is not UTF-8 text ({e.reason} at byte {e.start}).") from None
+    except pd.errors.ParserError as e:
+        raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
+    finally:
+        if hasattr(src, "seek"):
+            src.seek(0)  # type: ignore[attr-defined]
+    cols = [str(c) for c in head.columns]
+    dup = sorted({c for c in cols if cols.count(c) > 1})
+    if dup:
+        raise DataError(f"File '{name}' has duplicated column names: {', '.join(dup)}.")
+    return cols
+
+
+def _first_line(e: Exception) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+def resolve(col: str, columns: list[str]) -> str:
+    """The file's column for a name the user gave; an error lists the real columns."""
+    if col in columns:
+        return col
+    lower = [c for c in columns if c.lower() == col.lower()]
+    hint = f" Did you mean '{lower[0]}'?" if len(lower) == 1 else ""
+    raise DataError(f"Column '{col}' not found.{hint} Columns are: {', '.join(columns)}")
+
+
+def load(
+    path: str,
+    *,
+    numeric: list[str],
+    categorical: list[str],
+    other: list[str] | None = None,
+) -> Table:
+    """Read the named columns of a CSV.
+
+    ``numeric`` columns must hold numbers (the response, smooth variables); ``categorical`` columns are read
+    as text (grouping factors, --factor columns); ``other`` columns keep the type pandas infers (fixed effects:
+    numbers stay numeric, text becomes a factor as in R).
+    """
+    import numpy as np
+    import pandas as pd
+
+    other = other or []
+    src, name = _read_source(path)
+    columns = read_header(src, name)
+    wanted = list(dict.fromkeys(numeric + categorical + other))
+    for c in wanted:
+        resolve(c, columns)
+    dtypes = {c: "category" for c in categorical}
+    try:
+        frame = pd.read_csv(
+            src,  # type: ignore[call-overload]
+            usecols=wanted,
+            dtype=dtypes,
+            encoding="utf-8-sig",
+            skipinitialspace=True,
+            keep_default_na=True,
+            na_values=["NA", "NaN", "nan", ".", ""],
+            engine="c",
+        )
+    except UnicodeDecodeError as e:
+        raise DataError(f"File '{name}' is not UTF-8 text ({e.reason} at byte {e.start}).") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
+    frame = frame[wanted]
+    n_all = len(frame)
+    if n_all == 0:
+        raise DataError(f"File '{name}' has a header but no data rows.")
+    for c in numeric:
+        frame[c] = _as_numeric(frame[c], c)
+    for c in other:
+        s = frame[c]
+        if s.dtype == object:
+            conv = pd.to_numeric(s, errors="coerce")
+            # a column of numbers with a few text cells is a mistake, not a factor
+            if conv.notna().sum() > 0.5 * s.notna().sum() and conv.isna().sum() > s.isna().sum():
+                frame[c] = _as_numeric(s, c)
+    for c in wanted:
+        s = frame[c]
+        if s.dtype.kind == "f" and np.isinf(s.to_numpy()).any():
+            row = int(np.flatnonzero(np.isinf(s.to_numpy()))[0]) + 2
+            raise DataError(f"Column '{c}' has an infinite value (line {row} of the file); remove or fix it.")
+    complete = frame.notna().all(axis=1)
+    dropped = int(n_all - complete.sum())
+    notes = []
+    if dropped:
+        frame = frame.loc[complete].reset_index(drop=True)
+        notes.append(f"Dropped {dropped} of {n_all} rows with a missing value in a used column.")
+    if len(frame) == 0:
+        raise DataError(f"No complete rows: every row of '{name}' has a missing value in a used column.")
+    return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
+
+
+def _as_numeric(s: pd.Series, col: str) -> pd.Series:
+    import pandas as pd
+
+    if s.dtype.kind in "fiub":
+        return s.astype(float)
+    conv = pd.to_numeric(s, errors="coerce")
+    bad = conv.isna() & s.notna()
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(
+            f"Column '{col}' must be numeric, but line {i + 2} holds '{s.iloc[i]}'. "
+            "Fix the value, or use the column as a factor."
+        )
+    return conv.astype(float)
+
+
+def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
+    """Levels of a categorical column sorted as R's factor() sorts them: numerically when every value is a
+    number, else by text. Returns the labels (as R prints them) and the integer code of each row."""
+    import numpy as np
+    import pandas as pd
+
+    cat = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype(str).astype("category")
+    cat = cat.cat.remove_unused_categories()
+    cats = [str(c).strip() for c in cat.cat.categories]
+    num = pd.to_numeric(pd.Series(cats, dtype=object), errors="coerce")
+    if cats and num.notna().all():
+        order = np.argsort(num.to_numpy(dtype=float), kind="stable")
+        labels = [_r_number(float(num.iloc[i]), cats[i]) for i in order]
+    else:
+        order = np.array(sorted(range(len(cats)), key=lambda i: cats[i]), dtype=np.int64)
+        labels = [cats[i] for i in order]
+    rank = np.empty(len(cats), dtype=np.int64)
+    rank[order] = np.arange(len(cats))
+    codes = rank[cat.cat.codes.to_numpy()]
+    # labels equal after stripping or as numbers ("1" and "1.0") are one level
+    if len(set(labels)) < len(labels):
+        uniq = list(dict.fromkeys(labels))
+        remap = np.array([uniq.index(lab) for lab in labels], dtype=np.int64)
+        codes, labels = remap[codes], uniq
+    return labels, codes
+
+
+def _r_number(x: float, raw: str) -> str:
+    """Print a number as R's factor() labels it (185 not 185.0)."""
+    if math.isfinite(x) and float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return raw
+
+
+def check_option(name: str, value: float, *, positive: bool = False) -> float:
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise UsageError(f"{name} must be a finite {'positive ' if positive else ''}number, not {value}.")
+    return value

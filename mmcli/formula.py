@@ -1,0 +1,340 @@
+"""lme4 / mgcv formula text -> a model spec: the fixed part, random-effects terms and smooths. No data.
+
+The fixed part is handed to formulaic (Wilkinson notation, R's treatment coding), which knows nothing of
+lme4's bars or mgcv's s(): those are taken out here first. What this module adds by hand is only what no
+formula library does: ``(x | g)``, ``(x || g)``, nested ``g1/g2`` groups, ``s(x, bs=, k=)`` and ``factor(x)``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+from mmcli.errors import FormulaError
+
+NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+FACTOR_CALL = re.compile(r"\bfactor\(\s*([A-Za-z_.][A-Za-z0-9_.]*)\s*\)")
+SMOOTH_BASES = ("cr", "cs", "rk")
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One lme4 random-effects term after expansion: ``(expr | g1:g2)``.
+
+    ``expr`` is the term's own model formula (``1 + Days``, ``0 + Days``); ``factors`` are the columns whose
+    interaction is the grouping factor, in the order lme4 names it (``cask:batch``).
+    """
+
+    expr: str
+    factors: tuple[str, ...]
+    correlated: bool = True
+
+    @property
+    def group(self) -> str:
+        return ":".join(self.factors)
+
+    def __str__(self) -> str:
+        return f"({self.expr} | {self.group})"
+
+
+@dataclass(frozen=True)
+class SmoothTerm:
+    """An mgcv smooth ``s(x, bs = "cr", k = 10)``."""
+
+    var: str
+    bs: str = "cr"
+    k: int = 10
+
+    @property
+    def label(self) -> str:
+        return f"s({self.var})"
+
+    def __str__(self) -> str:
+        return f's({self.var}, bs = "{self.bs}", k = {self.k})'
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    response: str
+    fixed: str  # formulaic right-hand side; factor(x) already rewritten to the column `factor(x)`
+    fixed_display: str  # as the user would write it
+    random: tuple[RandomTerm, ...] = ()
+    smooths: tuple[SmoothTerm, ...] = ()
+    factor_calls: tuple[str, ...] = field(default=())  # columns used as factor(x)
+
+    @property
+    def text(self) -> str:
+        """The formula fitted, written as lme4/gamm4 would print it."""
+        parts = [self.fixed_display] if self.fixed_display else []
+        parts += [str(s) for s in self.smooths]
+        parts += [_display_random(t) for t in self.random]
+        return f"{self.response} ~ " + " + ".join(parts)
+
+    def variables(self) -> list[str]:
+        """The data columns this model uses, response first, each once."""
+        out = [self.response]
+        out += fixed_variables(self.fixed)
+        for t in self.random:
+            out += fixed_variables(t.expr)
+            out += list(t.factors)
+        out += [s.var for s in self.smooths]
+        seen: list[str] = []
+        for v in out:
+            v = v[len("factor(") : -1] if v.startswith("factor(") else v
+            if v not in seen:
+                seen.append(v)
+        return seen
+
+
+def _display_random(t: RandomTerm) -> str:
+    bar = "|" if t.correlated else "||"
+    return f"({t.expr} {bar} {t.group})"
+
+
+def fixed_variables(rhs: str) -> list[str]:
+    """Column names a fixed-effects right-hand side refers to (formulaic's own parser)."""
+    if rhs.strip() in ("", "1", "0", "-1", "1 - 1", "0 + 1"):
+        return []
+    from formulaic import Formula
+
+    try:
+        f = Formula(rhs)
+        names = sorted(str(v) for v in f.required_variables)
+    except Exception as e:  # formulaic raises several types for syntax errors
+        raise FormulaError(f"Cannot read the fixed-effects part '{rhs}': {_first_line(e)}") from None
+    return names
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+# --------------------------------------------------------------------------------------------------
+# Scanning
+# --------------------------------------------------------------------------------------------------
+
+
+def _split_top(text: str, seps: str, offset: int, whole: str) -> list[tuple[str, int, str]]:
+    """Split at top-level characters in ``seps``; returns (piece, start position, preceding separator)."""
+    out: list[tuple[str, int, str]] = []
+    depth, start, sep = 0, 0, "+"
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise FormulaError("Unmatched ')'", whole, offset + i)
+        elif depth == 0 and ch in seps:
+            out.append((text[start:i], offset + start, sep))
+            start, sep = i + 1, ch
+    if depth != 0:
+        raise FormulaError("Unmatched '('", whole, offset + text.rfind("("))
+    out.append((text[start:], offset + start, sep))
+    return out
+
+
+def _matching_paren(s: str, i: int) -> int:
+    depth = 0
+    for j in range(i, len(s)):
+        if s[j] == "(":
+            depth += 1
+        elif s[j] == ")":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
+def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
+    """Parse ``y ~ fixed + (expr | group) + s(x, ...)`` into a :class:`ModelSpec`."""
+    if text.count("~") != 1:
+        pos = text.find("~", text.find("~") + 1) if text.count("~") > 1 else len(text)
+        raise FormulaError("A formula needs exactly one '~' between the response and the terms", text, pos)
+    lhs, rhs = text.split("~")
+    response = lhs.strip()
+    if not response:
+        raise FormulaError("The formula has no response before '~'", text, 0)
+    response = _strip_backticks(response)
+    if not NAME.match(response) and not _is_quoted_name(lhs.strip()):
+        raise FormulaError(f"The response must be a column name, not '{response}'", text, 0)
+    rhs_off = len(lhs) + 1
+    if not rhs.strip():
+        raise FormulaError("The formula has no terms after '~'", text, len(text))
+    fixed_parts: list[str] = []
+    random: list[RandomTerm] = []
+    smooths: list[SmoothTerm] = []
+    for piece, pos, sep in _split_top(rhs, "+-", rhs_off, text):
+        p = piece.strip()
+        lead = pos + (len(piece) - len(piece.lstrip()))
+        if not p:
+            if sep == "-" and not fixed_parts and pos == rhs_off:
+                continue
+            raise FormulaError("Empty term", text, pos)
+        if p.startswith("(") and _matching_paren(p, 0) == len(p) - 1 and _has_top_bar(p[1:-1]):
+            if sep == "-":
+                raise FormulaError("A random-effects term cannot be subtracted", text, lead)
+            random += _parse_bar(p[1:-1], lead + 1, text)
+        elif re.match(r"^s\s*\(", p):
+            if not allow_smooths:
+                raise FormulaError("Smooth terms s(...) belong to 'mmcli gamm', not this command", text, lead)
+            if sep == "-":
+                raise FormulaError("A smooth cannot be subtracted", text, lead)
+            smooths.append(_parse_smooth(p, lead, text))
+        else:
+            if "|" in p:
+                raise FormulaError("A random-effects term must be in parentheses: (expr | group)", text, lead + p.index("|"))
+            fixed_parts.append(("- " if sep == "-" else "") + p)
+    fixed_display = " + ".join(fixed_parts).replace("+ - ", "- ")
+    if not fixed_parts:
+        fixed_display = "1"
+    factor_calls = tuple(dict.fromkeys(FACTOR_CALL.findall(fixed_display)))
+    fixed = FACTOR_CALL.sub(lambda m: f"`factor({m.group(1)})`", fixed_display)
+    if fixed_display != "1":
+        fixed_variables(fixed)  # syntax check now, with the user's text in the message
+    return ModelSpec(
+        response=response,
+        fixed=fixed,
+        fixed_display=fixed_display,
+        random=tuple(random),
+        smooths=tuple(smooths),
+        factor_calls=factor_calls,
+    )
+
+
+def _strip_backticks(s: str) -> str:
+    return s[1:-1] if len(s) > 1 and s[0] == s[-1] == "`" else s
+
+
+def _is_quoted_name(s: str) -> bool:
+    return len(s) > 1 and s[0] == s[-1] == "`"
+
+
+def _has_top_bar(s: str) -> bool:
+    depth = 0
+    for ch in s:
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and ch == "|":
+            return True
+    return False
+
+
+def _parse_bar(inner: str, off: int, whole: str) -> list[RandomTerm]:
+    """``expr | g`` or ``expr || g``; ``g`` may be ``a/b`` (nested) or ``a:b``."""
+    i = inner.index("|")
+    double = inner[i : i + 2] == "||"
+    expr = inner[:i].strip()
+    group = inner[i + (2 if double else 1) :].strip()
+    if not expr:
+        raise FormulaError("Missing the effects before '|' (write 1 for an intercept)", whole, off)
+    if not group:
+        raise FormulaError("Missing the grouping factor after '|'", whole, off + len(inner))
+    if "|" in group:
+        raise FormulaError("Only one '|' is allowed in a random-effects term", whole, off + i + 1 + group.index("|"))
+    gpos = off + inner.index(group, i)
+    nested = [g.strip() for g in group.split("/")]
+    for g in nested:
+        for f in g.split(":"):
+            if not NAME.match(f.strip()):
+                raise FormulaError(f"The grouping factor must be a column name, not '{f.strip()}'", whole, gpos)
+    # a/b/c -> a, b:a, c:b:a  (lme4 names the nested factor 'cask:batch' for batch/cask)
+    groups: list[tuple[str, ...]] = []
+    for k in range(len(nested)):
+        fs: list[str] = []
+        for g in reversed(nested[: k + 1]):
+            fs += [f.strip() for f in g.split(":")]
+        groups.append(tuple(fs))
+    expr = _normalize_expr(expr, whole, off)
+    terms: list[RandomTerm] = []
+    for fs in groups:
+        if double:
+            terms += [RandomTerm(e, fs, True) for e in _split_double(expr)]
+        else:
+            terms.append(RandomTerm(expr, fs, True))
+    return terms
+
+
+def _normalize_expr(expr: str, whole: str, off: int) -> str:
+    fixed_variables(expr) if expr not in ("1", "0") else None
+    return expr
+
+
+def _split_double(expr: str) -> list[str]:
+    """lme4's expandDoubleVerts: (x || g) = (1 | g) + (0 + x | g)."""
+    parts = [p.strip() for p in re.split(r"\+", expr)]
+    has_int = True
+    out = []
+    for p in parts:
+        if p in ("0", "-1") or p.endswith("- 1"):
+            has_int = False
+        elif p == "1":
+            continue
+        else:
+            out.append(p.replace("- 1", "").strip())
+    return (["1"] if has_int else []) + [f"0 + {p}" for p in out if p]
+
+
+def _parse_smooth(p: str, off: int, whole: str) -> SmoothTerm:
+    """``s(x, bs = 'cs', k = 10)``; R's argument syntax is close enough to Python's for ast."""
+    close = _matching_paren(p, p.index("("))
+    if close != len(p) - 1:
+        raise FormulaError("Unexpected text after s(...)", whole, off + close + 1)
+    src = "f" + p[p.index("(") :].replace("TRUE", "True").replace("FALSE", "False")
+    try:
+        call = ast.parse(src, mode="eval").body
+    except SyntaxError as e:
+        raise FormulaError("Cannot read the smooth's arguments", whole, off + max((e.offset or 1) - 1, 0)) from None
+    assert isinstance(call, ast.Call)
+    if len(call.args) != 1 or not isinstance(call.args[0], ast.Name):
+        raise FormulaError("A smooth takes one column: s(x, bs = 'cr', k = 10)", whole, off)
+    var = call.args[0].id
+    bs, k = "cr", 10
+    for kw in call.keywords:
+        try:
+            val = ast.literal_eval(kw.value)
+        except ValueError:
+            raise FormulaError(f"Argument {kw.arg} of s() must be a literal", whole, off) from None
+        if kw.arg == "bs":
+            if val not in SMOOTH_BASES:
+                from mmcli.errors import UsageError
+
+                raise UsageError(f"Unknown smooth basis '{val}'. Use one of: {', '.join(SMOOTH_BASES)}.")
+            bs = str(val)
+        elif kw.arg == "k":
+            if not isinstance(val, int) or isinstance(val, bool):
+                raise FormulaError("k in s() must be a whole number", whole, off)
+            k = val
+        else:
+            raise FormulaError(f"Unsupported argument '{kw.arg}' in s(): mmcli knows bs and k", whole, off)
+    return SmoothTerm(var, bs, k)
+
+
+def build_formula(
+    y: str | None,
+    fixed: list[str],
+    groups: list[str],
+    slopes: list[str],
+    smooths: list[str] | None = None,
+    bs: str = "cr",
+    k: int = 10,
+) -> str:
+    """The formula that the column options (--y --fixed --group --slope --smooth) stand for."""
+    from mmcli.errors import UsageError
+
+    if not y:
+        raise UsageError("Give a formula, or the response with --y COL (and --group COL for the random intercept).")
+    rhs = [_q(f) for f in fixed] or ["1"]
+    for s in smooths or []:
+        rhs.append(f"s({_q(s)}, bs = '{bs}', k = {k})")
+    if slopes and not groups:
+        raise UsageError("--slope needs --group: the slope varies by the levels of a grouping column.")
+    for g in groups:
+        expr = " + ".join(["1"] + [_q(s) for s in slopes])
+        rhs.append(f"({expr} | {g})")
+    return f"{_q(y)} ~ " + " + ".join(rhs)
+
+
+def _q(col: str) -> str:
+    return col if NAME.match(col) else f"`{col}`"

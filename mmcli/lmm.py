@@ -1,0 +1,804 @@
+"""The linear mixed-model core: Gram matrix, blocked Cholesky, profiled ML/REML, optimizer, results.
+
+The model is y = X beta + Z b + e with b = Lambda(theta) u, u ~ N(0, sigma^2 I), e ~ N(0, sigma^2 I)
+(Bates, Maechler, Bolker & Walker 2015, sections 2-3). For each theta the symmetric matrix
+
+    Omega = [[Lambda'Z'Z Lambda + I, Lambda'Z'X, Lambda'Z'y],
+             [X'Z Lambda,            X'X,        X'y       ],
+             [y'Z Lambda,            y'X,        y'y       ]]
+
+is factored as L L'. The profiled deviance is read off the factor: the log-determinant of its Z block,
+that of its X block (REML) and the penalized residual sum of squares r^2, which is the square of the
+last diagonal entry (y is kept as the last column). Z's columns are ordered by blocks, one block per
+grouping factor, the factor with the most levels first; that block's part of Omega is block diagonal,
+so its factor costs O(levels), and everything after it is a small dense Schur complement
+(the layout of MixedModels.jl; Bates, Alday & Kokandakar 2025).
+
+No n x n matrix is formed on this path. The seed's dense formulation (V = sigma^2 (Z Lambda Lambda'Z' + I))
+is kept as ``method="dense"`` for small data: it teaches the idea and the tests check one against the other.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from mmcli.errors import DataError, ModelError
+
+LOG2PI = math.log(2.0 * math.pi)
+SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4) on the diagonal entries of theta
+DENSE_MAX_ROWS = 5000  # the seed formulation holds an n x n matrix
+
+
+# --------------------------------------------------------------------------------------------------
+# Model description
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ReTerm:
+    """One random-effects term, such as ``(1 + Days | Subject)``.
+
+    ``Z`` is n x (nlevels * p) with columns level-major: level j owns columns j*p .. j*p + p - 1.
+    ``indicator`` says that every row is nonzero in one level only (a grouping factor), so that Z'Z is
+    block diagonal by level. A smooth's random part (one variance for many columns) is not an indicator term.
+    ``correlated=False`` gives a diagonal template (no correlation parameters).
+    """
+
+    group: str
+    names: tuple[str, ...]
+    levels: tuple[str, ...]
+    Z: sp.csc_matrix
+    correlated: bool = True
+    indicator: bool = True
+
+    @property
+    def p(self) -> int:
+        return len(self.names)
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def ntheta(self) -> int:
+        return self.p * (self.p + 1) // 2 if self.correlated else self.p
+
+    def template_positions(self) -> list[tuple[int, int]]:
+        """(row, col) of each theta entry in the p x p lower-triangular template, column by column."""
+        if not self.correlated:
+            return [(i, i) for i in range(self.p)]
+        return [(i, j) for j in range(self.p) for i in range(j, self.p)]
+
+
+def indicator_term(
+    group: str, names: Sequence[str], codes: np.ndarray, levels: Sequence[str], T: np.ndarray
+) -> ReTerm:
+    """Build the Z of a grouping-factor term from level codes (n,) and the per-row template columns T (n, p)."""
+    n = codes.shape[0]
+    T = np.asarray(T, dtype=float).reshape(n, -1)
+    p = T.shape[1]
+    rows = np.repeat(np.arange(n), p)
+    cols = (codes[:, None] * p + np.arange(p)[None, :]).ravel()
+    Z = sp.csc_matrix((T.ravel(), (rows, cols)), shape=(n, len(levels) * p))
+    return ReTerm(group=group, names=tuple(names), levels=tuple(levels), Z=Z, correlated=True, indicator=True)
+
+
+@dataclass(frozen=True)
+class OptimizerRecord:
+    name: str
+    evaluations: int
+    message: str
+    theta_start: tuple[float, ...]
+    theta_end: tuple[float, ...]
+    seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class LmmFit:
+    """Everything a fitted LMM reports. Built once by :func:`fit_lmm`."""
+
+    reml: bool
+    n: int
+    terms: tuple[ReTerm, ...]
+    xnames: tuple[str, ...]
+    theta: np.ndarray
+    sigma: float
+    beta: np.ndarray
+    vcov: np.ndarray
+    objective: float  # -2 log-likelihood (ML) or the REML criterion
+    loglik: float
+    npar: int
+    ranef: list[np.ndarray]  # per term, (nlevels, p): conditional modes b
+    cond_sd: list[np.ndarray]  # per term, (nlevels, p): conditional standard deviations
+    cond_cov: list[np.ndarray]  # per term, (nlevels, p, p)
+    fitted: np.ndarray
+    residuals: np.ndarray
+    converged: bool
+    optimizer: OptimizerRecord
+    dropped_columns: tuple[str, ...] = ()
+    lower: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.n) * self.npar
+
+    @property
+    def df_resid(self) -> int:
+        return self.n - self.npar
+
+    @property
+    def singular(self) -> bool:
+        diag = self.lower == 0.0
+        return bool(np.any(self.theta[diag] < SINGULAR_TOL))
+
+    def term_covariances(self) -> list[np.ndarray]:
+        """sigma^2 Lambda_k Lambda_k' per term: the covariance matrix of one level's random effects."""
+        out = []
+        for T in _templates(self.terms, self.theta):
+            out.append(self.sigma**2 * (T @ T.T))
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# theta -> templates
+# --------------------------------------------------------------------------------------------------
+
+
+def _lower_bounds(terms: Sequence[ReTerm]) -> np.ndarray:
+    lb: list[float] = []
+    for t in terms:
+        lb += [0.0 if i == j else -np.inf for i, j in t.template_positions()]
+    return np.array(lb)
+
+
+def _start(terms: Sequence[ReTerm]) -> np.ndarray:
+    th: list[float] = []
+    for t in terms:
+        th += [1.0 if i == j else 0.0 for i, j in t.template_positions()]
+    return np.array(th)
+
+
+def _templates(terms: Sequence[ReTerm], theta: np.ndarray) -> list[np.ndarray]:
+    out, k = [], 0
+    for t in terms:
+        T = np.zeros((t.p, t.p))
+        for i, j in t.template_positions():
+            T[i, j] = theta[k]
+            k += 1
+        out.append(T)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class _Block:
+    """Terms sharing one grouping factor, amalgamated (MixedModels.jl): a pb x pb block template per level."""
+
+    terms: tuple[int, ...]  # indices into the model's terms
+    nlevels: int
+    p: int
+    Z: sp.csc_matrix  # n x (nlevels * p), level-major
+    indicator: bool
+    offsets: tuple[int, ...]  # start of each term's columns inside the block template
+
+
+def _make_blocks(terms: Sequence[ReTerm]) -> list[_Block]:
+    """Amalgamate indicator terms on the same factor; order blocks by decreasing number of levels."""
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(terms):
+        key = ("ind", t.group, t.levels) if t.indicator else ("gen", i)
+        groups.setdefault(key, []).append(i)
+    blocks = []
+    for idx in groups.values():
+        ts = [terms[i] for i in idx]
+        nl = ts[0].nlevels
+        p = sum(t.p for t in ts)
+        offsets = tuple(int(x) for x in np.cumsum([0] + [t.p for t in ts[:-1]]))
+        if len(ts) == 1:
+            Z = ts[0].Z.tocsc()
+        else:
+            # interleave the terms' columns so that each level's p columns are contiguous
+            perm = []
+            starts = np.cumsum([0] + [t.Z.shape[1] for t in ts[:-1]])
+            for j in range(nl):
+                for t, s0 in zip(ts, starts):
+                    perm += list(range(s0 + j * t.p, s0 + (j + 1) * t.p))
+            Z = sp.hstack([t.Z for t in ts]).tocsc()[:, perm]
+        blocks.append(_Block(tuple(idx), nl, p, Z, ts[0].indicator, offsets))
+    # the indicator block with most levels first; the order of the rest does not change the result
+    blocks.sort(key=lambda b: (not b.indicator, -b.nlevels * b.p))
+    return blocks
+
+
+# --------------------------------------------------------------------------------------------------
+# The blocked Cholesky of Omega
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Factor:
+    """The pieces of L for one theta (see the module docstring)."""
+
+    L00: np.ndarray  # (nl0, p0, p0) lower Cholesky factors of the first block, per level
+    L00inv: np.ndarray  # (nl0, p0, p0)
+    LR0: sp.csr_matrix | None  # qR x q0
+    LX0: np.ndarray  # (p+1) x q0 (the last row belongs to y)
+    Lrest: np.ndarray  # (qR + p + 1) square lower factor of the Schur complement
+    logdetZ: float  # log |L_ZZ|^2
+    logdetX: float  # log |L_XX|^2
+    pwrss: float  # r^2
+
+
+class _Problem:
+    """The fixed parts of the Gram matrix of [Z X y], formed once; :meth:`factor` per theta."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, terms: Sequence[ReTerm]):
+        self.terms = list(terms)
+        self.n, self.p = X.shape
+        self.X, self.y = X, y
+        self.blocks = _make_blocks(terms)
+        XY = np.column_stack([X, y])
+        self.AXX = XY.T @ XY
+        first = self.blocks[0] if self.blocks and self.blocks[0].indicator else None
+        rest = self.blocks[1:] if first is not None else self.blocks
+        self.first, self.rest = first, rest
+        if first is not None:
+            Z0 = first.Z
+            nl0, p0 = first.nlevels, first.p
+            self.A00 = _blockdiag_gram(Z0, nl0, p0)
+            self.AX0 = np.asarray((Z0.T @ XY).T)  # (p+1) x q0
+        else:
+            self.A00 = np.zeros((0, 0, 0))
+            self.AX0 = np.zeros((self.p + 1, 0))
+        self.qR = sum(b.nlevels * b.p for b in rest)
+        if rest:
+            ZR = sp.hstack([b.Z for b in rest]).tocsc()
+            self.ARR = np.asarray((ZR.T @ ZR).todense())
+            self.AXR = np.asarray((ZR.T @ XY).T)  # (p+1) x qR
+            self.AR0 = (ZR.T @ first.Z).tocsr() if first is not None else None
+        else:
+            self.ARR = np.zeros((0, 0))
+            self.AXR = np.zeros((self.p + 1, 0))
+            self.AR0 = None
+        # theta positions inside each block's template
+        self.block_maps = []
+        k_of_term = np.cumsum([0] + [t.ntheta for t in self.terms])
+        for b in self.blocks:
+            rows, cols, ks = [], [], []
+            for ti, off in zip(b.terms, b.offsets):
+                for m, (i, j) in enumerate(self.terms[ti].template_positions()):
+                    rows.append(off + i)
+                    cols.append(off + j)
+                    ks.append(k_of_term[ti] + m)
+            self.block_maps.append((np.array(rows), np.array(cols), np.array(ks)))
+        self._lambda_rest_pattern()
+
+    def _lambda_rest_pattern(self) -> None:
+        """The sparsity pattern of Lambda over the rest blocks (block diagonal kron(I, T_b)), built once."""
+        rows, cols, src = [], [], []
+        off, toff = 0, 0
+        self.rest_template_sizes = []
+        for b in self.rest:
+            p = b.p
+            ii, jj = np.tril_indices(p)
+            lev = np.arange(b.nlevels)
+            rows.append((off + lev[:, None] * p + ii[None, :]).ravel())
+            cols.append((off + lev[:, None] * p + jj[None, :]).ravel())
+            src.append(np.tile(toff + ii * p + jj, b.nlevels))
+            off += b.nlevels * p
+            toff += p * p
+            self.rest_template_sizes.append(p)
+        if rows:
+            r, c, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(src)
+            order = np.lexsort((c, r))
+            self.LR_rows, self.LR_cols, self.LR_src = r[order], c[order], s[order]
+        else:
+            self.LR_rows = self.LR_cols = self.LR_src = np.zeros(0, dtype=int)
+
+    def block_templates(self, theta: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for b, (r, c, k) in zip(self.blocks, self.block_maps):
+            T = np.zeros((b.p, b.p))
+            T[r, c] = theta[k]
+            out.append(T)
+        return out
+
+    def lambda_rest(self, templates: list[np.ndarray]) -> sp.csr_matrix:
+        flat = np.concatenate([T.ravel() for T in templates]) if templates else np.zeros(0)
+        return sp.csr_matrix((flat[self.LR_src], (self.LR_rows, self.LR_cols)), shape=(self.qR, self.qR))
+
+    def factor(self, theta: np.ndarray) -> _Factor:
+        """Factor Omega(theta) = L L' blockwise (Bates et al. 2015, eq. 18; MixedModels.jl's blocked layout)."""
+        Ts = self.block_templates(theta)
+        p1 = self.p + 1
+        if self.first is not None:
+            T0 = Ts[0]
+            nl0, p0 = self.first.nlevels, self.first.p
+            # first block: Lambda_0' A00 Lambda_0 + I per level, then batched Cholesky
+            M = np.einsum("ji,ljk,km->lim", T0, self.A00, T0, optimize=True)
+            M[:, np.arange(p0), np.arange(p0)] += 1.0
+            if p0 == 1:
+                L00 = np.sqrt(M)
+                L00inv = 1.0 / L00
+            else:
+                L00 = np.linalg.cholesky(M)
+                L00inv = np.linalg.inv(L00)
+            logdet0 = 2.0 * float(np.sum(np.log(np.diagonal(L00, axis1=1, axis2=2))))
+            # [X y] rows: (A_X0 Lambda_0) L00^{-T}
+            AXL = (self.AX0.reshape(p1, nl0, p0) @ T0).reshape(p1, nl0, p0)
+            LX0 = np.einsum("alj,lkj->alk", AXL, L00inv).reshape(p1, nl0 * p0)
+        else:
+            nl0 = p0 = 0
+            L00 = L00inv = np.zeros((0, 0, 0))
+            LX0 = np.zeros((p1, 0))
+            logdet0 = 0.0
+        qR = self.qR
+        S = np.empty((qR + p1, qR + p1))
+        LR0 = None
+        if qR:
+            LamR = self.lambda_rest(Ts[1:] if self.first is not None else Ts)
+            S[:qR, :qR] = LamR.T @ (LamR.T @ self.ARR).T
+            S[np.arange(qR), np.arange(qR)] += 1.0
+            XR = self.AXR @ LamR  # (p+1) x qR
+            S[qR:, :qR] = XR
+            if self.AR0 is not None:
+                Linv_blocks = sp.bsr_matrix(
+                    (np.ascontiguousarray(L00inv.transpose(0, 2, 1)), np.arange(nl0), np.arange(nl0 + 1)),
+                    shape=(nl0 * p0, nl0 * p0),
+                )
+                Lam0 = sp.bsr_matrix(
+                    (np.broadcast_to(T0, (nl0, p0, p0)).copy(), np.arange(nl0), np.arange(nl0 + 1)),
+                    shape=(nl0 * p0, nl0 * p0),
+                )
+                LR0 = (LamR.T @ self.AR0 @ Lam0 @ Linv_blocks).tocsr()
+                S[:qR, :qR] -= (LR0 @ LR0.T).toarray()
+                S[qR:, :qR] -= np.asarray(LR0 @ LX0.T).T
+        S[qR:, qR:] = self.AXX - LX0 @ LX0.T
+        try:
+            Lrest = sla.cholesky(S, lower=True, check_finite=False, overwrite_a=True)
+        except np.linalg.LinAlgError:
+            Lrest = _cholesky_semidefinite(S, qR)
+        d = np.diagonal(Lrest)
+        logdetR = 2.0 * float(np.sum(np.log(d[:qR]))) if qR else 0.0
+        dX = d[qR : qR + self.p]
+        logdetX = 2.0 * float(np.sum(np.log(dX))) if self.p else 0.0
+        pwrss = float(d[-1] ** 2)
+        return _Factor(L00, L00inv, LR0, LX0, Lrest, logdet0 + logdetR, logdetX, pwrss)
+
+    def objective(self, theta: np.ndarray, reml: bool) -> float:
+        """-2 log L(theta) (ML) or the REML criterion, profiled over beta and sigma (Bates et al. 2015, eqs. 34, 41)."""
+        f = self.factor(theta)
+        return _criterion(f, self.n, self.p, reml)
+
+
+def _criterion(f: _Factor, n: int, p: int, reml: bool) -> float:
+    if not np.isfinite(f.pwrss) or f.pwrss <= 0.0:
+        return np.inf
+    if reml:
+        nmp = n - p
+        return f.logdetZ + f.logdetX + nmp * (1.0 + LOG2PI + math.log(f.pwrss / nmp))
+    return f.logdetZ + n * (1.0 + LOG2PI + math.log(f.pwrss / n))
+
+
+def _cholesky_semidefinite(S: np.ndarray, qR: int) -> np.ndarray:
+    """A Cholesky factor when the y row makes S only semidefinite (a perfect fit): r = 0 ends the search."""
+    L = np.linalg.cholesky(S[:-1, :-1])
+    Ly = sla.solve_triangular(L, S[-1, :-1], lower=True)
+    r2 = max(S[-1, -1] - Ly @ Ly, 0.0)
+    out = np.zeros_like(S)
+    out[:-1, :-1] = L
+    out[-1, :-1] = Ly
+    out[-1, -1] = math.sqrt(r2)
+    return out
+
+
+def _blockdiag_gram(Z: sp.csc_matrix, nl: int, p: int) -> np.ndarray:
+    """The diagonal blocks of Z'Z for an indicator block, as an (nl, p, p) array."""
+    Zr = Z.tocsr()
+    n = Zr.shape[0]
+    # each row has its nonzeros inside one level's p columns
+    out = np.zeros((nl, p, p))
+    if p == 1:
+        ZtZ = Z.multiply(Z).sum(axis=0)
+        out[:, 0, 0] = np.asarray(ZtZ).ravel()
+        return out
+    coo = Zr.tocoo()
+    level = coo.col // p
+    lev_of_row = np.full(n, -1)
+    lev_of_row[coo.row] = level
+    dense_rows = np.zeros((n, p))
+    dense_rows[coo.row, coo.col % p] = coo.data
+    keep = lev_of_row >= 0
+    for a in range(p):
+        for b in range(a, p):
+            s = np.bincount(lev_of_row[keep], weights=(dense_rows[keep, a] * dense_rows[keep, b]), minlength=nl)
+            out[:, a, b] = s
+            out[:, b, a] = s
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The seed's dense formulation
+# --------------------------------------------------------------------------------------------------
+
+
+class _DenseProblem:
+    """V = sigma^2 (Z Lambda Lambda'Z' + I): Cholesky of V, whitened GLS (the seed's llMixed, profiled)."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, terms: Sequence[ReTerm]):
+        self.X, self.y, self.terms = X, y, list(terms)
+        self.n, self.p = X.shape
+        self.Z = sp.hstack([t.Z for t in terms]).toarray() if terms else np.zeros((self.n, 0))
+
+    def lam(self, theta: np.ndarray) -> np.ndarray:
+        mats = [np.kron(np.eye(t.nlevels), T) for t, T in zip(self.terms, _templates(self.terms, theta))]
+        return sla.block_diag(*mats) if mats else np.zeros((0, 0))
+
+    def pieces(self, theta: np.ndarray):
+        ZL = self.Z @ self.lam(theta)
+        V0 = ZL @ ZL.T + np.eye(self.n)
+        L = np.linalg.cholesky(V0)
+        Xw = sla.solve_triangular(L, self.X, lower=True)
+        yw = sla.solve_triangular(L, self.y, lower=True)
+        beta, *_ = np.linalg.lstsq(Xw, yw, rcond=None)
+        r = yw - Xw @ beta
+        return L, Xw, beta, float(r @ r)
+
+    def objective(self, theta: np.ndarray, reml: bool) -> float:
+        L, Xw, _, r2 = self.pieces(theta)
+        if r2 <= 0:
+            return np.inf
+        logdetV = 2.0 * float(np.sum(np.log(np.diag(L))))
+        if reml:
+            nmp = self.n - self.p
+            _, logdetXVX = np.linalg.slogdet(Xw.T @ Xw)
+            return logdetV + logdetXVX + nmp * (1.0 + LOG2PI + math.log(r2 / nmp))
+        return logdetV + self.n * (1.0 + LOG2PI + math.log(r2 / self.n))
+
+
+# --------------------------------------------------------------------------------------------------
+# Optimizer
+# --------------------------------------------------------------------------------------------------
+
+
+def _optimize(
+    fn: Callable[[np.ndarray], float],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[np.ndarray, float, OptimizerRecord, bool]:
+    """Bound-constrained BOBYQA (Powell 2009) via NLopt, with lme4's nloptwrap settings:
+    ftol_abs = 1e-8, xtol_abs = 1e-8, maxeval = 1e5. A second pass from the optimum guards against an
+    early stop (lme4 does the same check on the gradient afterwards)."""
+    import nlopt
+
+    t0 = time.perf_counter()
+    count = [0]
+    best = [np.inf]
+
+    def f(x: np.ndarray, grad: np.ndarray) -> float:
+        count[0] += 1
+        v = fn(np.asarray(x))
+        if not np.isfinite(v):
+            v = 1e300
+        if v < best[0]:
+            best[0] = v
+        if progress is not None:
+            progress(count[0], best[0])
+        return v
+
+    k = x0.size
+    xs, fx, msg, ok = x0.copy(), np.inf, "", True
+    for _pass in range(3):
+        opt = nlopt.opt(nlopt.LN_BOBYQA, k)
+        opt.set_min_objective(f)
+        opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -1e300))
+        opt.set_ftol_abs(1e-10)
+        opt.set_xtol_abs(1e-10)
+        opt.set_maxeval(100000)
+        step = np.maximum(np.abs(xs) * 0.25, 0.05) if _pass else np.full(k, 0.75)
+        opt.set_initial_step(step)
+        try:
+            xn = opt.optimize(xs)
+            fn_new = opt.last_optimum_value()
+            res = opt.last_optimize_result()
+        except (nlopt.RoundoffLimited, RuntimeError, ValueError) as e:  # keep the best point seen
+            xn, fn_new, res = xs, fx, -1
+            msg = f"NLopt stopped: {e}"
+        improved = fx - fn_new
+        xs, fx = (xn, fn_new) if fn_new <= fx else (xs, fx)
+        msg = _NLOPT_MESSAGES.get(res, msg or f"NLopt code {res}")
+        ok = res > 0 and res != nlopt.MAXEVAL_REACHED
+        if _pass and improved < 1e-8:
+            break
+    rec = OptimizerRecord(
+        "NLopt LN_BOBYQA", count[0], msg, tuple(map(float, x0)), tuple(map(float, xs)), time.perf_counter() - t0
+    )
+    return np.asarray(xs), float(fx), rec, ok
+
+
+_NLOPT_MESSAGES = {
+    1: "success",
+    2: "stopval reached",
+    3: "ftol reached (change in deviance below tolerance)",
+    4: "xtol reached (change in theta below tolerance)",
+    5: "maximum number of evaluations reached",
+    6: "maximum time reached",
+    -1: "failure",
+    -4: "stopped by roundoff",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Fitting
+# --------------------------------------------------------------------------------------------------
+
+
+def drop_aliased(X: np.ndarray, names: Sequence[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:
+    """Drop columns of X that are linear combinations of earlier ones (pivoted QR, lme4's chkRank.drop.cols)."""
+    if X.shape[1] == 0:
+        return X, list(names), []
+    scale = np.sqrt(np.sum(X**2, axis=0))
+    scale[scale == 0] = 1.0
+    _, R, piv = sla.qr(X / scale, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R))
+    rank = int(np.sum(d > tol * d[0])) if d.size and d[0] > 0 else 0
+    keep = np.sort(piv[:rank])
+    dropped = [names[i] for i in sorted(piv[rank:])]
+    return X[:, keep], [names[i] for i in keep], dropped
+
+
+def check_terms(terms: Sequence[ReTerm], n: int) -> None:
+    """lme4's checks: every grouping factor has >= 2 levels and fewer levels than observations."""
+    for t in terms:
+        if not t.indicator:
+            continue
+        if t.nlevels < 2:
+            raise ModelError(
+                f"Grouping factor '{t.group}' has {t.nlevels} level; a random effect needs at least 2 levels."
+            )
+        if t.nlevels >= n:
+            raise ModelError(
+                f"Grouping factor '{t.group}' has as many levels ({t.nlevels}) as observations ({n}); "
+                "its variance cannot be told apart from the residual variance."
+            )
+        if t.nlevels * t.p >= n:
+            raise ModelError(
+                f"The term ({' + '.join(t.names)} | {t.group}) has {t.nlevels * t.p} random effects for {n} "
+                "observations; the variance parameters cannot be identified. Simplify the term."
+            )
+
+
+def fit_lmm(
+    X: np.ndarray,
+    y: np.ndarray,
+    terms: Sequence[ReTerm],
+    *,
+    reml: bool = False,
+    xnames: Sequence[str] | None = None,
+    method: str = "fast",
+    progress: Callable[[int, float], None] | None = None,
+) -> LmmFit:
+    """Fit y = X beta + Z b + e by ML or REML; theta by BOBYQA on the profiled criterion, then beta,
+    sigma, vcov, conditional modes and standard deviations from the factor at the optimum
+    (Bates et al. 2015, sections 3.4-3.6)."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = y.shape[0]
+    if X.ndim != 2 or X.shape[0] != n:
+        raise DataError("X and y have different numbers of rows.")
+    names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
+    X, names, dropped = drop_aliased(X, names)
+    check_terms(terms, n)
+    p = X.shape[1]
+    if n - p <= 0 or (reml and n - p <= 0):
+        raise ModelError(f"{n} observations are too few for {p} fixed effects.")
+    if not terms:
+        raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
+    # work on y / s so that responses of any magnitude neither overflow nor underflow the Gram matrix
+    s = float(np.sqrt(np.mean((y - y.mean()) ** 2))) or float(np.max(np.abs(y))) or 1.0
+    ys = y / s
+    if method == "dense":
+        if n > DENSE_MAX_ROWS:
+            raise ModelError(
+                f"--method dense holds an n x n matrix and is limited to {DENSE_MAX_ROWS} rows; "
+                f"these data have {n}. Use the default --method fast."
+            )
+        dense = _DenseProblem(X, ys, terms)
+        crit = dense.objective
+    elif method == "fast":
+        prob = _Problem(X, ys, terms)
+        crit = prob.objective
+    else:
+        raise ModelError(f"Unknown method '{method}': use fast or dense.")
+    lower = _lower_bounds(terms)
+    x0 = _start(terms)
+    theta, fval, rec, ok = _optimize(lambda th: crit(th, reml), x0, lower, progress)
+    theta = np.where(np.abs(theta) < 1e-13, 0.0, theta)
+    if method == "dense":
+        return _results_dense(dense, theta, reml, s, names, dropped, rec, ok, lower)
+    return _results(prob, theta, reml, s, names, dropped, rec, ok, lower)
+
+
+def _results(
+    prob: _Problem,
+    theta: np.ndarray,
+    reml: bool,
+    s: float,
+    names: list[str],
+    dropped: list[str],
+    rec: OptimizerRecord,
+    ok: bool,
+    lower: np.ndarray,
+) -> LmmFit:
+    f = prob.factor(theta)
+    n, p, qR = prob.n, prob.p, prob.qR
+    objective_s = _criterion(f, n, p, reml)
+    Lr = f.Lrest
+    # --- beta, then u, by back-substitution through L' (the y row of L holds the right-hand side)
+    LXX = Lr[qR : qR + p, qR : qR + p]
+    ly = Lr[-1, :]
+    beta = sla.solve_triangular(LXX.T, ly[qR : qR + p], lower=False) if p else np.zeros(0)
+    LRR = Lr[:qR, :qR]
+    LXR = Lr[qR : qR + p, :qR]
+    uR = sla.solve_triangular(LRR.T, ly[:qR] - LXR.T @ beta, lower=False) if qR else np.zeros(0)
+    if prob.first is not None:
+        nl0, p0 = prob.first.nlevels, prob.first.p
+        rhs = f.LX0[-1, :] - f.LX0[:p, :].T @ beta
+        if f.LR0 is not None:
+            rhs = rhs - f.LR0.T @ uR
+        u0 = np.einsum("lji,lj->li", f.L00inv, rhs.reshape(nl0, p0)).ravel()  # L00^{-T} rhs per level
+    else:
+        u0 = np.zeros(0)
+    pw = f.pwrss
+    denom = n - p if reml else n
+    sigma_s = math.sqrt(pw / denom)
+    # --- vcov(beta) = sigma^2 (L_XX L_XX')^{-1}
+    LXXinv = sla.solve_triangular(LXX, np.eye(p), lower=True) if p else np.zeros((0, 0))
+    vcov = sigma_s**2 * (LXXinv.T @ LXXinv)
+    # --- conditional covariance of u: diagonal blocks of (L_ZZ L_ZZ')^{-1}, block by block
+    Ts = prob.block_templates(theta)
+    cov_u_blocks: list[np.ndarray] = []  # per block, (nl, pb, pb)
+    LRRinv = sla.solve_triangular(LRR, np.eye(qR), lower=True) if qR else np.zeros((0, 0))
+    if prob.first is not None:
+        nl0, p0 = prob.first.nlevels, prob.first.p
+        C0 = np.einsum("lki,lkj->lij", f.L00inv, f.L00inv)  # L00^{-T} L00^{-1}
+        if qR and f.LR0 is not None:
+            # G = L_RR^{-1} L_R0 L00^{-1}: its columns add to block 0's inverse blocks
+            Linv_blocks = sp.bsr_matrix(
+                (np.ascontiguousarray(f.L00inv), np.arange(nl0), np.arange(nl0 + 1)), shape=(nl0 * p0, nl0 * p0)
+            )
+            H = (f.LR0 @ Linv_blocks).toarray() if sp.issparse(f.LR0) else f.LR0 @ Linv_blocks
+            G = LRRinv @ H  # qR x q0
+            Gr = G.reshape(qR, nl0, p0)
+            C0 = C0 + np.einsum("kli,klj->lij", Gr, Gr)
+        cov_u_blocks.append(C0)
+    off = 0
+    rest_blocks = prob.rest
+    for b in rest_blocks:
+        q = b.nlevels * b.p
+        Li = LRRinv[:, off : off + q].reshape(qR, b.nlevels, b.p)
+        cov_u_blocks.append(np.einsum("kli,klj->lij", Li, Li))
+        off += q
+    # --- b = Lambda u per block, mapped back to terms
+    u_blocks = []
+    if prob.first is not None:
+        u_blocks.append(u0.reshape(prob.first.nlevels, prob.first.p))
+    off = 0
+    for b in rest_blocks:
+        q = b.nlevels * b.p
+        u_blocks.append(uR[off : off + q].reshape(b.nlevels, b.p))
+        off += q
+    terms = prob.terms
+    ranef: list[np.ndarray] = [np.zeros(0)] * len(terms)
+    cond_cov: list[np.ndarray] = [np.zeros(0)] * len(terms)
+    Zb = np.zeros(n)
+    for b, T, ub, Cu in zip(prob.blocks, Ts, u_blocks, cov_u_blocks):
+        bb = ub @ T.T  # b_level = T u_level
+        Cb = np.einsum("ij,ljk,mk->lim", T, Cu, T) * sigma_s**2
+        Zb += b.Z @ bb.ravel()
+        for ti, off0 in zip(b.terms, b.offsets):
+            pt = terms[ti].p
+            ranef[ti] = bb[:, off0 : off0 + pt] * s
+            cond_cov[ti] = Cb[:, off0 : off0 + pt, off0 : off0 + pt] * s**2
+    cond_sd = [np.sqrt(np.maximum(np.diagonal(C, axis1=1, axis2=2), 0.0)) for C in cond_cov]
+    fitted = prob.X @ beta + Zb
+    resid = prob.y - fitted
+    npar = p + theta.size + 1
+    # undo the scaling of y: sigma, beta, b scale by s; the criterion shifts by 2 n log s (ML) or 2 (n-p) log s
+    nscale = (n - p) if reml else n
+    objective = objective_s + 2.0 * nscale * math.log(s)
+    return LmmFit(
+        reml=reml,
+        n=n,
+        terms=tuple(terms),
+        xnames=tuple(names),
+        theta=theta,
+        sigma=sigma_s * s,
+        beta=beta * s,
+        vcov=vcov * s**2,
+        objective=objective,
+        loglik=-0.5 * objective,
+        npar=npar,
+        ranef=ranef,
+        cond_sd=cond_sd,
+        cond_cov=cond_cov,
+        fitted=fitted * s,
+        residuals=resid * s,
+        converged=ok,
+        optimizer=rec,
+        dropped_columns=tuple(dropped),
+        lower=lower,
+    )
+
+
+def _results_dense(
+    dense: _DenseProblem,
+    theta: np.ndarray,
+    reml: bool,
+    s: float,
+    names: list[str],
+    dropped: list[str],
+    rec: OptimizerRecord,
+    ok: bool,
+    lower: np.ndarray,
+) -> LmmFit:
+    """Results by the dense formulas: GLS beta, b = Lambda Lambda'Z' V0^{-1} (y - X beta)."""
+    n, p = dense.n, dense.p
+    L, Xw, beta, r2 = dense.pieces(theta)
+    objective_s = dense.objective(theta, reml)
+    sigma2 = r2 / ((n - p) if reml else n)
+    vcov = sigma2 * np.linalg.inv(Xw.T @ Xw)
+    Lam = dense.lam(theta)
+    ZL = dense.Z @ Lam
+    resid0 = dense.y - dense.X @ beta
+    w = sla.cho_solve((L, True), resid0)
+    u = ZL.T @ w
+    b = Lam @ u
+    # conditional covariance of b: sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1} Lambda'
+    Cu = np.linalg.inv(ZL.T @ ZL + np.eye(ZL.shape[1]))
+    Cb = sigma2 * Lam @ Cu @ Lam.T
+    ranef, cond_cov, off = [], [], 0
+    for t in dense.terms:
+        q = t.nlevels * t.p
+        ranef.append(b[off : off + q].reshape(t.nlevels, t.p) * s)
+        blocks = np.stack([Cb[off + j * t.p : off + (j + 1) * t.p, off + j * t.p : off + (j + 1) * t.p] for j in range(t.nlevels)])
+        cond_cov.append(blocks * s**2)
+        off += q
+    cond_sd = [np.sqrt(np.maximum(np.diagonal(C, axis1=1, axis2=2), 0.0)) for C in cond_cov]
+    fitted = dense.X @ beta + dense.Z @ b
+    nscale = (n - p) if reml else n
+    objective = objective_s + 2.0 * nscale * math.log(s)
+    rec = OptimizerRecord(rec.name + " (dense V)", rec.evaluations, rec.message, rec.theta_start, rec.theta_end, rec.seconds)
+    return LmmFit(
+        reml=reml,
+        n=n,
+        terms=tuple(dense.terms),
+        xnames=tuple(names),
+        theta=theta,
+        sigma=math.sqrt(sigma2) * s,
+        beta=beta * s,
+        vcov=vcov * s**2,
+        objective=objective,
+        loglik=-0.5 * objective,
+        npar=p + theta.size + 1,
+        ranef=ranef,
+        cond_sd=cond_sd,
+        cond_cov=cond_cov,
+        fitted=fitted * s,
+        residuals=(dense.y - fitted) * s,
+        converged=ok,
+        optimizer=rec,
+        dropped_columns=tuple(dropped),
+        lower=lower,
+    )

@@ -1,0 +1,275 @@
+"""Result dicts -> rich tables, JSON and CSV on standard output. The only module that imports rich."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+
+def _console() -> Console:
+    tty = sys.stdout.isatty()
+    return Console(file=sys.stdout, width=None if tty else 100, highlight=False, soft_wrap=False)
+
+
+def err_console() -> Console:
+    return Console(file=sys.stderr, highlight=False)
+
+
+def note(msg: str) -> None:
+    """A note or warning on standard error."""
+    sys.stderr.write(f"Note: {msg}\n")
+
+
+def write_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def write_csv(rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("NA" if r.get(k) is None else r.get(k)) for k in columns})
+        if buf.tell() > 1 << 16:
+            sys.stdout.write(buf.getvalue())
+            buf.seek(0)
+            buf.truncate()
+    sys.stdout.write(buf.getvalue())
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------------------------------
+# number formatting, close to R's print methods
+# --------------------------------------------------------------------------------------------------
+
+
+def sig(x: float | None, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "NA"
+    if x == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(x)))
+    if mag >= 6 or mag < -4:
+        return f"{x:.{digits - 1}e}"
+    dec = max(digits - 1 - mag, 0)
+    return f"{x:.{dec}f}"
+
+
+def fixed(x: float | None, dec: int) -> str:
+    if x is None or not math.isfinite(x):
+        return "NA"
+    if abs(x) >= 1e7 or (x != 0 and abs(x) < 10 ** (-dec)):
+        return f"{x:.{max(dec, 3)}e}"
+    return f"{x:.{dec}f}"
+
+
+def _plain_table(*headers: str, right: tuple[int, ...] = ()) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    for i, h in enumerate(headers):
+        t.add_column(h, justify="right" if i in right else "left", no_wrap=True)
+    return t
+
+
+def _decimals(values: list[float | None]) -> int:
+    """Decimals that show about 4 significant digits of the smallest nonzero magnitude (printCoefmat-like)."""
+    mags = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
+    if not mags:
+        return 4
+    m = math.floor(math.log10(min(mags)))
+    return int(min(max(3 - m, 1), 6))
+
+
+# --------------------------------------------------------------------------------------------------
+# fit
+# --------------------------------------------------------------------------------------------------
+
+
+def fit_renderables(d: dict[str, Any]) -> list[Any]:
+    out: list[Any] = []
+    reml = d["method"] == "REML"
+    title = "Linear mixed model fit by " + ("REML" if reml else "maximum likelihood")
+    if d.get("model") == "gamm":
+        title = "Generalized additive mixed model fit by " + ("REML" if reml else "maximum likelihood")
+    head = Text()
+    head.append(title + "\n", style="bold")
+    head.append(f"Formula: {d['formula']}\n")
+    head.append(f"   Data: {d.get('data', '')}")
+    if d.get("dropped_rows"):
+        head.append(f"  ({d['dropped_rows']} incomplete rows dropped)")
+    out.append(head)
+
+    stats = _plain_table("AIC", "BIC", "logLik", "deviance" if not reml else "REML crit.", "df.resid", right=(0, 1, 2, 3, 4))
+    crit = d["reml_criterion"] if reml else d["deviance"]
+    stats.add_row(fixed(d["aic"], 1), fixed(d["bic"], 1), fixed(d["loglik"], 1), fixed(crit, 1), str(d["df_resid"]))
+    out.append(stats)
+
+    if d.get("scaled_residuals"):
+        q = d["scaled_residuals"]
+        res = _plain_table("Min", "1Q", "Median", "3Q", "Max", right=(0, 1, 2, 3, 4))
+        res.add_row(*[fixed(v, 4) for v in q])
+        out.append(Text("Scaled residuals:", style="bold"))
+        out.append(res)
+
+    out.append(Text("Random effects:", style="bold"))
+    corr_by_group: dict[tuple[str, str], float | None] = {}
+    for c in d.get("correlations", []):
+        corr_by_group[(c["group"], c["term2"])] = c["corr"]
+    has_corr = bool(corr_by_group)
+    cols = ["Groups", "Name", "Variance", "Std.Dev."] + (["Corr"] if has_corr else [])
+    rt = _plain_table(*cols, right=(2, 3, 4))
+    prev = None
+    for r in d["random_effects"]:
+        g = r["group"]
+        row = [g if g != prev else "", r["term"] or "", sig(r["variance"]), sig(r["std_dev"])]
+        if has_corr:
+            c = corr_by_group.get((g, r["term"] or ""))
+            row.append(fixed(c, 2) if c is not None else "")
+        rt.add_row(*row)
+        prev = g
+    out.append(rt)
+    groups = ", ".join(f"{g}, {n}" for g, n in d["ngroups"].items())
+    out.append(Text(f"Number of obs: {d['nobs']}, groups:  {groups}"))
+
+    fe = d["fixed_effects"]
+    if fe:
+        out.append(Text("\nFixed effects:", style="bold"))
+        dec = _decimals([x["std_error"] for x in fe])
+        ft = _plain_table("", "Estimate", "Std. Error", "t value", right=(1, 2, 3))
+        for x in fe:
+            ft.add_row(x["term"], fixed(x["estimate"], dec), fixed(x["std_error"], dec), fixed(x["t_value"], 2))
+        out.append(ft)
+    if d.get("dropped_columns"):
+        out.append(Text(f"fixed-effect model matrix is rank deficient so dropping {len(d['dropped_columns'])} "
+                        f"columns / coefficients: {', '.join(d['dropped_columns'])}", style="yellow"))
+    cf = d.get("fixed_correlation") or []
+    if len(fe) > 1 and len(fe) <= 12:
+        out.append(Text("Correlation of Fixed Effects:", style="bold"))
+        short = [_abbrev(x["term"]) for x in fe]
+        ct = _plain_table("", *short[:-1], right=tuple(range(1, len(fe))))
+        for i in range(1, len(fe)):
+            ct.add_row(short[i], *[fixed(cf[i][j], 3) if j < i else "" for j in range(len(fe) - 1)])
+        out.append(ct)
+    if d.get("smooths"):
+        out.append(Text("\nSmooth terms:", style="bold"))
+        st = _plain_table("term", "basis", "k", "edf", "lambda", right=(2, 3, 4))
+        for s in d["smooths"]:
+            st.add_row(s["term"], s["basis"], str(s["k"]), fixed(s["edf"], 3), sig(s["lambda"]))
+        out.append(st)
+    if d.get("singular"):
+        out.append(Text("boundary (singular) fit: a variance component is estimated as zero (see theta)", style="yellow"))
+    if not d.get("converged", True):
+        out.append(Text(f"The optimizer did not converge: {d['optimizer']['message']}", style="red"))
+    return out
+
+
+def _abbrev(name: str) -> str:
+    """lme4's abbreviate(names, minlength = 6)-like short column names."""
+    if name == "(Intercept)":
+        return "(Intr)"
+    return name if len(name) <= 6 else name[:6]
+
+
+def print_fit(d: dict[str, Any]) -> None:
+    _console().print(Group(*fit_renderables(d)))
+
+
+def print_ranef(rows: list[dict[str, Any]]) -> None:
+    t = _plain_table("Group", "Level", "Term", "Mode", "Cond. SD", right=(3, 4))
+    for r in rows:
+        t.add_row(r["group"], str(r["level"]), r["term"], sig(r["mode"], 5), sig(r["cond_sd"], 5))
+    _console().print(Text("Conditional modes of the random effects (BLUPs) and conditional SDs", style="bold"))
+    _console().print(t)
+
+
+# --------------------------------------------------------------------------------------------------
+# spline
+# --------------------------------------------------------------------------------------------------
+
+
+def print_spline(d: dict[str, Any]) -> None:
+    parts: list[Any] = []
+    head = Text()
+    head.append("Penalized regression spline (rk basis, Wood 2006 ch. 3)\n", style="bold")
+    head.append(f"{d['y']} ~ s({d['x']}),  n = {d['n']},  {len(d['knots'])} interior knots\n")
+    how = {"fixed": "given", "gcv": "chosen by GCV", "reml": "chosen by REML"}.get(d["lambda_method"], d["lambda_method"])
+    head.append(f"lambda = {sig(d['lambda'], 6)} ({how})")
+    parts.append(head)
+    st = _plain_table("EDF", "RSS", "sigma", "GCV", "R-sq.", right=(0, 1, 2, 3, 4))
+    st.add_row(fixed(d["edf"], 3), sig(d["rss"]), sig(d["sigma"]), sig(d["gcv"]), fixed(d["r_squared"], 4))
+    parts.append(st)
+    kt = _plain_table("knot", d["x"], "scaled", right=(1, 2))
+    for i, (k, ks) in enumerate(zip(d["knots"], d["knots_scaled"]), 1):
+        kt.add_row(str(i), sig(k, 6), fixed(ks, 4))
+    parts.append(Text("Knots:", style="bold"))
+    parts.append(kt)
+    ct = _plain_table("coefficient", "estimate", right=(1,))
+    labels = ["(Intercept)", d["x"]] + [f"rk({d['x']}, knot {i})" for i in range(1, len(d["knots"]) + 1)]
+    for lab, c in zip(labels, d["coefficients"]):
+        ct.add_row(lab, sig(c, 6))
+    parts.append(Text("Coefficients (on the scaled x):", style="bold"))
+    parts.append(ct)
+    if d.get("mixed_form"):
+        m = d["mixed_form"]
+        mt = Text()
+        mt.append("As a mixed model (Wood 2017, 6.6):\n", style="bold")
+        for k, v in m.items():
+            if isinstance(v, (int, float)):
+                mt.append(f"  {k}: {sig(float(v), 6)}\n")
+            elif isinstance(v, str):
+                mt.append(f"  {k}: {v}\n")
+        parts.append(mt)
+    if d.get("predictions"):
+        pt = _plain_table(d["x"], "fit", "se", right=(0, 1, 2))
+        for p in d["predictions"]:
+            pt.add_row(sig(p["x"], 6), sig(p["fit"], 6), sig(p["se"], 4))
+        parts.append(Text("Predictions:", style="bold"))
+        parts.append(pt)
+    _console().print(Group(*parts))
+
+
+def print_predictions(rows: list[dict[str, Any]], cols: list[str]) -> None:
+    t = _plain_table(*cols, right=tuple(range(len(cols))))
+    for r in rows:
+        t.add_row(*[sig(r[c], 6) if isinstance(r[c], float) else str(r[c]) for c in cols])
+    _console().print(Text("Predictions (population level, random effects at zero):", style="bold"))
+    _console().print(t)
+
+
+# --------------------------------------------------------------------------------------------------
+# progress
+# --------------------------------------------------------------------------------------------------
+
+
+def progress_callback(delay: float = 1.0) -> tuple[Callable[[int, float], None] | None, Callable[[], None]]:
+    """A callback for the optimizer that shows a status line on a terminal once a fit takes longer than
+    ``delay`` seconds; nothing at all when standard error is not a terminal."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    start = time.perf_counter()
+    state: dict[str, Any] = {"status": None}
+
+    def cb(evals: int, best: float) -> None:
+        if time.perf_counter() - start < delay:
+            return
+        if state["status"] is None:
+            state["status"] = err_console().status("fitting ...")
+            state["status"].start()
+        state["status"].update(f"fitting: {evals} evaluations, best criterion {best:.6f}")
+
+    def close() -> None:
+        if state["status"] is not None:
+            state["status"].stop()
+
+    return cb, close
