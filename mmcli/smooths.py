@@ -1,0 +1,531 @@
+"""mgcv-compatible smooth bases: ``cr`` and ``cs`` cubic regression splines, the ``rk`` spline, and
+their mixed-model form.
+
+Everything here follows mgcv 1.8-41 (Wood 2017, *Generalized Additive Models*, 2nd ed.):
+
+- ``smooth.construct.cr.smooth.spec`` and its C routine ``crspl``/``getFS`` (Wood 2017 §5.3.1): knots,
+  the matrix F mapping knot values to second derivatives, the basis X and the penalty S;
+- ``smooth.construct.cs.smooth.spec``: the same basis with the null space shrunk (Wood 2017 §5.3.1);
+- ``smoothCon(..., absorb.cons = TRUE, scale.penalty = TRUE)``: the centring constraint C = colMeans(X)
+  absorbed by a Householder reflection, and the penalty scaled by ‖S‖₁ / ‖X‖∞²;
+- ``PredictMat``: the same constrained basis at new x, extrapolated linearly beyond the end knots;
+- ``smooth2random``: S = U D U', X U₊ D₊^(-1/2) a random effect and X U₀ fixed (Wood 2017 §6.6).
+
+The ``rk`` kind is Wood (2006) §3.2's reproducing-kernel cubic spline on [0, 1] (DESIGN.md §2), given the
+same constraint absorption and scaling so that gamm can treat it as it treats ``cr``. mgcv has no ``rk``
+basis, so it mirrors no mgcv number and is checked only by its own properties.
+
+Conventions worth knowing (all as mgcv does them):
+
+- ``Smooth.F`` is F = [0; B⁻¹D; 0] (k×k, row j gives the second derivative at knot j). mgcv stores the
+  transpose, as the flat column-major vector ``sm$F`` of its C code.
+- The constraint is computed from the *unscaled* basis, the penalty is scaled *before* the constraint is
+  absorbed, and ``S_scale`` is the divisor (mgcv's ``S.scale``).
+- ``cs`` shrinks the penalty's two null eigenvectors. Their rotation within the null space is not fixed by
+  the mathematics; see :func:`cs_shrink` for the choice mgcv makes in practice and how it is reproduced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+import scipy.linalg.lapack
+
+from mmcli.errors import ModelError, UsageError
+
+VALID_BASES = ("cr", "cs", "rk")
+CS_SHRINK = 0.1  # smooth.construct.cs.smooth.spec's attr(object, "shrink")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# cubic regression spline: knots, F and S, basis rows
+
+
+def r_seq01(k: int) -> np.ndarray:
+    """``seq(0, 1, length = k)`` with R's arithmetic: c(0, (1:(k-2)) * (1/(k-1)), 1)."""
+    if k < 2:
+        return np.zeros(k)
+    inner = np.arange(1, k - 1, dtype=float) * (1.0 / (k - 1))
+    return np.concatenate(([0.0], inner, [1.0]))
+
+
+def r_quantile7(x: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """R's ``quantile(x, probs, type = 7)`` with its floating-point steps.
+
+    index = 1 + (n-1)p, q = (1-h) x_(lo) + h x_(hi) with h = index - lo (Hyndman & Fan 1996, type 7).
+    numpy's "linear" method is the same quantile but rounds differently in the last place.
+    """
+    xs = np.sort(np.asarray(x, dtype=float))
+    n = xs.size
+    index = 1.0 + max(n - 1, 0) * probs
+    lo = np.floor(index).astype(int)
+    hi = np.ceil(index).astype(int)
+    qs = xs[lo - 1].copy()
+    upper = xs[hi - 1]
+    interp = (index > lo) & (upper != qs)
+    h = (index - lo)[interp]
+    qs[interp] = (1.0 - h) * qs[interp] + h * upper[interp]
+    return qs
+
+
+def cr_knots(x: np.ndarray, k: int) -> np.ndarray:
+    """mgcv's default ``cr`` knots: ``quantile(unique(x), seq(0, 1, length = k))`` (type 7)."""
+    return r_quantile7(np.unique(x), r_seq01(k))
+
+
+def cr_F_S(knots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """F and the wiggliness penalty S of a cubic regression spline with the given knots (mgcv's ``getFS``).
+
+    With h_j the knot spacings, D ((k-2)×k) has rows [1/h_i, -1/h_i - 1/h_{i+1}, 1/h_{i+1}] and B
+    ((k-2)×(k-2)) is tridiagonal with diagonal (h_i + h_{i+1})/3 and off-diagonal h_{i+1}/6; then
+    F = [0; B⁻¹D; 0] and S = D'B⁻¹D, symmetrized (Wood 2017 §5.3.1). The steps follow mgcv's C code
+    operation by operation (B⁻¹D by LAPACK's dptsv, S row by row), so S agrees with mgcv's bit for bit
+    as far as the platform allows: ``cs`` depends on that (see :func:`cs_shrink`).
+    """
+    xk = np.asarray(knots, dtype=float)
+    n = xk.size
+    n2 = n - 2
+    h = np.diff(xk)
+    D = np.zeros((n2, n))
+    for i in range(n2):
+        D[i, i] = 1 / h[i]
+        D[i, i + 2] = 1 / h[i + 1]
+        D[i, i + 1] = -D[i, i] - D[i, i + 2]
+    ldB = (h[:-1] + h[1:]) / 3
+    sdB = h[1:n2] / 6
+    BinvD = _dptsv(ldB, sdB, D)
+
+    F = np.zeros((n, n))
+    F[1 : n - 1, :] = BinvD
+
+    S = np.zeros((n, n))
+    S[0, :] = BinvD[0, :] * (1 / h[0])
+    if n > 3:
+        a = -1 / h[0] - 1 / h[1]
+        b = 1 / h[1]
+        S[1, :] = BinvD[0, :] * a + BinvD[1, :] * b
+        for j in range(2, n2):
+            a = 1 / h[j - 1]
+            c = 1 / h[j]
+            b = -a - c
+            S[j, :] = BinvD[j - 2, :] * a + BinvD[j - 1, :] * b + BinvD[j, :] * c
+        a = 1 / h[n2 - 1]
+        b = -1 / h[n2 - 1] - 1 / h[n2]
+        S[n2, :] = BinvD[n2 - 2, :] * a + BinvD[n2 - 1, :] * b
+    else:
+        a = -1 / h[0] - 1 / h[1]
+        S[1, :] = BinvD[0, :] * a
+    S[n - 1, :] = BinvD[n2 - 1, :] * (1 / h[n2])
+    S = (S + S.T) / 2
+    return F, S
+
+
+def _dptsv(d: np.ndarray, e: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Solve the symmetric positive definite tridiagonal system (diag d, off-diagonal e) for B."""
+    if d.size == 1:  # LAPACK's dptts2 scales by the reciprocal when n = 1
+        return B * (1 / d[0])
+    _, _, X, info = scipy.linalg.lapack.dptsv(d.copy(), e.copy(), B.copy())
+    if info != 0:  # pragma: no cover - B is diagonally dominant for increasing knots
+        raise ModelError(f"The cubic spline's knot system is singular (LAPACK dptsv info {info}).")
+    return np.asarray(X)
+
+
+def cr_basis(x: np.ndarray, knots: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """Rows of the unconstrained ``cr`` basis at x (mgcv's ``crspl``; Wood 2017 §5.3.1).
+
+    For x in [x_j, x_{j+1}], h = x_{j+1} - x_j: a⁻ = (x_{j+1} - x)/h, a⁺ = (x - x_j)/h,
+    c⁻ = ((x_{j+1} - x)³/h - h(x_{j+1} - x))/6, c⁺ = ((x - x_j)³/h - h(x - x_j))/6, and the row is
+    c⁻F[j, :] + c⁺F[j+1, :] plus a⁻ in column j and a⁺ in column j+1. Beyond the end knots the spline
+    continues as the straight line with the end value and slope (second derivative 0 there).
+    """
+    x = np.asarray(x, dtype=float)
+    xk = np.asarray(knots, dtype=float)
+    nk = xk.size
+    X = np.zeros((x.size, nk))
+    kmin, kmax = xk[0], xk[-1]
+    below = x < kmin
+    above = x > kmax
+    inside = ~(below | above)
+
+    # interior: xk[j] < x <= xk[j+1] (j = 0 at the first knot), as crspl's bisection
+    xi = x[inside]
+    j = np.clip(np.searchsorted(xk, xi, side="left") - 1, 0, nk - 2)
+    xj, xj1 = xk[j], xk[j + 1]
+    h = xj1 - xj
+    ajm = xj1 - xi
+    ajp = xi - xj
+    cjm = (ajm * (ajm * ajm / h - h)) / 6
+    cjp = (ajp * (ajp * ajp / h - h)) / 6
+    rows = cjm[:, None] * F[j, :] + cjp[:, None] * F[j + 1, :]
+    r = np.arange(xi.size)
+    rows[r, j] += ajm / h
+    rows[r, j + 1] += ajp / h
+    X[inside] = rows
+
+    # below the first knot: linear in (x - x_0), using F's rows 0 and 1
+    if below.any():
+        h0 = xk[1] - kmin
+        xik = x[below] - kmin
+        rows = (-xik * h0 / 3)[:, None] * F[0, :] + (-xik * h0 / 6)[:, None] * F[1, :]
+        rows[:, 0] += 1 - xik / h0
+        rows[:, 1] += xik / h0
+        X[below] = rows
+
+    # above the last knot
+    if above.any():
+        h1 = kmax - xk[nk - 2]
+        xik = x[above] - kmax
+        rows = (xik * h1 / 6)[:, None] * F[nk - 2, :] + (xik * h1 / 3)[:, None] * F[nk - 1, :]
+        rows[:, nk - 2] += -xik / h1
+        rows[:, nk - 1] += 1 + xik / h1
+        X[above] = rows
+    return X
+
+
+def cs_shrink(
+    S: np.ndarray, knots: np.ndarray, shrink: float = CS_SHRINK, line_first: bool | None = None
+) -> np.ndarray:
+    """The ``cs`` penalty: S with its null space penalized too (``smooth.construct.cs.smooth.spec``).
+
+    mgcv eigen-decomposes S = U Λ U' (Λ decreasing), sets λ_{k-1} = shrink·λ_{k-2} and
+    λ_k = shrink·λ_{k-1}, and rebuilds U Λ U' (Wood 2017 §5.3.1). S's null space is the plane of knot
+    values of linear functions, and the result depends on which orthonormal pair of that plane the
+    eigensolver returns for the two (numerically zero) last eigenvalues, which the mathematics leaves open.
+
+    R's ``eigen`` (LAPACK dsyevr on the lower triangle) returns, because its tridiagonal reduction keeps the
+    first coordinate apart, always the same pair: a ∝ knots - knots[0] (the line through zero at the first
+    knot) and b, its orthogonal complement in the plane. Which of the two comes last, and so gets the smaller
+    eigenvalue shrink²·λ_{k-2}, is decided by rounding noise in two eigenvalues of size 1e-15, and differs
+    between BLAS/LAPACK builds (except for k = 3, where b always comes first). This function builds a and b
+    exactly and, by default, gives a the larger shrink·λ_{k-2} and b shrink²·λ_{k-2} for k > 3, the other
+    way round for k = 3. For k > 3 that is one of R's two possible answers, fixed so that mmcli gives the
+    same penalty on every machine; it is R's answer for ``s(Days, bs = "cs")`` on sleepstudy (DESIGN.md §4)
+    on the reference machine. ``line_first`` forces the order. The penalized part is S projected off the
+    null plane P, so S_cs = P S P + λ_a aa' + λ_b bb'.
+    """
+    k = S.shape[0]
+    if line_first is None:
+        line_first = k > 3
+    t = np.asarray(knots, dtype=float)
+    a = t - t[0]
+    a = a / np.linalg.norm(a)
+    one = np.ones(k)
+    b = one - a * (a @ one)
+    b = b / np.linalg.norm(b)
+    lam = scipy.linalg.eigvalsh(S)[::-1]  # decreasing
+    lam_first = lam[k - 3] * shrink  # λ_{k-2}, the smallest positive eigenvalue, times shrink
+    lam_last = lam_first * shrink
+    N = np.column_stack([a, b])
+    P = np.eye(k) - N @ N.T
+    Spen = P @ S @ P
+    Spen = (Spen + Spen.T) / 2
+    first, last = (a, b) if line_first else (b, a)
+    return Spen + lam_first * np.outer(first, first) + lam_last * np.outer(last, last)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the rk spline of Wood (2006) §3.2
+
+
+def rk_kernel(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The reproducing kernel of the cubic spline on [0, 1] (Wood 2006 §3.2; DESIGN.md §2).
+
+    R(x, z) = ((z-½)² - 1/12)((x-½)² - 1/12)/4 - ((|x-z|-½)⁴ - ½(|x-z|-½)² + 7/240)/24,
+    returned as the len(x) × len(z) matrix R(x_i, z_j).
+    """
+    x = np.asarray(x, dtype=float)[:, None]
+    z = np.asarray(z, dtype=float)[None, :]
+    d = np.abs(x - z) - 0.5
+    return ((z - 0.5) ** 2 - 1 / 12) * ((x - 0.5) ** 2 - 1 / 12) / 4 - (d**4 - d**2 / 2 + 7 / 240) / 24
+
+
+def rk_basis(u: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Columns [1, u, R(u, z_1), ..., R(u, z_K)] of the rk spline at u on the [0, 1] scale."""
+    u = np.asarray(u, dtype=float)
+    return np.column_stack([np.ones(u.size), u, rk_kernel(u, z)])
+
+
+def rk_penalty(z: np.ndarray) -> np.ndarray:
+    """The rk spline's penalty: R(z_i, z_j) in the lower-right K×K block, zeros elsewhere."""
+    K = len(z)
+    S = np.zeros((K + 2, K + 2))
+    S[2:, 2:] = rk_kernel(z, z)
+    return (S + S.T) / 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# smoothCon: centring constraint and penalty scaling
+
+
+def penalty_scale(X: np.ndarray, S: np.ndarray) -> float:
+    """smoothCon's ``S.scale``: maS = ‖S‖₁ / ‖X‖∞² (max absolute column sum of S over the squared max
+    absolute row sum of the unconstrained X). The penalty used is S / maS."""
+    return float(np.abs(S).sum(axis=0).max() / np.abs(X).sum(axis=1).max() ** 2)
+
+
+def constraint_null_space(C: np.ndarray) -> np.ndarray:
+    """The k×(k-1) matrix Z whose columns span {β : Cβ = 0}, exactly as smoothCon absorbs C (1×k).
+
+    mgcv takes ``qr(t(C))`` (LINPACK's Householder QR) and keeps Q's columns 2..k: with
+    u = C'/σ + e₁, σ = sign(C₁)‖C‖, the reflection is H = I - uu'/u₁ and Z = H[:, 1:]. Columns whose
+    constraint entry is exactly zero are left alone and the reflection acts on the others (smoothCon's
+    ``indi`` branch), so Z then keeps those columns as they are.
+    """
+    c = np.asarray(C, dtype=float).ravel()
+    k = c.size
+    indi = np.flatnonzero(c != 0)
+    if indi.size == 0:
+        raise ModelError("The smooth's centring constraint is zero: every basis function has mean zero.")
+    cc = c[indi]
+    sigma = np.linalg.norm(cc)
+    if cc[0] < 0:
+        sigma = -sigma
+    u = cc / sigma
+    u[0] += 1.0
+    H = np.eye(indi.size) - np.outer(u, u) / u[0]
+    T = np.eye(k)
+    T[np.ix_(indi, indi)] = 0.0
+    nz = indi.size - 1
+    T[np.ix_(indi, indi[:nz])] = H[:, 1:]
+    return np.delete(T, indi[nz], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the smooth object
+
+
+@dataclass(frozen=True, eq=False)
+class Smooth:
+    """One smooth term as mgcv's smoothCon(..., absorb.cons = TRUE, scale.penalty = TRUE) leaves it.
+
+    ``X`` (n×m) and ``S`` (m×m) are the constrained basis and scaled penalty, m = k - 1. The rest is what
+    ``predict_matrix`` needs (knots, F or the rk scaling, the constraint map Z) and what the tests compare
+    with mgcv: the unconstrained ``X_unconstrained`` and ``S_unconstrained`` (as smooth.construct returns
+    them, before scaling), the constraint ``C`` and the scale ``S_scale``.
+
+    ``knots`` are on the x scale: the k knots of cr/cs; for rk the k-2 interior knots xmin + z·xrange,
+    with z = ``unit_knots`` = j/(k-1) on the [0, 1] scale. ``F`` is set for cr/cs only.
+    """
+
+    term: str
+    var: str
+    bs: str
+    k: int
+    knots: np.ndarray
+    X: np.ndarray
+    S: np.ndarray
+    rank: int
+    null_space_dim: int
+    C: np.ndarray
+    Z: np.ndarray
+    S_scale: float
+    X_unconstrained: np.ndarray
+    S_unconstrained: np.ndarray
+    F: np.ndarray | None = None
+    xmin: float = 0.0
+    xrange: float = 1.0
+    unit_knots: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def m(self) -> int:
+        """Number of coefficients after the constraint (k - 1)."""
+        return int(self.X.shape[1])
+
+    def unconstrained_matrix(self, x: np.ndarray) -> np.ndarray:
+        """The basis at new x before the constraint (mgcv's ``Predict.matrix``), len(x)×k."""
+        x = _finite(x, self.var)
+        if self.bs == "rk":
+            return rk_basis((x - self.xmin) / self.xrange, self.unit_knots)
+        assert self.F is not None
+        return cr_basis(x, self.knots, self.F)
+
+    def predict_matrix(self, x: np.ndarray) -> np.ndarray:
+        """The constrained basis at new x (mgcv's ``PredictMat``), len(x)×m.
+
+        cr/cs extrapolate linearly beyond the end knots, as mgcv does; rk evaluates its polynomial kernel.
+        """
+        return self.unconstrained_matrix(x) @ self.Z
+
+    def to_dict(self) -> dict:
+        """The facts a report needs: term, basis, k, knots."""
+        return {"term": self.term, "basis": self.bs, "k": self.k, "knots": [float(v) for v in self.knots]}
+
+
+def _finite(x: np.ndarray, var: str) -> np.ndarray:
+    x = np.asarray(x, dtype=float).ravel()
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.isfinite(x)))
+        raise ModelError(
+            f"Column '{var}' has {bad} non-finite value(s) (NaN or infinite); a smooth needs finite x."
+        )
+    return x
+
+
+def smooth_construct(
+    x: np.ndarray, *, var: str, bs: str = "cr", k: int = 10, cs_line_first: bool | None = None
+) -> Smooth:
+    """Build ``s(var, bs = bs, k = k)`` as mgcv's smoothCon(..., absorb.cons = TRUE, scale.penalty = TRUE).
+
+    Steps (mgcv 1.8-41; Wood 2017 §5.3.1, §5.4.1):
+      1. the unconstrained basis X (n×k) and penalty S: ``cr``/``cs`` from k knots at quantiles of the
+         unique x (``cs`` with its null space shrunk, :func:`cs_shrink`); ``rk`` from k-2 interior knots
+         j/(k-1) on x rescaled to [0, 1] (Wood 2006 §3.2);
+      2. the centring constraint C = colMeans(X), taken before any scaling;
+      3. S ← S / maS with maS = ‖S‖₁ / ‖X‖∞² (:func:`penalty_scale`);
+      4. X ← XZ, S ← Z'SZ with Z spanning {β : Cβ = 0} (:func:`constraint_null_space`).
+
+    ``cs_line_first`` picks which of R's two possible ``cs`` penalties to build (see :func:`cs_shrink`);
+    the default is mmcli's fixed choice.
+    """
+    if bs not in VALID_BASES:
+        raise UsageError(f"Unknown smooth basis '{bs}'. Valid bases are: {', '.join(VALID_BASES)}.")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ModelError(f"k must be a whole number for s({var}), got {k!r}.")
+    k = int(k)
+    term = f"s({var})"
+    if k < 3:
+        raise ModelError(f"k = {k} is too small for {term}: a {bs} smooth needs k >= 3.")
+    x = _finite(x, var)
+    n_unique = np.unique(x).size
+    if k > n_unique:
+        raise ModelError(
+            f"{term} has {n_unique} unique values, too few for k = {k}: use k <= {n_unique} (--k {n_unique})."
+        )
+
+    # 1. unconstrained basis and penalty
+    F = None
+    xmin, xrange = 0.0, 1.0
+    unit_knots = np.zeros(0)
+    if bs == "rk":
+        xmin = float(x.min())
+        xrange = float(x.max() - x.min())
+        K = k - 2
+        unit_knots = np.arange(1, K + 1) / (K + 1)
+        X0 = rk_basis((x - xmin) / xrange, unit_knots)
+        S0 = rk_penalty(unit_knots)
+        knots = xmin + unit_knots * xrange
+        rank, null_dim = K, 2
+    else:
+        knots = cr_knots(x, k)
+        F, S0 = cr_F_S(knots)
+        X0 = cr_basis(x, knots, F)
+        rank, null_dim = k - 2, 2
+        if bs == "cs":
+            S0 = cs_shrink(S0, knots, line_first=cs_line_first)
+            rank, null_dim = k, 0
+
+    # 2. centring constraint, 3. scaling, 4. absorption
+    C = X0.mean(axis=0)[None, :]
+    S_scale = penalty_scale(X0, S0)
+    Z = constraint_null_space(C)
+    X = X0 @ Z
+    S = Z.T @ (S0 / S_scale) @ Z
+    S = (S + S.T) / 2
+    return Smooth(
+        term=term,
+        var=var,
+        bs=bs,
+        k=k,
+        knots=knots,
+        X=X,
+        S=S,
+        rank=min(rank, k - 1),
+        null_space_dim=max(0, null_dim - 1),
+        C=C,
+        Z=Z,
+        S_scale=S_scale,
+        X_unconstrained=X0,
+        S_unconstrained=S0,
+        F=F,
+        xmin=xmin,
+        xrange=xrange,
+        unit_knots=unit_knots,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# smooth2random: the smooth as a random effect
+
+
+@dataclass(frozen=True, eq=False)
+class MixedSmooth:
+    """A smooth in mixed-model form (mgcv's ``smooth2random``; Wood 2017 §6.6; DESIGN.md §3).
+
+    With S = U diag(d) U' (d decreasing, rank r): the random part ``Zr`` = X U₊ D₊^(-1/2) (n×r) with
+    coefficients b ~ N(0, σ²_smooth I), and the fixed part ``Xf`` = X U₀ (n×(m-r)): one column for cr and
+    rk, none for cs. ``trans_D`` is mgcv's ``trans.D``: 1/√d₊ for the penalized directions, 1 for the null
+    space, so that X = [Zr, Xf] diag(1/trans_D) U'.
+    """
+
+    term: str
+    Xf: np.ndarray
+    Zr: np.ndarray
+    U: np.ndarray
+    d: np.ndarray
+    trans_D: np.ndarray  # noqa: N815 - mgcv's trans.D
+    rank: int
+    fixed_names: tuple[str, ...]
+
+    def coefficients(self, b_rand: np.ndarray, beta_fixed: np.ndarray) -> np.ndarray:
+        """The smooth's coefficients in the constrained basis: β = U (trans_D ∘ [b_rand; beta_fixed]).
+
+        This is gamm4's map back (``trans.U %*% (trans.D * b)``), so X β = Zr b_rand + Xf beta_fixed.
+        """
+        b = np.concatenate(
+            [np.asarray(b_rand, dtype=float).ravel(), np.asarray(beta_fixed, dtype=float).ravel()]
+        )
+        if b.size != self.U.shape[0]:
+            raise ValueError(f"{self.term}: expected {self.U.shape[0]} coefficients in all, got {b.size}.")
+        return self.U @ (self.trans_D * b)
+
+    def random_matrix(self, X_constrained: np.ndarray) -> np.ndarray:
+        """The random-part columns X U₊ D₊^(-1/2) for a constrained basis (e.g. a ``predict_matrix``)."""
+        return np.asarray(X_constrained) @ (self.U[:, : self.rank] * self.trans_D[: self.rank])
+
+    def fixed_matrix(self, X_constrained: np.ndarray) -> np.ndarray:
+        """The fixed-part columns X U₀ for a constrained basis."""
+        return np.asarray(X_constrained) @ self.U[:, self.rank :]
+
+
+def smooth_to_mixed(sm: Smooth) -> MixedSmooth:
+    """Split a constrained smooth into fixed and random parts (mgcv's ``smooth2random``, Wood 2017 §6.6).
+
+    S = U diag(d) U' with d decreasing; the first ``rank`` directions are penalized, the rest are the null
+    space (mgcv takes the rank from the basis, not from the computed eigenvalues). Signs: a penalized
+    eigenvector has its first clearly nonzero entry positive; the null-space column of cr and rk (a straight
+    line) is signed so that Xf increases with x, so ``s(x)Fx1`` is the coefficient of a rising line. R's
+    LAPACK picks signs arbitrarily (it matches this for gamm4's sleepstudy ``k = 5`` fit, not always): this
+    changes Zr's columns and the sign of Fx1, but not Zr Zr', the fit or the criterion.
+    Fixed columns are named as gamm4 names them: ``s(x)Fx1``, ...
+    """
+    d, U = np.linalg.eigh(sm.S)
+    d, U = d[::-1].copy(), U[:, ::-1].copy()
+    r = sm.rank
+    for j in range(r):  # penalized directions: first clearly nonzero entry positive
+        col = U[:, j]
+        big = np.flatnonzero(np.abs(col) > 1e-8 * np.abs(col).max())
+        if col[big[0]] < 0:
+            U[:, j] = -col
+    if r < U.shape[1]:  # null space (a line for cr and rk): signed to increase with x
+        ends = sm.predict_matrix(np.array([sm.knots[0], sm.knots[-1]]))
+        rise = ends[1] @ U[:, r:] - ends[0] @ U[:, r:]
+        U[:, r:] *= np.where(rise < 0, -1.0, 1.0)
+    if r > 0 and d[r - 1] <= 0:
+        raise ModelError(f"{sm.term}: the penalty has fewer than {r} positive eigenvalues.")
+    trans_D = np.ones(d.size)
+    trans_D[:r] = 1 / np.sqrt(d[:r])
+    UD = U * trans_D
+    XUD = sm.X @ UD
+    n_fixed = d.size - r
+    return MixedSmooth(
+        term=sm.term,
+        Xf=XUD[:, r:],
+        Zr=XUD[:, :r],
+        U=U,
+        d=d,
+        trans_D=trans_D,
+        rank=r,
+        fixed_names=tuple(f"{sm.term}Fx{j + 1}" for j in range(n_fixed)),
+    )
