@@ -282,6 +282,8 @@ class _Problem:
                     ks.append(k_of_term[ti] + m)
             self.block_maps.append((np.array(rows), np.array(cols), np.array(ks)))
         self._lambda_rest_pattern()
+        self.rest_scalar = all(b.p == 1 for b in self.rest)
+        self._pairs_pattern()
 
     def _lambda_rest_pattern(self) -> None:
         """The sparsity pattern of Lambda over the rest blocks (block diagonal kron(I, T_b)), built once."""
@@ -377,17 +379,103 @@ class _Problem:
 
     def objective(self, theta: np.ndarray, reml: bool) -> float:
         """-2 log L(theta) (ML) or the REML criterion, profiled over beta and sigma (Bates et al. 2015, eqs. 34, 41)."""
-        f = self.factor(theta)
-        return _criterion(f, self.n, self.p, reml)
+        if self.pairs is None:
+            f = self.factor(theta)
+            return _criterion(f, self.n, self.p, reml)
+        logdetZ, logdetX, pwrss = self.quick_factor(theta)
+        return _criterion_parts(logdetZ, logdetX, pwrss, self.n, self.p, reml)
+
+    def _pairs_pattern(self, limit: int = 40_000_000) -> None:
+        """For the Schur complement of the first block, precompute the map from its per-level weights W_j
+        to the entries of A_R0 W A_R0' (one sparse matrix), so that each theta costs one sparse product
+        and no sparse-sparse multiplication. Skipped when the pattern would be too large."""
+        self.pairs = None
+        if self.first is None or self.AR0 is None or self.qR == 0:
+            return
+        p0 = self.first.p
+        A = self.AR0.tocsc()
+        A.sort_indices()
+        nnz_lev = np.diff(A.indptr[:: p0]) if p0 > 1 else np.diff(A.indptr)
+        total = int(np.sum(nnz_lev.astype(np.int64) ** 2))
+        if total > limit:
+            return
+        col = np.repeat(np.arange(A.shape[1]), np.diff(A.indptr))
+        lev = col // p0
+        a = col % p0
+        start = A.indptr[:: p0][:-1] if p0 > 1 else A.indptr[:-1]
+        reps = nnz_lev[lev]
+        E = np.repeat(np.arange(A.nnz), reps)
+        run_start = np.repeat(np.cumsum(reps) - reps, reps)
+        F = start[lev[E]] + (np.arange(E.size) - run_start)
+        vals = A.data[E] * A.data[F]
+        target = A.indices[E].astype(np.int64) * self.qR + A.indices[F]
+        widx = lev[E] * p0 * p0 + a[E] * p0 + a[F]
+        # only the lower triangle is needed (the Cholesky reads nothing else)
+        low = A.indices[E] >= A.indices[F]
+        pairs = sp.csr_matrix(
+            (vals[low], (target[low], widx[low])), shape=(self.qR * self.qR, self.first.nlevels * p0 * p0)
+        )
+        nz = np.flatnonzero(np.diff(pairs.indptr))
+        self.pairs = pairs[nz]
+        self.pair_targets = nz
+
+    def quick_factor(self, theta: np.ndarray) -> tuple[float, float, float]:
+        """The three numbers of the criterion without forming L_R0: with W = Lambda_0 M_00^{-1} Lambda_0'
+        (per level), the Schur complement is Lambda_R'(A_RR - A_R0 W A_R0')Lambda_R + I and so on."""
+        Ts = self.block_templates(theta)
+        T0 = Ts[0]
+        nl0, p0 = self.first.nlevels, self.first.p
+        p1, qR = self.p + 1, self.qR
+        M = np.einsum("ji,ljk,km->lim", T0, self.A00, T0, optimize=True)
+        M[:, np.arange(p0), np.arange(p0)] += 1.0
+        if p0 == 1:
+            logdet0 = float(np.sum(np.log(M[:, 0, 0])))
+            W = (T0[0, 0] ** 2 / M[:, 0, 0]).reshape(nl0, 1, 1)
+        else:
+            L00 = np.linalg.cholesky(M)
+            logdet0 = 2.0 * float(np.sum(np.log(np.diagonal(L00, axis1=1, axis2=2))))
+            W = T0 @ np.linalg.solve(M, np.broadcast_to(T0.T, M.shape))
+        K = self.ARR.copy()
+        K.ravel()[self.pair_targets] -= self.pairs @ W.ravel()
+        AXW = np.einsum("alj,ljk->alk", self.AX0.reshape(p1, nl0, p0), W).reshape(p1, nl0 * p0)
+        KXR = self.AXR - np.asarray((self.AR0 @ AXW.T).T)
+        KXX = self.AXX - AXW @ self.AX0.T
+        S = np.empty((qR + p1, qR + p1))
+        if self.rest_scalar:
+            lam = self.rest_lambda_diag(Ts[1:])
+            S[:qR, :qR] = K * np.outer(lam, lam)
+            S[qR:, :qR] = KXR * lam
+        else:
+            LamR = self.lambda_rest(Ts[1:])
+            S[:qR, :qR] = LamR.T @ (LamR.T @ K).T
+            S[qR:, :qR] = np.asarray((LamR.T @ KXR.T).T)
+        S[np.arange(qR), np.arange(qR)] += 1.0
+        S[qR:, qR:] = KXX
+        try:
+            L = sla.cholesky(S, lower=True, check_finite=False, overwrite_a=True)
+        except np.linalg.LinAlgError:
+            L = _cholesky_semidefinite(S, qR)
+        d = np.diagonal(L)
+        logdetR = 2.0 * float(np.sum(np.log(d[:qR])))
+        logdetX = 2.0 * float(np.sum(np.log(d[qR : qR + self.p]))) if self.p else 0.0
+        return logdet0 + logdetR, logdetX, float(d[-1] ** 2)
+
+    def rest_lambda_diag(self, templates: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.full(b.nlevels, T[0, 0]) for b, T in zip(self.rest, templates)])
 
 
 def _criterion(f: _Factor, n: int, p: int, reml: bool) -> float:
-    if not np.isfinite(f.pwrss) or f.pwrss <= 0.0:
+    return _criterion_parts(f.logdetZ, f.logdetX, f.pwrss, n, p, reml)
+
+
+def _criterion_parts(logdetZ: float, logdetX: float, pwrss: float, n: int, p: int, reml: bool) -> float:
+    """ML: log|L_Z|^2 + n (1 + log(2 pi r^2 / n));  REML adds log|L_X|^2 and uses n - p (DESIGN.md 1)."""
+    if not np.isfinite(pwrss) or pwrss <= 0.0:
         return np.inf
     if reml:
         nmp = n - p
-        return f.logdetZ + f.logdetX + nmp * (1.0 + LOG2PI + math.log(f.pwrss / nmp))
-    return f.logdetZ + n * (1.0 + LOG2PI + math.log(f.pwrss / n))
+        return logdetZ + logdetX + nmp * (1.0 + LOG2PI + math.log(pwrss / nmp))
+    return logdetZ + n * (1.0 + LOG2PI + math.log(pwrss / n))
 
 
 def _cholesky_semidefinite(S: np.ndarray, qR: int) -> np.ndarray:
@@ -499,14 +587,14 @@ def _optimize(
 
     k = x0.size
     xs, fx, msg, ok = x0.copy(), np.inf, "", True
-    for _pass in range(3):
+    for _pass in range(2):
         opt = nlopt.opt(nlopt.LN_BOBYQA, k)
         opt.set_min_objective(f)
         opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -1e300))
         opt.set_ftol_abs(1e-10)
         opt.set_xtol_abs(1e-10)
         opt.set_maxeval(100000)
-        step = np.maximum(np.abs(xs) * 0.25, 0.05) if _pass else np.full(k, 0.75)
+        step = np.maximum(np.abs(xs) * 0.02, 0.005) if _pass else np.full(k, 0.75)
         opt.set_initial_step(step)
         try:
             xn = opt.optimize(xs)
@@ -521,6 +609,8 @@ def _optimize(
         ok = res > 0 and res != nlopt.MAXEVAL_REACHED
         if _pass and improved < 1e-8:
             break
+        if time.perf_counter() - t0 > 0.5:
+            break  # the polishing restart is a cheap guard for small models only; lme4 does none
     rec = OptimizerRecord(
         "NLopt LN_BOBYQA", count[0], msg, tuple(map(float, x0)), tuple(map(float, xs)), time.perf_counter() - t0
     )
