@@ -1,0 +1,633 @@
+"""Penalized regression splines on the rk basis, with lambda by GCV or REML.
+
+The mathematics is DESIGN.md section 2, after Wood (2006) *Generalized Additive Models* section 3.2 (the
+engine-wear example) and section 6.6 (a penalized spline as a linear mixed model):
+
+- x is rescaled to [0, 1] by the data's min and max; K interior knots default to j/(K + 1).
+- basis X = [1, x, R(x, x*_1), ..., R(x, x*_K)]; penalty S = [[0, 0], [0, R(x*_i, x*_j)]].
+- at lambda: minimize ||y - X beta||^2 + lambda beta'S beta by least squares on the augmented system
+  [X; sqrt(lambda) B] beta ~ [y; 0], with B'B = S (B = U D^1/2 U'), reduced to [R0; sqrt(lambda) B] by
+  one QR of X, so that a lambda search costs O(p^3) per lambda.
+- EDF = tr A, A = X (X'X + lambda S)^-1 X'; sigma^2 = RSS / (n - EDF); GCV = n RSS / (n - EDF)^2;
+  Vp = sigma^2 (X'X + lambda S)^-1.
+- lambda by GCV: Wood's grid 1e-8 * 1.5^i, i = 0..59, refined by a bounded Brent search on log lambda.
+- lambda by REML: the mixed-model form X_F = X U_F, Z = X U_R D_+^(-1/2), fitted by mmcli.lmm;
+  lambda = 1/theta^2.
+
+Numbers only: no click, rich, pandas or printing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+
+from mmcli.errors import DataError, ModelError, UsageError
+from mmcli.smooths import rk_kernel  # R(x_i, z_j) as a len(x) x len(z) matrix, shared with gamm
+
+DEFAULT_KNOTS = 7
+"""Default number of interior knots, capped at (unique x - 2) for small data; see `default_knots`."""
+
+GCV_GRID = 1e-8 * 1.5 ** np.arange(60)
+"""Wood's (2006, section 3.2.3) lambda grid for GCV: 1e-8 * 1.5^i, i = 0..59 (1e-8 to about 240)."""
+
+GCV_XATOL = 1e-10
+"""Tolerance on log(lambda) of the bounded Brent refinement of the GCV minimum."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# basis, penalty and its square root
+
+
+def default_knots(n_unique: int) -> int:
+    """The default number of interior knots: K = min(7, n_unique - 2).
+
+    Seven is Wood's (2006, section 3.2) choice for the engine data, so `mmcli spline` with no options
+    reproduces the textbook example (and `tests/reference/engine_spline.json`). The penalty, not K, sets the
+    smoothness, so K only needs to give the curve enough room; 2 + K = 9 coefficients is close to mgcv's
+    default k = 10. The cap keeps 2 + K <= the number of distinct x values, so that X has full column rank and
+    a small data set (as few as 3 distinct x) still gets a valid basis.
+    """
+    return max(1, min(DEFAULT_KNOTS, n_unique - 2))
+
+
+def rk_basis(x_scaled: np.ndarray, knots_scaled: np.ndarray) -> np.ndarray:
+    """The model matrix X = [1, x, R(x, x*_1), ..., R(x, x*_K)], x scaled to [0, 1] (Wood 2006 §3.2.1)."""
+    x_scaled = np.asarray(x_scaled, dtype=float)
+    rk = rk_kernel(x_scaled.ravel(), np.asarray(knots_scaled, dtype=float).ravel())
+    return np.column_stack([np.ones_like(x_scaled), x_scaled, rk])
+
+
+def rk_penalty(knots_scaled: np.ndarray) -> np.ndarray:
+    """The penalty S: R(x*_i, x*_j) in the lower-right K x K block, zeros elsewhere (Wood 2006 §3.2.2)."""
+    knots_scaled = np.asarray(knots_scaled, dtype=float)
+    K = knots_scaled.size
+    S = np.zeros((K + 2, K + 2))
+    S[2:, 2:] = rk_kernel(knots_scaled, knots_scaled)
+    return (S + S.T) / 2
+
+
+def mat_sqrt(S: np.ndarray) -> np.ndarray:
+    """A symmetric square root B = U D^1/2 U' of S = U D U', so that B'B = S (Wood 2006 section 3.2.2).
+
+    Eigenvalues that rounding made slightly negative are clipped to 0. (The seed's `matSqrt` returned D^1/2
+    alone, which is not a square root of S; DESIGN.md section 2.)
+    """
+    d, U = np.linalg.eigh((S + S.T) / 2)
+    d = np.clip(d, 0.0, None)
+    return (U * np.sqrt(d)) @ U.T
+
+
+def mixed_matrices(
+    X: np.ndarray, S: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split a penalized basis into fixed and random parts (Wood 2006 section 6.6; DESIGN.md section 2).
+
+    S = U D U' with D decreasing; the last 2 eigenvalues (constant and linear) are zero. Returns
+    (X_F, Z, U_F, U_R, d_pos) with X_F = X U_F and Z = X U_R D_+^(-1/2), so that with
+    g ~ N(0, (sigma^2/lambda) I) the BLUP X_F beta_F + Z g equals the penalized fit at lambda, and
+    beta = U_F beta_F + U_R D_+^(-1/2) g.
+    """
+    d, U = np.linalg.eigh((S + S.T) / 2)
+    order = np.argsort(d)[::-1]
+    d, U = d[order], U[:, order]
+    rank = S.shape[0] - 2
+    if rank < 1 or d[rank - 1] <= 0:
+        raise ModelError("The spline penalty is not positive definite on its range; check the knots.")
+    U_R, U_F, d_pos = U[:, :rank], U[:, rank:], d[:rank]
+    return X @ U_F, (X @ U_R) / np.sqrt(d_pos), U_F, U_R, d_pos
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the fit at one lambda
+
+
+@dataclass(frozen=True, eq=False)
+class AtLambda:
+    """The penalized least-squares fit at one lambda."""
+
+    lam: float
+    coef: np.ndarray
+    fitted: np.ndarray
+    rss: float
+    edf: float
+    Rinv: np.ndarray  # (X'X + lam S)^-1 = Rinv Rinv'
+
+
+@dataclass(frozen=True, eq=False)
+class PenalizedLS:
+    """min ||y - X beta||^2 + lam ||B beta||^2 for any lam, with X = Q0 R0 factored once (Wood 2006 §3.2.2).
+
+    The augmented system [X; sqrt(lam) B] beta ~ [y; 0] has the same solution as the p + p rows
+    [R0; sqrt(lam) B] beta ~ [Q0'y; 0], so each lambda costs O(p^3) and not O(n p^2): with that QR
+    [R0; sqrt(lam) B] = Q R, beta = R^-1 Q'[Q0'y; 0], A = Q0 Q_1 Q_1' Q0' with Q_1 the first p rows of Q, so
+    EDF = tr A = ||Q_1||_F^2, and (X'X + lam S)^-1 = R^-1 R^-T. No normal equations are formed.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    B: np.ndarray
+    R0: np.ndarray
+    Qty: np.ndarray
+    null: np.ndarray  # columns outside the penalty (B e_j = 0): the fit as lam -> inf uses only these
+
+    @classmethod
+    def build(cls, X: np.ndarray, y: np.ndarray, B: np.ndarray) -> PenalizedLS:
+        Q0, R0 = np.linalg.qr(X)
+        norms = np.sqrt(np.sum(B**2, axis=0))
+        null = np.flatnonzero(norms <= 1e-8 * max(float(norms.max()), np.finfo(float).tiny))
+        return cls(X, y, B, R0, Q0.T @ y, null)
+
+    def at(self, lam: float) -> AtLambda:
+        """The fit at lam > 0; lam = inf fits the unpenalized columns only (the limit lam -> inf)."""
+        p = self.X.shape[1]
+        if math.isinf(lam):
+            Q, R = np.linalg.qr(self.X[:, self.null])
+            Rinv = np.zeros((p, p))
+            Rinv[np.ix_(self.null, self.null)] = scipy.linalg.solve_triangular(R, np.eye(self.null.size))
+            coef = np.zeros(p)
+            coef[self.null] = scipy.linalg.solve_triangular(R, Q.T @ self.y)
+            edf = float(self.null.size)
+        else:
+            Q, R = np.linalg.qr(np.vstack([self.R0, math.sqrt(lam) * self.B]))
+            coef = scipy.linalg.solve_triangular(R, Q[:p].T @ self.Qty)
+            edf = float(np.sum(Q[:p] ** 2))
+            Rinv = scipy.linalg.solve_triangular(R, np.eye(p))
+        fitted = self.X @ coef
+        return AtLambda(lam, coef, fitted, float(np.sum((self.y - fitted) ** 2)), edf, Rinv)
+
+
+def fit_at_lambda(X: np.ndarray, y: np.ndarray, B: np.ndarray, lam: float) -> AtLambda:
+    """Penalized least squares at lambda with any B'B = S (Wood 2006 §3.2.2); see `PenalizedLS`."""
+    return PenalizedLS.build(X, y, B).at(lam)
+
+
+def _gcv(n: int, at: AtLambda) -> float:
+    return n * at.rss / (n - at.edf) ** 2
+
+
+# ----------------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True, eq=False)
+class MixedSplineForm:
+    """The spline as a linear mixed model, fitted by REML (Wood 2006 section 6.6; DESIGN.md section 2).
+
+    y = X_F beta_F + Z g + e, g ~ N(0, sigma_g^2 I), e ~ N(0, sigma^2 I), with X_F = X U_F and
+    Z = X U_R D_+^(-1/2). In lme4's parametrization g = theta sigma u, so sigma_g = theta sigma and
+    lambda = sigma^2 / sigma_g^2 = 1 / theta^2.
+    """
+
+    Xf: np.ndarray
+    Z: np.ndarray
+    U_F: np.ndarray
+    U_R: np.ndarray
+    d_pos: np.ndarray
+    beta_f: np.ndarray
+    b: np.ndarray  # the predicted random effects g
+    theta: float
+    sigma: float
+    sigma_g: float
+    lam: float
+    fitted: np.ndarray  # the BLUP fit X_F beta_F + Z b
+    converged: bool
+    reml_criterion: float | None
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    term: str = "s(x)"
+
+    @property
+    def coef(self) -> np.ndarray:
+        """The spline coefficients in the original basis: U_F beta_F + U_R D_+^(-1/2) b."""
+        return self.U_F @ self.beta_f + self.U_R @ (self.b / np.sqrt(self.d_pos))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": "lmm",
+            "method": "REML",
+            "fixed_effects": [
+                {"term": f"Xf{i + 1}", "estimate": float(v)} for i, v in enumerate(self.beta_f)
+            ],
+            "random_effects": [
+                {
+                    "group": "Xr",
+                    "term": self.term,
+                    "variance": _num(self.sigma_g**2),
+                    "std_dev": _num(self.sigma_g),
+                },
+                {
+                    "group": "Residual",
+                    "term": None,
+                    "variance": _num(self.sigma**2),
+                    "std_dev": _num(self.sigma),
+                },
+            ],
+            "theta": [_num(self.theta)],
+            "sigma": _num(self.sigma),
+            "lambda": _num(self.lam),
+            "reml_criterion": _num(self.reml_criterion),
+            "ranef": [float(v) for v in self.b],
+            "fitted": [float(v) for v in self.fitted],
+            "converged": bool(self.converged),
+            "optimizer": self.optimizer,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class SplineFit:
+    """A penalized regression spline on the rk basis (Wood 2006 section 3.2). Built by `fit_spline`."""
+
+    x_name: str
+    y_name: str
+    n: int
+    x: np.ndarray  # the data, input row order (kept for plots and the mixed form)
+    y: np.ndarray
+    x_min: float
+    x_max: float
+    knots: np.ndarray  # original x scale
+    knots_scaled: np.ndarray
+    lam: float
+    lam_method: str  # "fixed" | "gcv" | "reml"
+    coef: np.ndarray  # 2 + K, order [1, x, rk(x, knot_1..K)] on scaled x
+    edf: float
+    rss: float
+    sigma: float
+    gcv: float
+    r_squared: float
+    adj_r_squared: float
+    fitted: np.ndarray  # input row order
+    Vp: np.ndarray  # sigma^2 (X'X + lam S)^-1
+    lambda_search: dict[str, Any] | None = None
+    mixed: MixedSplineForm | None = None
+
+    @property
+    def K(self) -> int:
+        return int(self.knots_scaled.size)
+
+    def scale(self, x: np.ndarray) -> np.ndarray:
+        """x on the [0, 1] scale of the fit: (x - min) / (max - min) of the data."""
+        return (np.asarray(x, dtype=float) - self.x_min) / (self.x_max - self.x_min)
+
+    def basis(self, x: np.ndarray) -> np.ndarray:
+        """The model matrix of the fit at new x (original scale)."""
+        return rk_basis(self.scale(x), self.knots_scaled)
+
+    def predict(self, x_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The curve and its Bayesian standard error at x_new: fit = Xp beta, se = sqrt(diag(Xp Vp Xp')).
+
+        (Wood 2006 section 4.8.) Points outside the data range are extrapolated with the same basis.
+        """
+        x_new = np.atleast_1d(np.asarray(x_new, dtype=float))
+        if not np.all(np.isfinite(x_new)):
+            raise DataError("Prediction x values must be finite numbers.")
+        Xp = self.basis(x_new)
+        se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", Xp, self.Vp, Xp), 0.0, None))
+        return Xp @ self.coef, se
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `spline` JSON of CONTRACT.md (the caller adds "predictions"), plus extras."""
+        out: dict[str, Any] = {
+            "model": "penalized_spline",
+            "basis": "rk",
+            "x": self.x_name,
+            "y": self.y_name,
+            "n": int(self.n),
+            "knots": [float(v) for v in self.knots],
+            "knots_scaled": [float(v) for v in self.knots_scaled],
+            "lambda": _num(self.lam),
+            "lambda_method": self.lam_method,
+            "coefficients": [float(v) for v in self.coef],
+            "edf": float(self.edf),
+            "rss": float(self.rss),
+            "sigma": _num(self.sigma),
+            "gcv": _num(self.gcv),
+            "r_squared": _num(self.r_squared),
+            "adj_r_squared": _num(self.adj_r_squared),
+            "fitted": [float(v) for v in self.fitted],
+            "x_range": [float(self.x_min), float(self.x_max)],
+        }
+        if self.lambda_search is not None:
+            out["lambda_search"] = self.lambda_search
+        if self.mixed is not None:
+            out["mixed_model"] = self.mixed.to_dict()
+        return out
+
+
+def _num(v: float | None) -> float | None:
+    """A float for JSON, or None where JSON has no number (inf, nan)."""
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checking the inputs
+
+
+def _check_data(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    if x.size != y.size:
+        raise DataError(f"x has {x.size} values but y has {y.size}.")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise DataError("x and y must be finite numbers; drop or fill the missing values.")
+    n_unique = np.unique(x).size
+    if n_unique < 3:
+        raise DataError(f"A spline needs at least 3 distinct x values; these data have {n_unique}.")
+    return x, y
+
+
+def _check_lambda(lam: Any) -> float | str:
+    if isinstance(lam, str):
+        method = lam.strip().lower()
+        if method in ("gcv", "reml"):
+            return method
+        try:
+            lam = float(method)
+        except ValueError:
+            raise UsageError(f"--lambda must be a positive number, 'gcv' or 'reml', not '{lam}'.") from None
+    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.floating, np.integer)):
+        raise UsageError(f"--lambda must be a positive number, 'gcv' or 'reml', not {lam!r}.")
+    lam = float(lam)
+    if not (math.isfinite(lam) and lam > 0):
+        raise UsageError(f"--lambda must be a finite number greater than 0, not {lam}.")
+    return lam
+
+
+def _choose_knots(
+    x: np.ndarray, knots: int | None, knot_values: Any | None, x_min: float, x_max: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Knots on the original and the [0, 1] scale."""
+    n_unique = np.unique(x).size
+    limit = n_unique - 2
+    if knot_values is not None:
+        values = np.asarray(knot_values, dtype=float).ravel()
+        if values.size == 0:
+            raise UsageError("Give at least one knot value.")
+        if not np.all(np.isfinite(values)):
+            raise UsageError("Knot values must be finite numbers.")
+        if knots is not None and int(knots) != values.size:
+            raise UsageError(f"--knots {knots} disagrees with the {values.size} knot values given.")
+        values = np.sort(values)
+        if np.any(np.diff(values) == 0):
+            raise UsageError("Knot values must be distinct.")
+        if values[0] < x_min or values[-1] > x_max:
+            raise UsageError(f"Knot values must lie within the range of x, [{x_min:g}, {x_max:g}].")
+        if values.size > limit:
+            raise UsageError(
+                f"At most {limit} knots fit these data ({n_unique} distinct x values); give fewer."
+            )
+        return values, (values - x_min) / (x_max - x_min)
+    if knots is None:
+        K = default_knots(n_unique)
+    else:
+        if isinstance(knots, bool) or int(knots) != knots:
+            raise UsageError(f"--knots must be a whole number, not {knots!r}.")
+        K = int(knots)
+        if not 1 <= K <= limit:
+            raise UsageError(
+                f"--knots must be between 1 and {limit} for these data ({n_unique} distinct x values)."
+            )
+    scaled = np.arange(1, K + 1) / (K + 1)
+    return x_min + scaled * (x_max - x_min), scaled
+
+
+# ----------------------------------------------------------------------------------------------------------
+# choosing lambda
+
+
+def _gcv_search(pls: PenalizedLS) -> tuple[float, dict[str, Any]]:
+    """lambda minimizing GCV(lambda) = n RSS / (n - EDF)^2 (Wood 2006 section 3.2.3).
+
+    Wood's grid 1e-8 * 1.5^i first, so that a local minimum does not trap the search; then a bounded Brent
+    search on log lambda between the best grid point's neighbours.
+    """
+    n = pls.y.size
+    grid_gcv = np.array([_gcv(n, pls.at(float(lam))) for lam in GCV_GRID])
+    i = int(np.argmin(grid_gcv))
+    lo, hi = np.log(GCV_GRID[max(i - 1, 0)]), np.log(GCV_GRID[min(i + 1, GCV_GRID.size - 1)])
+    res = scipy.optimize.minimize_scalar(
+        lambda rho: _gcv(n, pls.at(math.exp(rho))),
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": GCV_XATOL, "maxiter": 500},
+    )
+    lam, best = math.exp(float(res.x)), float(res.fun)
+    if not best <= grid_gcv[i]:  # never do worse than the grid
+        lam, best = float(GCV_GRID[i]), float(grid_gcv[i])
+    record = {
+        "criterion": "GCV",
+        "grid": [float(v) for v in GCV_GRID],
+        "grid_gcv": [float(v) for v in grid_gcv],
+        "grid_best_lambda": float(GCV_GRID[i]),
+        "grid_best_gcv": float(grid_gcv[i]),
+        "at_grid_edge": i in (0, GCV_GRID.size - 1),
+        "refine": {
+            "method": "bounded Brent on log(lambda)",
+            "bounds": [math.exp(lo), math.exp(hi)],
+            "xatol": GCV_XATOL,
+            "evaluations": int(res.nfev),
+            "converged": bool(res.success),
+            "message": str(res.message),
+        },
+        "lambda": lam,
+        "gcv": best,
+    }
+    return lam, record
+
+
+REML_START_FACTORS = (1.0, 1e-3, 1e3)
+"""Starts of the REML search, as multiples of the GCV lambda (see `_fit_mixed`)."""
+
+
+def _fit_mixed(X: np.ndarray, S: np.ndarray, y: np.ndarray, x_name: str = "x") -> MixedSplineForm:
+    """Fit the mixed-model form of the spline by REML with mmcli's LMM core (Wood 2006 section 6.6).
+
+    The REML criterion is not convex in theta: on the engine data it rises from theta = 0 to a ridge near
+    theta = 5 before falling to its minimum at theta = 20 (lambda = 0.0024), so lme4's start theta = 1 ends
+    on the boundary theta = 0, a local minimum. The LMM is therefore fitted with Z scaled by 1/sqrt(lambda_0),
+    which puts lambda_0 at the core's start theta = 1 without changing the model, for lambda_0 = the GCV
+    lambda times each of REML_START_FACTORS; the fit with the lowest REML criterion is kept and mapped back to
+    the unscaled Z: theta = theta_c / sqrt(lambda_0), b = b_c / sqrt(lambda_0), lambda = 1/theta^2.
+    """
+    import scipy.sparse
+
+    from mmcli.lmm import ReTerm, fit_lmm
+
+    Xf, Z, U_F, U_R, d_pos = mixed_matrices(X, S)
+    lam_gcv, _ = _gcv_search(PenalizedLS.build(X, y, mat_sqrt(S)))
+    best: tuple[float, float, Any] | None = None
+    starts = []
+    for factor in REML_START_FACTORS:
+        lam0 = lam_gcv * factor
+        scale = 1.0 / math.sqrt(lam0)
+        term = ReTerm(
+            group="Xr",
+            names=(f"s({x_name})",),
+            levels=tuple(str(j) for j in range(Z.shape[1])),
+            Z=scipy.sparse.csc_matrix(Z * scale),
+            correlated=True,
+            indicator=False,
+        )
+        res = fit_lmm(Xf, y, [term], reml=True, xnames=["Xf1", "Xf2"])
+        crit = float(res.objective)
+        theta = float(np.asarray(res.theta, dtype=float).ravel()[0]) * scale
+        starts.append(
+            {
+                "lambda_start": lam0,
+                "lambda": 1.0 / theta**2 if theta > 0 else None,
+                "reml_criterion": _num(crit),
+                "converged": bool(res.converged),
+                "evaluations": int(res.optimizer.evaluations),
+            }
+        )
+        if best is None or crit < best[0]:
+            best = (crit, scale, res)
+    assert best is not None
+    crit, scale, res = best
+    theta = float(np.asarray(res.theta, dtype=float).ravel()[0]) * scale
+    sigma = float(res.sigma)
+    record = _plain(res.optimizer)
+    record["starts"] = starts
+    return MixedSplineForm(
+        Xf=Xf,
+        Z=Z,
+        U_F=U_F,
+        U_R=U_R,
+        d_pos=d_pos,
+        beta_f=np.asarray(res.beta, dtype=float).ravel(),
+        b=np.asarray(res.ranef[0], dtype=float).ravel() * scale,
+        theta=theta,
+        sigma=sigma,
+        sigma_g=theta * sigma,
+        lam=1.0 / theta**2 if theta > 0 else math.inf,
+        fitted=np.asarray(res.fitted, dtype=float).ravel(),
+        converged=bool(res.converged),
+        reml_criterion=crit,
+        optimizer=record,
+        term=f"s({x_name})",
+    )
+
+
+def _plain(obj: Any) -> Any:
+    """Make an optimizer record JSON-friendly (dicts, dataclasses, numpy scalars)."""
+    if hasattr(obj, "__dataclass_fields__"):
+        obj = {k: getattr(obj, k) for k in obj.__dataclass_fields__}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return _num(float(obj))
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    return obj if isinstance(obj, (str, int, bool)) or obj is None else str(obj)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the public entry points
+
+
+def fit_spline(
+    x: Any,
+    y: Any,
+    *,
+    knots: int | None = None,
+    knot_values: Any | None = None,
+    lam: float | str = "gcv",
+    x_name: str = "x",
+    y_name: str = "y",
+) -> SplineFit:
+    """Fit a penalized regression spline on the rk basis (Wood 2006 section 3.2; DESIGN.md section 2).
+
+    x is rescaled to [0, 1] by its min and max. `knots` is the number K of interior knots j/(K + 1); the
+    default is K = min(7, distinct x - 2) (see `default_knots`); it must lie in 1..(distinct x - 2).
+    `knot_values` gives the knots on the original scale instead (distinct, within the range of x). `lam` is a
+    number > 0, "gcv" (minimize n RSS / (n - EDF)^2) or "reml" (the mixed-model form fitted by REML,
+    lambda = sigma^2 / sigma_g^2).
+
+    Raises DataError for unusable data (fewer than 3 distinct x, non-finite values) and UsageError for bad
+    options.
+    """
+    x, y = _check_data(x, y)
+    method = _check_lambda(lam)
+    x_min, x_max = float(x.min()), float(x.max())
+    knots_orig, knots_scaled = _choose_knots(x, knots, knot_values, x_min, x_max)
+
+    X = rk_basis((x - x_min) / (x_max - x_min), knots_scaled)
+    S = rk_penalty(knots_scaled)
+    pls = PenalizedLS.build(X, y, mat_sqrt(S))
+    n = y.size
+
+    search: dict[str, Any] | None = None
+    mixed: MixedSplineForm | None = None
+    if method == "gcv":
+        lam_value, search = _gcv_search(pls)
+        lam_method = "gcv"
+    elif method == "reml":
+        mixed = _fit_mixed(X, S, y, x_name)
+        lam_value = mixed.lam
+        lam_method = "reml"
+        search = {
+            "criterion": "REML",
+            "theta": _num(mixed.theta),
+            "sigma": _num(mixed.sigma),
+            "sigma_g": _num(mixed.sigma_g),
+            "reml_criterion": _num(mixed.reml_criterion),
+            "converged": mixed.converged,
+            "optimizer": mixed.optimizer,
+            "lambda": _num(lam_value),
+        }
+    else:
+        assert isinstance(method, float)
+        lam_value, lam_method = method, "fixed"
+
+    at = pls.at(lam_value)
+    resid_df = n - at.edf
+    sigma2 = at.rss / resid_df if resid_df > 0 else math.nan
+    tss = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1 - at.rss / tss if tss > 0 else math.nan
+    # mgcv's summary.gam r.sq: 1 - (RSS/(n - EDF)) / (TSS/(n - 1))
+    adj_r2 = 1 - sigma2 / (tss / (n - 1)) if tss > 0 else math.nan
+    return SplineFit(
+        x_name=x_name,
+        y_name=y_name,
+        n=n,
+        x=x.copy(),
+        y=y.copy(),
+        x_min=x_min,
+        x_max=x_max,
+        knots=knots_orig,
+        knots_scaled=knots_scaled,
+        lam=lam_value,
+        lam_method=lam_method,
+        coef=at.coef,
+        edf=at.edf,
+        rss=at.rss,
+        sigma=math.sqrt(sigma2) if sigma2 >= 0 else math.nan,
+        gcv=n * at.rss / resid_df**2 if resid_df > 0 else math.nan,
+        r_squared=r2,
+        adj_r_squared=adj_r2,
+        fitted=at.fitted,
+        Vp=sigma2 * (at.Rinv @ at.Rinv.T),
+        lambda_search=search,
+        mixed=mixed,
+    )
+
+
+def mixed_form(fit: SplineFit) -> MixedSplineForm:
+    """The spline of `fit` as a linear mixed model fitted by REML (Wood 2006 §6.6; DESIGN.md section 2).
+
+    Same data, knots and basis as `fit`; X_F = X U_F, Z = X U_R D_+^(-1/2). A fit made with lam="reml" already
+    holds this form and it is returned as is; otherwise it is fitted now (its lambda is REML's, not fit.lam).
+    """
+    if fit.mixed is not None:
+        return fit.mixed
+    X = fit.basis(fit.x)
+    return _fit_mixed(X, rk_penalty(fit.knots_scaled), fit.y, fit.x_name)
