@@ -220,6 +220,233 @@ def _check_plot_path(path: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# spline
+# --------------------------------------------------------------------------------------------------
+
+
+def _parse_lambda(value: str) -> float | str:
+    v = value.strip().lower()
+    if v in ("gcv", "reml"):
+        return v
+    try:
+        lam = float(v)
+    except ValueError:
+        raise UsageError(f"--lambda must be a positive number, gcv or reml; not '{value}'.") from None
+    if not lam > 0 or lam == float("inf"):
+        raise UsageError(f"--lambda must be a positive finite number, gcv or reml; not '{value}'.")
+    return lam
+
+
+def _parse_numbers(value: str, option: str) -> list[float]:
+    try:
+        return [float(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"{option} takes comma-separated numbers, such as 1.5,2.5,3.5; not '{value}'.") from None
+
+
+@cli.command()
+@click.argument("data", type=str)
+@click.option("--x", "x_col", metavar="COL", help="Predictor column (default: the first of two numeric columns).")
+@click.option("--y", "y_col", metavar="COL", help="Response column (default: the second of two numeric columns).")
+@click.option("--knots", type=int, metavar="K", help="Number of interior knots, at j/(K+1) on x scaled to [0,1].")
+@click.option("--knot-values", metavar="X1,X2,...", help="Interior knots on the original x scale, instead of --knots.")
+@click.option("--lambda", "lam", default="gcv", show_default=True, metavar="NUMBER|gcv|reml",
+              help="Smoothing parameter, or how to choose it.")
+@click.option("--as-mixed", is_flag=True, help="Also show the fit as a mixed model (fixed null space, random rest).")
+@click.option("--predict", "predict_path", metavar="FILE.csv", help="Predict at the x values of this CSV, with se.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw data, curve and a 2 se band.")
+@output_options
+def spline(
+    fmt: str,
+    data: str,
+    x_col: str | None,
+    y_col: str | None,
+    knots: int | None,
+    knot_values: str | None,
+    lam: str,
+    as_mixed: bool,
+    predict_path: str | None,
+    plot_path: str | None,
+) -> None:
+    """Fit Wood's penalized regression spline (rk basis), lambda given or chosen by GCV or REML.
+
+    \b
+    Examples:
+      mmcli spline engine.csv --lambda 1e-4 --knots 7
+      mmcli spline engine.csv --x size --y wear --lambda reml --as-mixed
+      mmcli spline engine.csv --knots 7 --predict grid.csv --plot engine.png --json
+    """
+    from mmcli import data as dataio
+    from mmcli import render
+    from mmcli.spline import fit_spline, mixed_form
+
+    lam_value = _parse_lambda(lam)
+    if knots is not None and knot_values is not None:
+        raise UsageError("Give --knots or --knot-values, not both.")
+    kv = _parse_numbers(knot_values, "--knot-values") if knot_values is not None else None
+    if plot_path:
+        _check_plot_path(plot_path)
+    if (x_col is None) != (y_col is None):
+        raise UsageError("Give both --x and --y, or neither (for a file with exactly two numeric columns).")
+    if x_col is None or y_col is None:
+        table = dataio.load_all(data)
+        nums = [c for c in table.frame.columns if table.frame[c].dtype.kind in "fiu"]
+        if len(table.columns) != 2 and len(nums) != 2:
+            raise UsageError(
+                f"'{table.source}' has {len(nums)} numeric columns ({', '.join(nums) or 'none'}): "
+                "say which to use with --x COL --y COL."
+            )
+        x_col, y_col = nums if len(nums) == 2 else (table.columns[0], table.columns[1])
+        table = dataio.subset(table, [x_col, y_col], numeric=[x_col, y_col])
+    else:
+        table = dataio.load(data, numeric=[x_col, y_col], categorical=[])
+    for msg in table.notes:
+        render.note(msg)
+    f = table.frame
+    result = fit_spline(
+        f[x_col].to_numpy(), f[y_col].to_numpy(), knots=knots, knot_values=kv, lam=lam_value, x_name=x_col, y_name=y_col
+    )
+    d = result.to_dict()
+    d["dropped_rows"] = table.dropped_rows
+    if as_mixed:
+        d["mixed_form"] = mixed_form(result).to_dict()
+    if predict_path:
+        pt = dataio.load(predict_path, numeric=[x_col], categorical=[])
+        xs = pt.frame[x_col].to_numpy(dtype=float)
+        fit_, se = result.predict(xs)
+        d["predictions"] = [{"x": float(a), "fit": float(b), "se": float(c)} for a, b, c in zip(xs, fit_, se)]
+    if plot_path:
+        from mmcli.plot import plot_spline
+
+        plot_spline(result, plot_path)
+    if fmt == "json":
+        render.write_json(d)
+    elif fmt == "csv":
+        if predict_path:
+            render.write_csv(d["predictions"], ["x", "fit", "se"])
+        else:
+            rows = [{x_col: a, y_col: b, "fitted": c} for a, b, c in zip(f[x_col], f[y_col], d["fitted"])]
+            render.write_csv(rows, [x_col, y_col, "fitted"])
+    else:
+        if as_mixed:
+            m = d["mixed_form"]
+            d = dict(d, mixed_form={k: v for k, v in m.items() if not isinstance(v, (list, dict))})
+        render.print_spline(d)
+    if plot_path:
+        render.note(f"plot written to {plot_path}")
+
+
+# --------------------------------------------------------------------------------------------------
+# gamm
+# --------------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("data", type=str)
+@click.argument("formula", required=False)
+@click.option("--y", "y", metavar="COL", help="Response column.")
+@click.option("--smooth", multiple=True, metavar="COL", help="Smooth of COL: s(COL, bs=--bs, k=--k) (repeatable).")
+@click.option("--bs", type=click.Choice(["cr", "cs", "rk"]), default="cr", show_default=True,
+              help="Basis of the --smooth terms.")
+@click.option("--k", "k", type=int, default=10, show_default=True, help="Basis dimension of the --smooth terms.")
+@click.option("--fixed", multiple=True, metavar="COL", help="Parametric (fixed-effect) column.")
+@click.option("--group", multiple=True, metavar="COL", help="Grouping column: a random intercept per level.")
+@click.option("--factor", multiple=True, metavar="COL", help="Treat a numeric-looking column as categorical.")
+@click.option("--reml/--ml", default=True, help="REML (default, as gamm4) or maximum likelihood.")
+@click.option("--predict", "predict_path", metavar="FILE.csv", help="Population-level predictions with se.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Each smooth with its 2 se band.")
+@output_options
+def gamm(
+    fmt: str,
+    data: str,
+    formula: str | None,
+    y: str | None,
+    smooth: tuple[str, ...],
+    bs: str,
+    k: int,
+    fixed: tuple[str, ...],
+    group: tuple[str, ...],
+    factor: tuple[str, ...],
+    reml: bool,
+    predict_path: str | None,
+    plot_path: str | None,
+) -> None:
+    """Fit smooths and random effects as one mixed model by REML (as gamm4).
+
+    \b
+    Examples:
+      mmcli gamm sleepstudy.csv "Reaction ~ s(Days, bs='cs') + (1|Subject)"
+      mmcli gamm sleepstudy.csv --y Reaction --smooth Days --bs cr --k 5 --group Subject
+      mmcli gamm sleepstudy.csv "Reaction ~ s(Days, bs='cs') + (1|Subject)" --predict grid.csv --plot days.png
+    """
+    from mmcli import data as dataio
+    from mmcli import render
+    from mmcli.formula import build_formula, parse_formula
+    from mmcli.gamm import fit_gamm, gamm_dict
+    from mmcli.report import fit_dict
+
+    if formula and (y or fixed or group or smooth):
+        raise UsageError("Give either a formula or the column options (--y, --smooth, --fixed, --group), not both.")
+    if plot_path:
+        _check_plot_path(plot_path)
+    text = formula or build_formula(y, _split(fixed), _split(group), [], _split(smooth), bs, k)
+    spec = parse_formula(text, allow_smooths=True)
+    factors = _split(factor)
+    used = spec.variables()
+    groups = [f for t in spec.random for f in t.factors]
+    svars = [s.var for s in spec.smooths]
+    table = dataio.load(
+        data,
+        numeric=list(dict.fromkeys([spec.response] + svars)),
+        categorical=list(dict.fromkeys(groups + [f for f in factors if f in used])),
+        other=[c for c in used if c != spec.response and c not in groups and c not in factors and c not in svars],
+    )
+    for msg in table.notes:
+        render.note(msg)
+    g = fit_gamm(spec, table.frame, set(factors), reml=reml)
+    ngroups = {t.group: t.nlevels for t in g.lmm.terms if t.indicator}
+    base = fit_dict(g.lmm, formula=spec.text, ngroups=ngroups, dropped_rows=table.dropped_rows, data=table.source)
+    d = gamm_dict(g, base)
+    if predict_path:
+        need = [c for c in used if c != spec.response and c not in groups]
+        pt = dataio.load(
+            predict_path,
+            numeric=[c for c in need if c in svars],
+            categorical=[c for c in need if c in factors],
+            other=[c for c in need if c not in svars and c not in factors],
+        )
+        fit_, se = g.predict(pt.frame)
+        d["predictions"] = [
+            {**{c: _plain(pt.frame[c].iloc[i]) for c in need}, "fit": float(fit_[i]), "se": float(se[i])}
+            for i in range(len(pt.frame))
+        ]
+    if plot_path:
+        from mmcli.plot import plot_gamm
+
+        plot_gamm(g, plot_path)
+    if fmt == "json":
+        render.write_json(d)
+    elif fmt == "csv":
+        if predict_path:
+            cols = list(d["predictions"][0].keys()) if d["predictions"] else ["fit", "se"]
+            render.write_csv(d["predictions"], cols)
+        else:
+            render.write_csv(d["fixed_effects"], ["term", "estimate", "std_error", "t_value"])
+    else:
+        render.print_fit(d)
+        if predict_path:
+            render.print_predictions(d["predictions"], list(d["predictions"][0].keys()) if d["predictions"] else [])
+    _finish(d)
+
+
+def _plain(v: Any) -> Any:
+    try:
+        return v.item()
+    except AttributeError:
+        return v
+
+
+# --------------------------------------------------------------------------------------------------
 # error handling, in one place
 # --------------------------------------------------------------------------------------------------
 

@@ -199,3 +199,40 @@ def check_option(name: str, value: float, *, positive: bool = False) -> float:
     if not math.isfinite(value) or (positive and value <= 0):
         raise UsageError(f"{name} must be a finite {'positive ' if positive else ''}number, not {value}.")
     return value
+
+
+def load_all(path: str) -> Table:
+    """Read every column, with the types pandas infers (for commands that pick columns themselves)."""
+    import pandas as pd
+
+    src, name = _read_source(path)
+    columns = read_header(src, name)
+    try:
+        frame = pd.read_csv(src, encoding="utf-8-sig", skipinitialspace=True, na_values=["NA", "NaN", "nan", ".", ""])  # type: ignore[call-overload]
+    except UnicodeDecodeError as e:
+        raise DataError(f"File '{name}' is not UTF-8 text ({e.reason} at byte {e.start}).") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
+    if len(frame) == 0:
+        raise DataError(f"File '{name}' has a header but no data rows.")
+    return Table(frame=frame, source=name, columns=tuple(columns))
+
+
+def subset(table: Table, cols: list[str], *, numeric: list[str]) -> Table:
+    """The named columns of a table read whole, checked as :func:`load` checks them."""
+    import numpy as np
+
+    frame = table.frame[cols].copy()
+    for c in numeric:
+        frame[c] = _as_numeric(frame[c], c)
+        if np.isinf(frame[c].to_numpy()).any():
+            raise DataError(f"Column '{c}' has an infinite value; remove or fix it.")
+    complete = frame.notna().all(axis=1)
+    dropped = int(len(frame) - complete.sum())
+    notes = []
+    if dropped:
+        frame = frame.loc[complete].reset_index(drop=True)
+        notes.append(f"Dropped {dropped} of {len(complete)} rows with a missing value in a used column.")
+    if len(frame) == 0:
+        raise DataError(f"No complete rows in '{table.source}'.")
+    return Table(frame=frame, source=table.source, columns=table.columns, dropped_rows=dropped, notes=notes)
