@@ -54,9 +54,17 @@ class ReTerm:
     group: str
     names: tuple[str, ...]
     levels: tuple[str, ...]
-    Z: sp.csc_matrix
+    Z: sp.csc_matrix | None = None
     correlated: bool = True
     indicator: bool = True
+    codes: np.ndarray | None = None  # indicator terms: the level of each row ...
+    T: np.ndarray | None = None  # ... and the row's p template columns (Z is then built only if needed)
+
+    def zmat(self) -> sp.csc_matrix:
+        if self.Z is not None:
+            return self.Z
+        assert self.codes is not None and self.T is not None
+        return _indicator_z(self.codes, self.T, self.nlevels)
 
     @property
     def p(self) -> int:
@@ -80,14 +88,20 @@ class ReTerm:
 def indicator_term(
     group: str, names: Sequence[str], codes: np.ndarray, levels: Sequence[str], T: np.ndarray
 ) -> ReTerm:
-    """Build the Z of a grouping-factor term from level codes (n,) and the per-row template columns T (n, p)."""
+    """A grouping-factor term from level codes (n,) and the per-row template columns T (n, p)."""
     n = codes.shape[0]
     T = np.asarray(T, dtype=float).reshape(n, -1)
-    p = T.shape[1]
-    rows = np.repeat(np.arange(n), p)
-    cols = (codes[:, None] * p + np.arange(p)[None, :]).ravel()
-    Z = sp.csc_matrix((T.ravel(), (rows, cols)), shape=(n, len(levels) * p))
-    return ReTerm(group=group, names=tuple(names), levels=tuple(levels), Z=Z, correlated=True, indicator=True)
+    return ReTerm(
+        group=group, names=tuple(names), levels=tuple(levels), codes=np.asarray(codes), T=T, indicator=True
+    )
+
+
+def _indicator_z(codes: np.ndarray, T: np.ndarray, nlevels: int) -> sp.csc_matrix:
+    """Z of an indicator term: row i holds T[i] in the columns of level codes[i] (level-major)."""
+    n, p = T.shape
+    indptr = np.arange(0, n * p + 1, p)
+    indices = (codes[:, None] * p + np.arange(p)[None, :]).ravel()
+    return sp.csr_matrix((T.ravel(), indices, indptr), shape=(n, nlevels * p)).tocsc()
 
 
 @dataclass(frozen=True)
@@ -180,16 +194,23 @@ def _templates(terms: Sequence[ReTerm], theta: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-@dataclass(frozen=True, eq=False)
 class _Block:
-    """Terms sharing one grouping factor, amalgamated (MixedModels.jl): a pb x pb block template per level."""
+    """Terms sharing one grouping factor, amalgamated (MixedModels.jl): a pb x pb block template per level.
+    Indicator blocks keep the level codes and template columns; Z (n x nlevels*p) is built on first use."""
 
-    terms: tuple[int, ...]  # indices into the model's terms
-    nlevels: int
-    p: int
-    Z: sp.csc_matrix  # n x (nlevels * p), level-major
-    indicator: bool
-    offsets: tuple[int, ...]  # start of each term's columns inside the block template
+    def __init__(self, terms, nlevels, p, indicator, offsets, codes=None, T=None, Z=None):  # type: ignore[no-untyped-def]
+        self.terms: tuple[int, ...] = terms  # indices into the model's terms
+        self.nlevels: int = nlevels
+        self.p: int = p
+        self.indicator: bool = indicator
+        self.offsets: tuple[int, ...] = offsets  # start of each term's columns inside the block template
+        self.codes, self.T, self._Z = codes, T, Z
+
+    @property
+    def Z(self) -> sp.csc_matrix:
+        if self._Z is None:
+            self._Z = _indicator_z(self.codes, self.T, self.nlevels)
+        return self._Z
 
 
 def _make_blocks(terms: Sequence[ReTerm]) -> list[_Block]:
@@ -204,17 +225,11 @@ def _make_blocks(terms: Sequence[ReTerm]) -> list[_Block]:
         nl = ts[0].nlevels
         p = sum(t.p for t in ts)
         offsets = tuple(int(x) for x in np.cumsum([0] + [t.p for t in ts[:-1]]))
-        if len(ts) == 1:
-            Z = ts[0].Z.tocsc()
+        if ts[0].indicator and all(t.codes is not None for t in ts):
+            T = ts[0].T if len(ts) == 1 else np.column_stack([t.T for t in ts])
+            blocks.append(_Block(tuple(idx), nl, p, True, offsets, codes=ts[0].codes, T=T))
         else:
-            # interleave the terms' columns so that each level's p columns are contiguous
-            perm = []
-            starts = np.cumsum([0] + [t.Z.shape[1] for t in ts[:-1]])
-            for j in range(nl):
-                for t, s0 in zip(ts, starts):
-                    perm += list(range(s0 + j * t.p, s0 + (j + 1) * t.p))
-            Z = sp.hstack([t.Z for t in ts]).tocsc()[:, perm]
-        blocks.append(_Block(tuple(idx), nl, p, Z, ts[0].indicator, offsets))
+            blocks.append(_Block(tuple(idx), nl, p, ts[0].indicator, offsets, Z=ts[0].zmat().tocsc()))
     # the indicator block with most levels first; the order of the rest does not change the result
     blocks.sort(key=lambda b: (not b.indicator, -b.nlevels * b.p))
     return blocks
@@ -242,21 +257,29 @@ class _Factor:
 class _Problem:
     """The fixed parts of the Gram matrix of [Z X y], formed once; :meth:`factor` per theta."""
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, terms: Sequence[ReTerm]):
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        terms: Sequence[ReTerm],
+        XY: np.ndarray | None = None,
+        yscale: float = 1.0,
+    ):
+        """``XY`` may be given as [X y] in one array (X and y are then views of it: no copy is made).
+        The Gram matrix is that of [X, y / yscale]; ``self.y`` stays unscaled."""
         self.terms = list(terms)
-        self.n, self.p = X.shape
-        self.X, self.y = X, y
+        if XY is None:
+            XY = np.column_stack([X, y])
+        self.n, self.p = XY.shape[0], XY.shape[1] - 1
+        self.X, self.y, self.yscale = XY[:, : self.p], XY[:, self.p], yscale
         self.blocks = _make_blocks(terms)
-        XY = np.column_stack([X, y])
         self.AXX = XY.T @ XY
         first = self.blocks[0] if self.blocks and self.blocks[0].indicator else None
         rest = self.blocks[1:] if first is not None else self.blocks
         self.first, self.rest = first, rest
         if first is not None:
-            Z0 = first.Z
             nl0, p0 = first.nlevels, first.p
-            self.A00 = _blockdiag_gram(Z0, nl0, p0)
-            self.AX0 = np.asarray((Z0.T @ XY).T)  # (p+1) x q0
+            self.A00, self.AX0 = _indicator_grams(first.codes, first.T, nl0, XY)
         else:
             self.A00 = np.zeros((0, 0, 0))
             self.AX0 = np.zeros((self.p + 1, 0))
@@ -270,6 +293,11 @@ class _Problem:
             self.ARR = np.zeros((0, 0))
             self.AXR = np.zeros((self.p + 1, 0))
             self.AR0 = None
+        if yscale != 1.0:  # the Gram matrix of [X, y / yscale], from that of [X, y]
+            self.AXX[-1, :] /= yscale
+            self.AXX[:, -1] /= yscale
+            self.AX0[-1, :] /= yscale
+            self.AXR[-1, :] /= yscale
         # theta positions inside each block's template
         self.block_maps = []
         k_of_term = np.cumsum([0] + [t.ntheta for t in self.terms])
@@ -490,29 +518,25 @@ def _cholesky_semidefinite(S: np.ndarray, qR: int) -> np.ndarray:
     return out
 
 
-def _blockdiag_gram(Z: sp.csc_matrix, nl: int, p: int) -> np.ndarray:
-    """The diagonal blocks of Z'Z for an indicator block, as an (nl, p, p) array."""
-    Zr = Z.tocsr()
-    n = Zr.shape[0]
-    # each row has its nonzeros inside one level's p columns
-    out = np.zeros((nl, p, p))
-    if p == 1:
-        ZtZ = Z.multiply(Z).sum(axis=0)
-        out[:, 0, 0] = np.asarray(ZtZ).ravel()
-        return out
-    coo = Zr.tocoo()
-    level = coo.col // p
-    lev_of_row = np.full(n, -1)
-    lev_of_row[coo.row] = level
-    dense_rows = np.zeros((n, p))
-    dense_rows[coo.row, coo.col % p] = coo.data
-    keep = lev_of_row >= 0
+def _indicator_grams(codes: np.ndarray, T: np.ndarray, nl: int, XY: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For an indicator block, the diagonal blocks of Z'Z as (nl, p, p) and [X y]'Z as (p+1, nl*p), by
+    weighted counts over the level codes (no Z is formed)."""
+    p = T.shape[1]
+    A = np.zeros((nl, p, p))
     for a in range(p):
         for b in range(a, p):
-            s = np.bincount(lev_of_row[keep], weights=(dense_rows[keep, a] * dense_rows[keep, b]), minlength=nl)
-            out[:, a, b] = s
-            out[:, b, a] = s
-    return out
+            w = None if p == 1 and np.all(T[:, 0] == 1.0) else T[:, a] * T[:, b]
+            s = np.bincount(codes, weights=w, minlength=nl)
+            A[:, a, b] = s
+            A[:, b, a] = s
+    p1 = XY.shape[1]
+    AX = np.empty((p1, nl, p))
+    ones = p == 1 and bool(np.all(T[:, 0] == 1.0))
+    for c in range(p1):
+        for a in range(p):
+            w = XY[:, c] if ones else XY[:, c] * T[:, a]
+            AX[c, :, a] = np.bincount(codes, weights=w, minlength=nl)
+    return A, AX.reshape(p1, nl * p)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -526,7 +550,7 @@ class _DenseProblem:
     def __init__(self, X: np.ndarray, y: np.ndarray, terms: Sequence[ReTerm]):
         self.X, self.y, self.terms = X, y, list(terms)
         self.n, self.p = X.shape
-        self.Z = sp.hstack([t.Z for t in terms]).toarray() if terms else np.zeros((self.n, 0))
+        self.Z = sp.hstack([t.zmat() for t in terms]).toarray() if terms else np.zeros((self.n, 0))
 
     def lam(self, theta: np.ndarray) -> np.ndarray:
         mats = [np.kron(np.eye(t.nlevels), T) for t, T in zip(self.terms, _templates(self.terms, theta))]
@@ -634,18 +658,23 @@ _NLOPT_MESSAGES = {
 # --------------------------------------------------------------------------------------------------
 
 
-def drop_aliased(X: np.ndarray, names: Sequence[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:
-    """Drop columns of X that are linear combinations of earlier ones (pivoted QR, lme4's chkRank.drop.cols)."""
-    if X.shape[1] == 0:
-        return X, list(names), []
-    scale = np.sqrt(np.sum(X**2, axis=0))
+def aliased_columns(X: np.ndarray, tol: float = 1e-7, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of X to keep and to drop as linear combinations of others (lme4's chkRank.drop.cols: pivoted
+    QR, rank where |R_ii| > tol |R_11|). The R factor is accumulated over row blocks (TSQR), so no copy of
+    X is made; column pivoting on R gives the same decisions as on X, since column norms are invariant
+    under the row rotations."""
+    n, p = X.shape
+    if p == 0:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    scale = np.sqrt(np.einsum("ij,ij->j", X, X))
     scale[scale == 0] = 1.0
-    _, R, piv = sla.qr(X / scale, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
+    R = np.zeros((0, p))
+    for start in range(0, n, block):
+        R = np.linalg.qr(np.vstack([R, X[start : start + block] / scale]), mode="r")
+    _, R2, piv = sla.qr(R, pivoting=True)
+    d = np.abs(np.diag(R2))
     rank = int(np.sum(d > tol * d[0])) if d.size and d[0] > 0 else 0
-    keep = np.sort(piv[:rank])
-    dropped = [names[i] for i in sorted(piv[rank:])]
-    return X[:, keep], [names[i] for i in keep], dropped
+    return np.sort(piv[:rank]), np.sort(piv[rank:])
 
 
 def check_terms(terms: Sequence[ReTerm], n: int) -> None:
@@ -678,36 +707,54 @@ def fit_lmm(
     xnames: Sequence[str] | None = None,
     method: str = "fast",
     progress: Callable[[int, float], None] | None = None,
+    XY: np.ndarray | None = None,
 ) -> LmmFit:
     """Fit y = X beta + Z b + e by ML or REML; theta by BOBYQA on the profiled criterion, then beta,
     sigma, vcov, conditional modes and standard deviations from the factor at the optimum
-    (Bates et al. 2015, sections 3.4-3.6)."""
+    (Bates et al. 2015, sections 3.4-3.6).
+
+    ``XY``, when given, is [X y] in one C-ordered array and X, y are ignored: the fit then reads it in place
+    (for large data, where a copy of X would matter)."""
+    if XY is not None:
+        X, y = XY[:, :-1], XY[:, -1]
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     n = y.shape[0]
     if X.ndim != 2 or X.shape[0] != n:
         raise DataError("X and y have different numbers of rows.")
     names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
-    X, names, dropped = drop_aliased(X, names)
+    keep, drop = aliased_columns(X)
+    dropped = [names[i] for i in drop]
+    names = [names[i] for i in keep]
     check_terms(terms, n)
-    p = X.shape[1]
+    p = keep.size
     if n - p <= 0 or (reml and n - p <= 0):
         raise ModelError(f"{n} observations are too few for {p} fixed effects.")
     if not terms:
         raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
     # work on y / s so that responses of any magnitude neither overflow nor underflow the Gram matrix
-    s = float(np.sqrt(np.mean((y - y.mean()) ** 2))) or float(np.max(np.abs(y))) or 1.0
-    ys = y / s
+    m = float(np.max(np.abs(y))) if n else 0.0
+    s = (m * float(np.std(y / m)) or m) if m > 0 and np.isfinite(m) else 1.0
+    # the criterion is computed for y / s, so that responses of any magnitude neither overflow nor
+    # underflow; [X y] is read in place when it comes as one array and y's scale is moderate
+    inplace = XY is not None and drop.size == 0 and XY.flags.c_contiguous and 1e-100 < s < 1e100
+    if not inplace:
+        XY = np.empty((n, p + 1))
+        XY[:, :p] = X if drop.size == 0 else X[:, keep]
+        np.divide(y, s, out=XY[:, p])
+    assert XY is not None
+    X = XY[:, :p]
+    ys = XY[:, p]  # y / s unless inplace
     if method == "dense":
         if n > DENSE_MAX_ROWS:
             raise ModelError(
                 f"--method dense holds an n x n matrix and is limited to {DENSE_MAX_ROWS} rows; "
                 f"these data have {n}. Use the default --method fast."
             )
-        dense = _DenseProblem(X, ys, terms)
+        dense = _DenseProblem(X, ys / s if inplace else ys, terms)
         crit = dense.objective
     elif method == "fast":
-        prob = _Problem(X, ys, terms)
+        prob = _Problem(X, ys, terms, XY=XY, yscale=s if inplace else 1.0)
         crit = prob.objective
     else:
         raise ModelError(f"Unknown method '{method}': use fast or dense.")
@@ -802,8 +849,12 @@ def _results(
             ranef[ti] = bb[:, off0 : off0 + pt] * s
             cond_cov[ti] = Cb[:, off0 : off0 + pt, off0 : off0 + pt] * s**2
     cond_sd = [np.sqrt(np.maximum(np.diagonal(C, axis1=1, axis2=2), 0.0)) for C in cond_cov]
-    fitted = prob.X @ beta + Zb
-    resid = prob.y - fitted
+    fitted = prob.X @ beta
+    fitted += Zb
+    fitted *= s
+    del Zb
+    resid = prob.y * (s / prob.yscale) if prob.yscale != s else prob.y.copy()
+    resid -= fitted
     npar = p + theta.size + 1
     # undo the scaling of y: sigma, beta, b scale by s; the criterion shifts by 2 n log s (ML) or 2 (n-p) log s
     nscale = (n - p) if reml else n
@@ -823,8 +874,8 @@ def _results(
         ranef=ranef,
         cond_sd=cond_sd,
         cond_cov=cond_cov,
-        fitted=fitted * s,
-        residuals=resid * s,
+        fitted=fitted,
+        residuals=resid,
         converged=ok,
         optimizer=rec,
         dropped_columns=tuple(dropped),
