@@ -16,6 +16,7 @@ import numpy as np
 from mmcli.errors import UsageError
 
 if TYPE_CHECKING:
+    from mmcli.gamm import GammFit
     from mmcli.spline import SplineFit
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -87,4 +88,64 @@ def plot_spline(result: SplineFit, path: str | os.PathLike[str], *, points: int 
     ax.set_ylabel(result.y_name)
     ax.set_title(f"Penalized spline ({result.lam_method}): λ = {result.lam:.4g}, EDF = {result.edf:.3g}")
     ax.legend(frameon=False, fontsize="small")
+    _save(fig, target, fmt)
+
+
+def plot_gamm(g: GammFit, path: str | os.PathLike[str], *, points: int = 200) -> None:
+    """Draw each smooth of an additive mixed model as mgcv's plot.gam does, one panel per smooth.
+
+    A panel shows the smooth's own curve f_j(x) (centred, as the constraint leaves it) with a band of
+    f_j ± 2 se, se = sqrt(x' Vp x) over the smooth's coefficients (Wood 2017, 6.10); the partial residuals
+    y_i - mu_i + f_j(x_i), mu the population-level fit (random effects at zero); and a rug of the data x.
+    The y label is mgcv's ``s(x,EDF)``.
+    """
+    if not g.smooths:
+        raise UsageError("--plot draws smooth terms; this model has none.")
+    target, fmt = _check_target(path)
+    frame = g.frame
+    mu = g.predict(frame)[0]
+    resid = frame[g.spec.response].to_numpy(dtype=float) - mu
+    m = len(g.smooths)
+    ncols = min(m, 3)
+    nrows = -(-m // ncols)
+    fig = _new_figure(figsize=(4.4 * ncols, 3.8 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for j, sm in enumerate(g.smooths):
+        ax = axes[j]
+        x = frame[sm.var].to_numpy(dtype=float)
+        grid = np.linspace(x.min(), x.max(), points)
+        f, se = g.smooth_curve(j, grid)
+        partial = resid + g.smooth_curve(j, x)[0]
+        many = x.size > 5000  # keep vector output small: dots and rug as an image
+        ax.fill_between(grid, f - 2 * se, f + 2 * se, color="C0", alpha=0.2, linewidth=0, label="±2 s.e.")
+        ax.plot(grid, f, color="C0", linewidth=1.8, label=sm.term)
+        ax.scatter(
+            x,
+            partial,
+            s=9,
+            color="0.35",
+            alpha=0.6,
+            linewidths=0,
+            zorder=3,
+            rasterized=many,
+            label="partial residuals",
+        )
+        ax.plot(
+            x,
+            np.zeros_like(x),
+            "|",
+            color="0.2",
+            markersize=8,
+            alpha=0.5,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            rasterized=many,
+        )
+        edf = g.edf[j]
+        ax.set_xlabel(sm.var)
+        ax.set_ylabel(f"{sm.term[:-1]},{edf:.2f})")
+        ax.set_title(f"{sm.term} ({sm.bs}, k = {sm.k}): EDF = {edf:.3g}", fontsize="medium")
+    axes[0].legend(frameon=False, fontsize="small")
+    for ax in axes[m:]:
+        ax.set_visible(False)
     _save(fig, target, fmt)
