@@ -733,8 +733,7 @@ def fit_lmm(
     if not terms:
         raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
     # work on y / s so that responses of any magnitude neither overflow nor underflow the Gram matrix
-    m = float(np.max(np.abs(y))) if n else 0.0
-    s = (m * float(np.std(y / m)) or m) if m > 0 and np.isfinite(m) else 1.0
+    s = _response_scale(y)
     # the criterion is computed for y / s, so that responses of any magnitude neither overflow nor
     # underflow; [X y] is read in place when it comes as one array and y's scale is moderate
     inplace = XY is not None and drop.size == 0 and XY.flags.c_contiguous and 1e-100 < s < 1e100
@@ -765,6 +764,24 @@ def fit_lmm(
     if method == "dense":
         return _results_dense(dense, theta, reml, s, names, dropped, rec, ok, lower)
     return _results(prob, theta, reml, s, names, dropped, rec, ok, lower)
+
+
+def _response_scale(y: np.ndarray, block: int = 65536) -> float:
+    """The standard deviation of y (its largest magnitude when constant), computed in blocks on y / max|y|
+    so that neither huge nor tiny responses overflow and no copy of y is made."""
+    if y.size == 0:
+        return 1.0
+    m = float(np.max(np.abs(y)))
+    if not (m > 0 and np.isfinite(m)):
+        return 1.0
+    s1 = s2 = 0.0
+    for start in range(0, y.size, block):
+        v = y[start : start + block] / m
+        s1 += float(v.sum())
+        s2 += float(v @ v)
+    mean = s1 / y.size
+    var = max(s2 / y.size - mean * mean, 0.0)
+    return m * math.sqrt(var) if var > 1e-24 else m
 
 
 def _results(
@@ -843,7 +860,10 @@ def _results(
     for b, T, ub, Cu in zip(prob.blocks, Ts, u_blocks, cov_u_blocks):
         bb = ub @ T.T  # b_level = T u_level
         Cb = np.einsum("ij,ljk,mk->lim", T, Cu, T) * sigma_s**2
-        Zb += b.Z @ bb.ravel()
+        if b.indicator and b.codes is not None:  # Z b by level codes, without forming Z
+            Zb += np.einsum("ij,ij->i", b.T, bb[b.codes]) if b.p > 1 else b.T[:, 0] * bb[b.codes, 0]
+        else:
+            Zb += b.Z @ bb.ravel()
         for ti, off0 in zip(b.terms, b.offsets):
             pt = terms[ti].p
             ranef[ti] = bb[:, off0 : off0 + pt] * s
