@@ -588,10 +588,12 @@ def _optimize(
     x0: np.ndarray,
     lower: np.ndarray,
     progress: Callable[[int, float], None] | None = None,
+    polish: bool = True,
 ) -> tuple[np.ndarray, float, OptimizerRecord, bool]:
-    """Bound-constrained BOBYQA (Powell 2009) via NLopt, with lme4's nloptwrap settings:
-    ftol_abs = 1e-8, xtol_abs = 1e-8, maxeval = 1e5. A second pass from the optimum guards against an
-    early stop (lme4 does the same check on the gradient afterwards)."""
+    """Bound-constrained BOBYQA (Powell 2009) via NLopt, as lme4's nloptwrap, with tighter tolerances
+    (ftol_abs = xtol_abs = 1e-10; maxeval = 1e5). With ``polish``, a second pass restarts from the optimum
+    with a small step: a guard against an early stop on a flat surface, which the caller asks for when
+    an evaluation is cheap (the decision depends on the problem's size only, so results are reproducible)."""
     import nlopt
 
     t0 = time.perf_counter()
@@ -633,8 +635,8 @@ def _optimize(
         ok = res > 0 and res != nlopt.MAXEVAL_REACHED
         if _pass and improved < 1e-8:
             break
-        if time.perf_counter() - t0 > 0.5:
-            break  # the polishing restart is a cheap guard for small models only; lme4 does none
+        if not polish:
+            break
     rec = OptimizerRecord(
         "NLopt LN_BOBYQA", count[0], msg, tuple(map(float, x0)), tuple(map(float, xs)), time.perf_counter() - t0
     )
@@ -759,7 +761,9 @@ def fit_lmm(
         raise ModelError(f"Unknown method '{method}': use fast or dense.")
     lower = _lower_bounds(terms)
     x0 = _start(terms)
-    theta, fval, rec, ok = _optimize(lambda th: crit(th, reml), x0, lower, progress)
+    # polish when one evaluation is cheap: the dense part of the factor small, or few rows for --method dense
+    cheap = (n <= 1000) if method == "dense" else (prob.qR <= 300)
+    theta, fval, rec, ok = _optimize(lambda th: crit(th, reml), x0, lower, progress, polish=cheap)
     theta = np.where(np.abs(theta) < 1e-13, 0.0, theta)
     if method == "dense":
         return _results_dense(dense, theta, reml, s, names, dropped, rec, ok, lower)
