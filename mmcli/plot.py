@@ -149,3 +149,43 @@ def plot_gamm(g: GammFit, path: str | os.PathLike[str], *, points: int = 200) ->
     for ax in axes[m:]:
         ax.set_visible(False)
     _save(fig, target, fmt)
+
+
+def plot_caterpillar(rows: list[dict[str, Any]], path: str | os.PathLike[str], *, max_levels: int = 400) -> None:
+    """A caterpillar plot of conditional modes: one panel per group and term, levels sorted by mode, each
+    with a +-1.96 conditional SD interval (lme4's dotplot(ranef(m, condVar = TRUE))).
+
+    Panels with more than ``max_levels`` levels show every level as a line segment without labels."""
+    target, fmt = _check_target(path)
+    panels: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        panels.setdefault((r["group"], r["term"]), []).append(r)
+    if not panels:
+        raise UsageError("--plot draws random effects; this model has none to draw.")
+    ncol = min(len(panels), 3)
+    nrow = -(-len(panels) // ncol)
+    tallest = max(len(v) for v in panels.values())
+    height = min(max(2.5, 0.16 * min(tallest, 60) + 1.2), 12) * nrow
+    fig = _new_figure(figsize=(4.2 * ncol, height))
+    axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
+    for ax, ((group, term), rs) in zip(axes, panels.items()):
+        rs = sorted(rs, key=lambda r: r["mode"])
+        mode = np.array([r["mode"] for r in rs])
+        half = 1.96 * np.array([r["cond_sd"] for r in rs])
+        pos = np.arange(len(rs))
+        ax.hlines(pos, mode - half, mode + half, color="0.55", linewidth=1.0)
+        if len(rs) <= max_levels:
+            ax.plot(mode, pos, "o", color="C0", markersize=3.5)
+        ax.axvline(0.0, color="0.3", linewidth=0.8, linestyle=":")
+        if len(rs) <= 60:
+            ax.set_yticks(pos)
+            ax.set_yticklabels([str(r["level"]) for r in rs], fontsize=7)
+        else:
+            ax.set_yticks([])
+            ax.set_ylabel(f"{len(rs)} levels, sorted by mode")
+        ax.set_title(f"{group}: {term}", fontsize=10)
+        ax.set_xlabel("conditional mode ± 1.96 cond. SD")
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    _save(fig, target, fmt)
