@@ -463,11 +463,11 @@ class _Problem:
             L00 = np.linalg.cholesky(M)
             logdet0 = 2.0 * float(np.sum(np.log(np.diagonal(L00, axis1=1, axis2=2))))
             W = T0 @ np.linalg.solve(M, np.broadcast_to(T0.T, M.shape))
-        K = self.ARR.copy()
-        K.ravel()[self.pair_targets] -= self.pairs @ W.ravel()
         AXW = np.einsum("alj,ljk->alk", self.AX0.reshape(p1, nl0, p0), W).reshape(p1, nl0 * p0)
         KXR = self.AXR - np.asarray((self.AR0 @ AXW.T).T)
         KXX = self.AXX - AXW @ self.AX0.T
+        K = self.ARR.copy()
+        K.ravel()[self.pair_targets] -= self.pairs @ W.ravel()
         S = np.empty((qR + p1, qR + p1))
         if self.rest_scalar:
             lam = self.rest_lambda_diag(Ts[1:])
@@ -770,6 +770,35 @@ def fit_lmm(
     return _results(prob, theta, reml, s, names, dropped, rec, ok, lower)
 
 
+def _inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
+    """(L L')^{-1} from the lower Cholesky factor L (LAPACK dpotri), symmetrized."""
+    inv, info = sla.lapack.dpotri(L, lower=1)
+    if info != 0:
+        Li = sla.solve_triangular(L, np.eye(L.shape[0]), lower=True)
+        return Li.T @ Li
+    inv = np.tril(inv)
+    return inv + np.tril(inv, -1).T
+
+
+def _sparse_quadratic_blocks(H: sp.csc_matrix, M: np.ndarray, nl: int, p: int) -> np.ndarray:
+    """For each level j (columns j*p .. j*p+p-1 of the sparse H): H_j' M H_j, as an (nl, p, p) array.
+    Sums over pairs of nonzeros within a level, so the cost is sum_j nnz_j^2, not qR^2 x q0."""
+    H = H.tocsc()
+    H.sort_indices()
+    colptr = H.indptr
+    lev_ptr = colptr[::p]
+    nnz_lev = np.diff(lev_ptr)
+    col = np.repeat(np.arange(H.shape[1]), np.diff(colptr))
+    lev, a = col // p, col % p
+    reps = nnz_lev[lev]
+    E = np.repeat(np.arange(H.nnz), reps)
+    run_start = np.repeat(np.cumsum(reps) - reps, reps)
+    F = lev_ptr[lev[E]] + (np.arange(E.size) - run_start)
+    vals = H.data[E] * H.data[F] * M[H.indices[E], H.indices[F]]
+    flat = lev[E] * p * p + a[E] * p + a[F]
+    return np.bincount(flat, weights=vals, minlength=nl * p * p).reshape(nl, p, p)
+
+
 def _response_scale(y: np.ndarray, block: int = 65536) -> float:
     """The standard deviation of y (its largest magnitude when constant), computed in blocks on y / max|y|
     so that neither huge nor tiny responses overflow and no copy of y is made."""
@@ -827,26 +856,25 @@ def _results(
     # --- conditional covariance of u: diagonal blocks of (L_ZZ L_ZZ')^{-1}, block by block
     Ts = prob.block_templates(theta)
     cov_u_blocks: list[np.ndarray] = []  # per block, (nl, pb, pb)
-    LRRinv = sla.solve_triangular(LRR, np.eye(qR), lower=True) if qR else np.zeros((0, 0))
+    # S^{-1} = (L_RR L_RR')^{-1} from the factor (LAPACK potri): its diagonal blocks are the rest blocks'
+    # conditional covariances, and with H = L_R0 L00^{-1} block 0's are L00^{-T}L00^{-1} + H_j' S^{-1} H_j
+    Sinv = _inverse_from_cholesky(LRR) if qR else np.zeros((0, 0))
     if prob.first is not None:
         nl0, p0 = prob.first.nlevels, prob.first.p
-        C0 = np.einsum("lki,lkj->lij", f.L00inv, f.L00inv)  # L00^{-T} L00^{-1}
+        C0 = np.einsum("lki,lkj->lij", f.L00inv, f.L00inv)
         if qR and f.LR0 is not None:
-            # G = L_RR^{-1} L_R0 L00^{-1}: its columns add to block 0's inverse blocks
             Linv_blocks = sp.bsr_matrix(
                 (np.ascontiguousarray(f.L00inv), np.arange(nl0), np.arange(nl0 + 1)), shape=(nl0 * p0, nl0 * p0)
             )
-            H = (f.LR0 @ Linv_blocks).toarray() if sp.issparse(f.LR0) else f.LR0 @ Linv_blocks
-            G = LRRinv @ H  # qR x q0
-            Gr = G.reshape(qR, nl0, p0)
-            C0 = C0 + np.einsum("kli,klj->lij", Gr, Gr)
+            H = (f.LR0 @ Linv_blocks).tocsc()
+            C0 += _sparse_quadratic_blocks(H, Sinv, nl0, p0)
         cov_u_blocks.append(C0)
     off = 0
     rest_blocks = prob.rest
     for b in rest_blocks:
         q = b.nlevels * b.p
-        Li = LRRinv[:, off : off + q].reshape(qR, b.nlevels, b.p)
-        cov_u_blocks.append(np.einsum("kli,klj->lij", Li, Li))
+        idx = off + np.arange(q).reshape(b.nlevels, b.p)
+        cov_u_blocks.append(Sinv[idx[:, :, None], idx[:, None, :]])
         off += q
     # --- b = Lambda u per block, mapped back to terms
     u_blocks = []
