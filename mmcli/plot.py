@@ -50,6 +50,9 @@ def _check_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
 def _save(fig: Any, target: Path, fmt: str) -> None:
     """Write fig to target atomically: a temporary file in the same directory, then os.replace."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a figure gets the usual permissions
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format=fmt, bbox_inches="tight")

@@ -119,10 +119,10 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
         q = d["scaled_residuals"]
         res = _plain_table("Min", "1Q", "Median", "3Q", "Max", right=(0, 1, 2, 3, 4))
         res.add_row(*[fixed(v, 4) for v in q])
-        out.append(Text("Scaled residuals:", style="bold"))
+        out.append(Text("\nScaled residuals:", style="bold"))
         out.append(res)
 
-    out.append(Text("Random effects:", style="bold"))
+    out.append(Text("\nRandom effects:", style="bold"))
     corr_by_group: dict[tuple[str, str], float | None] = {}
     for c in d.get("correlations", []):
         corr_by_group[(c["group"], c["term2"])] = c["corr"]
@@ -155,7 +155,7 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
                         f"columns / coefficients: {', '.join(d['dropped_columns'])}", style="yellow"))
     cf = d.get("fixed_correlation") or []
     if len(fe) > 1 and len(fe) <= 12:
-        out.append(Text("Correlation of Fixed Effects:", style="bold"))
+        out.append(Text("\nCorrelation of Fixed Effects:", style="bold"))
         short = [_abbrev(x["term"]) for x in fe]
         ct = _plain_table("", *short[:-1], right=tuple(range(1, len(fe))))
         for i in range(1, len(fe)):
@@ -222,14 +222,18 @@ def print_spline(d: dict[str, Any]) -> None:
     parts.append(ct)
     if d.get("mixed_form"):
         m = d["mixed_form"]
-        mt = Text()
-        mt.append("As a mixed model (Wood 2017, 6.6):\n", style="bold")
-        for k, v in m.items():
-            if isinstance(v, (int, float)):
-                mt.append(f"  {k}: {sig(float(v), 6)}\n")
-            elif isinstance(v, str):
-                mt.append(f"  {k}: {v}\n")
+        parts.append(Text("As a mixed model (Wood 2017, 6.6): y = X_F b_F + Z g + e,  g ~ N(0, sigma_g^2 I)", style="bold"))
+        parts.append(Text("  X_F = X U_F (the penalty's null space: constant and linear), Z = X U_R D+^(-1/2)"))
+        parts.append(Text(f"  fitted by REML: criterion {sig(m.get('reml_criterion'), 8)}"))
+        mt = _plain_table("Groups", "Name", "Variance", "Std.Dev.", right=(2, 3))
+        for r in m.get("random_effects", []):
+            mt.add_row(r["group"], r["term"] or "", sig(r["variance"], 6), sig(r["std_dev"], 6))
         parts.append(mt)
+        ft = _plain_table("fixed", "estimate", right=(1,))
+        for f in m.get("fixed_effects", []):
+            ft.add_row(f["term"], sig(f["estimate"], 6))
+        parts.append(ft)
+        parts.append(Text(f"  lambda = sigma^2 / sigma_g^2 = {sig(m.get('lambda'), 6)}"))
     if d.get("predictions"):
         pt = _plain_table(d["x"], "fit", "se", right=(0, 1, 2))
         for p in d["predictions"]:
