@@ -117,7 +117,7 @@ def fit_at_theta(
 ) -> GammFit:
     """fit_gamm with the optimizer replaced by a fixed theta (in lme4's term order); the rest as usual."""
 
-    def fixed(fn, x0, lower, progress=None):
+    def fixed(fn, x0, lower, progress=None, **_options):
         rec = mmcli.lmm.OptimizerRecord("fixed theta", 1, "fixed", tuple(x0), tuple(theta), 0.0)
         return np.asarray(theta, dtype=float), float(fn(np.asarray(theta, dtype=float))), rec, True
 
