@@ -782,21 +782,21 @@ def _inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
 
 def _sparse_quadratic_blocks(H: sp.csc_matrix, M: np.ndarray, nl: int, p: int) -> np.ndarray:
     """For each level j (columns j*p .. j*p+p-1 of the sparse H): H_j' M H_j, as an (nl, p, p) array.
-    Sums over pairs of nonzeros within a level, so the cost is sum_j nnz_j^2, not qR^2 x q0."""
+    M H is formed for a chunk of columns at a time (a sparse-dense product), then multiplied elementwise
+    with H and summed by column: about nnz(H) * rows(M) operations and bounded memory."""
     H = H.tocsc()
-    H.sort_indices()
-    colptr = H.indptr
-    lev_ptr = colptr[::p]
-    nnz_lev = np.diff(lev_ptr)
-    col = np.repeat(np.arange(H.shape[1]), np.diff(colptr))
-    lev, a = col // p, col % p
-    reps = nnz_lev[lev]
-    E = np.repeat(np.arange(H.nnz), reps)
-    run_start = np.repeat(np.cumsum(reps) - reps, reps)
-    F = lev_ptr[lev[E]] + (np.arange(E.size) - run_start)
-    vals = H.data[E] * H.data[F] * M[H.indices[E], H.indices[F]]
-    flat = lev[E] * p * p + a[E] * p + a[F]
-    return np.bincount(flat, weights=vals, minlength=nl * p * p).reshape(nl, p, p)
+    q = H.shape[1]
+    out = np.zeros((nl, p, p))
+    step = max(p, ((1 << 23) // max(M.shape[0], 1)) // p * p)
+    for c0 in range(0, q, step):
+        Hc = H[:, c0 : c0 + step]
+        MH = np.asarray((Hc.T @ M).T)  # M symmetric: (H' M)' = M H
+        for a in range(p):
+            Ha = Hc[:, a::p]
+            for b in range(p):
+                v = np.asarray(Ha.multiply(MH[:, b::p]).sum(axis=0)).ravel()
+                out[c0 // p : c0 // p + v.size, a, b] = v
+    return out
 
 
 def _response_scale(y: np.ndarray, block: int = 65536) -> float:
