@@ -45,6 +45,7 @@ class SmoothTerm:
     var: str
     bs: str = "cr"
     k: int = 10
+    bs_given: bool = True  # False when the formula left bs out (mgcv would then use "tp")
 
     @property
     def label(self) -> str:
@@ -96,6 +97,9 @@ def fixed_variables(rhs: str) -> list[str]:
     """Column names a fixed-effects right-hand side refers to (formulaic's own parser)."""
     if rhs.strip() in ("", "1", "0", "-1", "1 - 1", "0 + 1"):
         return []
+    plain = [p.strip() for p in rhs.split("+")]
+    if all(NAME.match(p) or p in ("0", "1") for p in plain):
+        return sorted(p for p in plain if p not in ("0", "1"))  # no formula library needed (nor its import)
     from formulaic import Formula
 
     try:
@@ -108,6 +112,33 @@ def fixed_variables(rhs: str) -> list[str]:
 
 def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _syntax_error(term: str) -> tuple[str, int] | None:
+    """formulaic's complaint about one term and the offset in it that the complaint marks (its message shows
+    the formula with the culprit between ⧛ and ⧚); None when the term parses."""
+    from formulaic import Formula
+
+    try:
+        Formula(term).required_variables  # noqa: B018
+    except Exception as e:
+        lines = [_ANSI.sub("", line) for line in str(e).splitlines()]
+        pos = next((line.index("⧛") for line in lines[1:] if "⧛" in line), 0)
+        return _first_line(e).rstrip("."), pos
+    return None
+
+
+def _top_bar_index(s: str) -> int:
+    depth = 0
+    for i, ch in enumerate(s):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and ch == "|":
+            return i
+    return -1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,13 +194,14 @@ def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
     if not rhs.strip():
         raise FormulaError("The formula has no terms after '~'", text, len(text))
     fixed_parts: list[str] = []
+    fixed_at: list[tuple[str, int]] = []  # each fixed term as written, and where it starts in the text
     random: list[RandomTerm] = []
     smooths: list[SmoothTerm] = []
     for piece, pos, sep in _split_top(rhs, "+-", rhs_off, text):
         p = piece.strip()
         lead = pos + (len(piece) - len(piece.lstrip()))
         if not p:
-            if sep == "-" and not fixed_parts and pos == rhs_off:
+            if pos == rhs_off:  # a leading sign: "y ~ -1 + x"
                 continue
             raise FormulaError("Empty term", text, pos)
         if p.startswith("(") and _matching_paren(p, 0) == len(p) - 1 and _has_top_bar(p[1:-1]):
@@ -184,15 +216,30 @@ def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
             smooths.append(_parse_smooth(p, lead, text))
         else:
             if "|" in p:
-                raise FormulaError("A random-effects term must be in parentheses: (expr | group)", text, lead + p.index("|"))
+                bar = _top_bar_index(p)
+                raise FormulaError(
+                    "A random-effects term must be in parentheses: (expr | group)", text, lead + (bar if bar >= 0 else p.index("|"))
+                )
             fixed_parts.append(("- " if sep == "-" else "") + p)
+            fixed_at.append((p, lead))
     fixed_display = " + ".join(fixed_parts).replace("+ - ", "- ")
     if not fixed_parts:
         fixed_display = "1"
     factor_calls = tuple(dict.fromkeys(FACTOR_CALL.findall(fixed_display)))
-    fixed = FACTOR_CALL.sub(lambda m: f"`factor({m.group(1)})`", fixed_display)
+    # formulaic gets the intercept removal first ("0 + ..."), which also keeps plain formulas on the fast path
+    no_int = [fp for fp in fixed_parts if fp.replace(" ", "") in ("-1", "0", "+0")]
+    kept = [fp for fp in fixed_parts if fp not in no_int]
+    fixed_text = " + ".join(["0"] + kept) if no_int else fixed_display
+    fixed = FACTOR_CALL.sub(lambda m: f"`factor({m.group(1)})`", fixed_text)
     if fixed_display != "1":
-        fixed_variables(fixed)  # syntax check now, with the user's text in the message
+        try:
+            fixed_variables(fixed)  # syntax check now, with the user's text in the message
+        except FormulaError:
+            for p, lead in fixed_at:  # point at the term, and the place in it, that formulaic cannot read
+                err = _syntax_error(p)
+                if err is not None:
+                    raise FormulaError(f"Cannot read the term '{p}': {err[0]}", text, lead + err[1]) from None
+            raise
     return ModelSpec(
         response=response,
         fixed=fixed,
@@ -263,17 +310,17 @@ def _normalize_expr(expr: str, whole: str, off: int) -> str:
 
 def _split_double(expr: str) -> list[str]:
     """lme4's expandDoubleVerts: (x || g) = (1 | g) + (0 + x | g)."""
-    parts = [p.strip() for p in re.split(r"\+", expr)]
+    pieces = re.split(r"\s*([+-])\s*", "+" + expr.strip())[1:]  # sign, term, sign, term, ...
     has_int = True
     out = []
-    for p in parts:
-        if p in ("0", "-1") or p.endswith("- 1"):
+    for sign, term in zip(pieces[::2], pieces[1::2]):
+        if (sign == "-" and term == "1") or (sign == "+" and term == "0"):
             has_int = False
-        elif p == "1":
+        elif term in ("1", "0", ""):
             continue
-        else:
-            out.append(p.replace("- 1", "").strip())
-    return (["1"] if has_int else []) + [f"0 + {p}" for p in out if p]
+        elif sign == "+":
+            out.append(term)
+    return (["1"] if has_int else []) + [f"0 + {p}" for p in out]
 
 
 def _parse_smooth(p: str, off: int, whole: str) -> SmoothTerm:
@@ -290,7 +337,7 @@ def _parse_smooth(p: str, off: int, whole: str) -> SmoothTerm:
     if len(call.args) != 1 or not isinstance(call.args[0], ast.Name):
         raise FormulaError("A smooth takes one column: s(x, bs = 'cr', k = 10)", whole, off)
     var = call.args[0].id
-    bs, k = "cr", 10
+    bs, k, bs_given = "cr", 10, False
     for kw in call.keywords:
         try:
             val = ast.literal_eval(kw.value)
@@ -301,14 +348,14 @@ def _parse_smooth(p: str, off: int, whole: str) -> SmoothTerm:
                 from mmcli.errors import UsageError
 
                 raise UsageError(f"Unknown smooth basis '{val}'. Use one of: {', '.join(SMOOTH_BASES)}.")
-            bs = str(val)
+            bs, bs_given = str(val), True
         elif kw.arg == "k":
             if not isinstance(val, int) or isinstance(val, bool):
                 raise FormulaError("k in s() must be a whole number", whole, off)
             k = val
         else:
             raise FormulaError(f"Unsupported argument '{kw.arg}' in s(): mmcli knows bs and k", whole, off)
-    return SmoothTerm(var, bs, k)
+    return SmoothTerm(var, bs, k, bs_given)
 
 
 def build_formula(

@@ -257,29 +257,21 @@ class _Factor:
 class _Problem:
     """The fixed parts of the Gram matrix of [Z X y], formed once; :meth:`factor` per theta."""
 
-    def __init__(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        terms: Sequence[ReTerm],
-        XY: np.ndarray | None = None,
-        yscale: float = 1.0,
-    ):
-        """``XY`` may be given as [X y] in one array (X and y are then views of it: no copy is made).
-        The Gram matrix is that of [X, y / yscale]; ``self.y`` stays unscaled."""
+    def __init__(self, X: np.ndarray, y: np.ndarray, terms: Sequence[ReTerm]):
+        """X and y are read where they are (views are fine): no copy of either is made."""
         self.terms = list(terms)
-        if XY is None:
-            XY = np.column_stack([X, y])
-        self.n, self.p = XY.shape[0], XY.shape[1] - 1
-        self.X, self.y, self.yscale = XY[:, : self.p], XY[:, self.p], yscale
+        self.n, self.p = X.shape
+        self.X, self.y = X, y
         self.blocks = _make_blocks(terms)
-        self.AXX = XY.T @ XY
+        XtX = X.T @ X
+        Xty = X.T @ y
+        self.AXX = np.block([[XtX, Xty[:, None]], [Xty[None, :], np.array([[y @ y]])]])
         first = self.blocks[0] if self.blocks and self.blocks[0].indicator else None
         rest = self.blocks[1:] if first is not None else self.blocks
         self.first, self.rest = first, rest
         if first is not None:
             nl0, p0 = first.nlevels, first.p
-            self.A00, self.AX0 = _indicator_grams(first.codes, first.T, nl0, XY)
+            self.A00, self.AX0 = _indicator_grams(first.codes, first.T, nl0, X, y)
         else:
             self.A00 = np.zeros((0, 0, 0))
             self.AX0 = np.zeros((self.p + 1, 0))
@@ -287,17 +279,12 @@ class _Problem:
         if rest:
             ZR = sp.hstack([b.Z for b in rest]).tocsc()
             self.ARR = np.asarray((ZR.T @ ZR).todense())
-            self.AXR = np.asarray((ZR.T @ XY).T)  # (p+1) x qR
+            self.AXR = np.vstack([np.asarray((ZR.T @ X).T).reshape(self.p, -1), ZR.T @ y])  # (p+1) x qR
             self.AR0 = (ZR.T @ first.Z).tocsr() if first is not None else None
         else:
             self.ARR = np.zeros((0, 0))
             self.AXR = np.zeros((self.p + 1, 0))
             self.AR0 = None
-        if yscale != 1.0:  # the Gram matrix of [X, y / yscale], from that of [X, y]
-            self.AXX[-1, :] /= yscale
-            self.AXX[:, -1] /= yscale
-            self.AX0[-1, :] /= yscale
-            self.AXR[-1, :] /= yscale
         # theta positions inside each block's template
         self.block_maps = []
         k_of_term = np.cumsum([0] + [t.ntheta for t in self.terms])
@@ -475,6 +462,7 @@ class _Problem:
             S[qR:, :qR] = KXR * lam
         else:
             LamR = self.lambda_rest(Ts[1:])
+            K = np.tril(K) + np.tril(K, -1).T  # the pairs updated the lower triangle only
             S[:qR, :qR] = LamR.T @ (LamR.T @ K).T
             S[qR:, :qR] = np.asarray((LamR.T @ KXR.T).T)
         S[np.arange(qR), np.arange(qR)] += 1.0
@@ -518,7 +506,9 @@ def _cholesky_semidefinite(S: np.ndarray, qR: int) -> np.ndarray:
     return out
 
 
-def _indicator_grams(codes: np.ndarray, T: np.ndarray, nl: int, XY: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _indicator_grams(
+    codes: np.ndarray, T: np.ndarray, nl: int, X: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """For an indicator block, the diagonal blocks of Z'Z as (nl, p, p) and [X y]'Z as (p+1, nl*p), by
     weighted counts over the level codes (no Z is formed)."""
     p = T.shape[1]
@@ -529,12 +519,13 @@ def _indicator_grams(codes: np.ndarray, T: np.ndarray, nl: int, XY: np.ndarray) 
             s = np.bincount(codes, weights=w, minlength=nl)
             A[:, a, b] = s
             A[:, b, a] = s
-    p1 = XY.shape[1]
+    p1 = X.shape[1] + 1
     AX = np.empty((p1, nl, p))
     ones = p == 1 and bool(np.all(T[:, 0] == 1.0))
     for c in range(p1):
+        col = X[:, c] if c < p1 - 1 else y
         for a in range(p):
-            w = XY[:, c] if ones else XY[:, c] * T[:, a]
+            w = col if ones else col * T[:, a]
             AX[c, :, a] = np.bincount(codes, weights=w, minlength=nl)
     return A, AX.reshape(p1, nl * p)
 
@@ -710,13 +701,17 @@ def fit_lmm(
     method: str = "fast",
     progress: Callable[[int, float], None] | None = None,
     XY: np.ndarray | None = None,
+    overwrite_y: bool = False,
 ) -> LmmFit:
     """Fit y = X beta + Z b + e by ML or REML; theta by BOBYQA on the profiled criterion, then beta,
     sigma, vcov, conditional modes and standard deviations from the factor at the optimum
     (Bates et al. 2015, sections 3.4-3.6).
 
-    ``XY``, when given, is [X y] in one C-ordered array and X, y are ignored: the fit then reads it in place
-    (for large data, where a copy of X would matter)."""
+    ``XY``, when given, is [X y] in one array and X, y are ignored: the fit then reads X in place (for large
+    data, where a copy would matter). The criterion is computed for y0 = (y - X b0) / s, with b0 the least-
+    squares coefficients and s the scale of y0: the likelihood is invariant to this, and the Gram matrix then
+    holds no large entries that cancel (a response far from zero, or of magnitude 1e150, loses nothing).
+    ``overwrite_y`` lets the fit store y0 in y's own memory."""
     if XY is not None:
         X, y = XY[:, :-1], XY[:, -1]
     X = np.asarray(X, dtype=float)
@@ -734,28 +729,23 @@ def fit_lmm(
         raise ModelError(f"{n} observations are too few for {p} fixed effects.")
     if not terms:
         raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
-    # work on y / s so that responses of any magnitude neither overflow nor underflow the Gram matrix
-    s = _response_scale(y)
-    # the criterion is computed for y / s, so that responses of any magnitude neither overflow nor
-    # underflow; [X y] is read in place when it comes as one array and y's scale is moderate
-    inplace = XY is not None and drop.size == 0 and XY.flags.c_contiguous and 1e-100 < s < 1e100
-    if not inplace:
-        XY = np.empty((n, p + 1))
-        XY[:, :p] = X if drop.size == 0 else X[:, keep]
-        np.divide(y, s, out=XY[:, p])
-    assert XY is not None
-    X = XY[:, :p]
-    ys = XY[:, p]  # y / s unless inplace
+    if drop.size:
+        X = X[:, keep]
+    b0 = _least_squares(X, y)
+    ys = y if overwrite_y and y.flags.writeable else y.copy()
+    _subtract_xb(ys, X, b0)
+    s = _response_scale(ys)
+    ys /= s
     if method == "dense":
         if n > DENSE_MAX_ROWS:
             raise ModelError(
                 f"--method dense holds an n x n matrix and is limited to {DENSE_MAX_ROWS} rows; "
                 f"these data have {n}. Use the default --method fast."
             )
-        dense = _DenseProblem(X, ys / s if inplace else ys, terms)
+        dense = _DenseProblem(X, ys, terms)
         crit = dense.objective
     elif method == "fast":
-        prob = _Problem(X, ys, terms, XY=XY, yscale=s if inplace else 1.0)
+        prob = _Problem(X, ys, terms)
         crit = prob.objective
     else:
         raise ModelError(f"Unknown method '{method}': use fast or dense.")
@@ -765,9 +755,38 @@ def fit_lmm(
     cheap = (n <= 1000) if method == "dense" else (prob.qR <= 300)
     theta, fval, rec, ok = _optimize(lambda th: crit(th, reml), x0, lower, progress, polish=cheap)
     theta = np.where(np.abs(theta) < 1e-13, 0.0, theta)
+    # a variance that the optimizer left a hair above its bound: on the bound if that is no worse (as lme4's
+    # BOBYQA lands there exactly), so that a singular fit reports exactly zero
+    for i in np.flatnonzero((lower == 0.0) & (theta > 0.0) & (theta < SINGULAR_TOL)):
+        trial = theta.copy()
+        trial[i] = 0.0
+        f0 = crit(trial, reml)
+        if f0 <= fval + 1e-10 * max(1.0, abs(fval)):
+            theta, fval = trial, f0
     if method == "dense":
-        return _results_dense(dense, theta, reml, s, names, dropped, rec, ok, lower)
-    return _results(prob, theta, reml, s, names, dropped, rec, ok, lower)
+        return _results_dense(dense, theta, reml, s, names, dropped, rec, ok, lower, b0=b0)
+    return _results(prob, theta, reml, s, names, dropped, rec, ok, lower, b0=b0)
+
+
+def _least_squares(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rough least-squares coefficients from the small normal equations (column-scaled). Only used to
+    centre y, so their accuracy does not matter: the fit is exactly invariant to them."""
+    p = X.shape[1]
+    if p == 0:
+        return np.zeros(0)
+    ymax = float(np.max(np.abs(y))) or 1.0
+    c = np.sqrt(np.einsum("ij,ij->j", X, X))
+    c[c == 0] = 1.0
+    G = (X.T @ X) / np.outer(c, c)
+    g = (X.T @ (y / ymax)) / c
+    b, *_ = np.linalg.lstsq(G, g, rcond=None)
+    return b / c * ymax
+
+
+def _subtract_xb(y: np.ndarray, X: np.ndarray, b: np.ndarray, block: int = 65536) -> None:
+    """y -= X b in place, in row blocks (no n-vector temporary)."""
+    for start in range(0, y.size, block):
+        y[start : start + block] -= X[start : start + block] @ b
 
 
 def _inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
@@ -827,7 +846,9 @@ def _results(
     rec: OptimizerRecord,
     ok: bool,
     lower: np.ndarray,
+    b0: np.ndarray | None = None,
 ) -> LmmFit:
+    """Everything at theta-hat, for the problem in y0 = (y - X b0) / s, reported on y's own scale."""
     f = prob.factor(theta)
     n, p, qR = prob.n, prob.p, prob.qR
     objective_s = _criterion(f, n, p, reml)
@@ -901,12 +922,15 @@ def _results(
             ranef[ti] = bb[:, off0 : off0 + pt] * s
             cond_cov[ti] = Cb[:, off0 : off0 + pt, off0 : off0 + pt] * s**2
     cond_sd = [np.sqrt(np.maximum(np.diagonal(C, axis1=1, axis2=2), 0.0)) for C in cond_cov]
+    # fitted values and residuals on y's scale: resid = s (y0 - X beta - Z b), fitted = y - resid
+    b0 = np.zeros(p) if b0 is None else b0
     fitted = prob.X @ beta
     fitted += Zb
-    fitted *= s
     del Zb
-    resid = prob.y * (s / prob.yscale) if prob.yscale != s else prob.y.copy()
-    resid -= fitted
+    resid = prob.y - fitted
+    resid *= s
+    fitted *= s
+    _subtract_xb(fitted, prob.X, -b0)
     npar = p + theta.size + 1
     # undo the scaling of y: sigma, beta, b scale by s; the criterion shifts by 2 n log s (ML) or 2 (n-p) log s
     nscale = (n - p) if reml else n
@@ -918,7 +942,7 @@ def _results(
         xnames=tuple(names),
         theta=theta,
         sigma=sigma_s * s,
-        beta=beta * s,
+        beta=beta * s + b0,
         vcov=vcov * s**2,
         objective=objective,
         loglik=-0.5 * objective,
@@ -945,6 +969,7 @@ def _results_dense(
     rec: OptimizerRecord,
     ok: bool,
     lower: np.ndarray,
+    b0: np.ndarray | None = None,
 ) -> LmmFit:
     """Results by the dense formulas: GLS beta, b = Lambda Lambda'Z' V0^{-1} (y - X beta)."""
     n, p = dense.n, dense.p
@@ -969,7 +994,9 @@ def _results_dense(
         cond_cov.append(blocks * s**2)
         off += q
     cond_sd = [np.sqrt(np.maximum(np.diagonal(C, axis1=1, axis2=2), 0.0)) for C in cond_cov]
-    fitted = dense.X @ beta + dense.Z @ b
+    fitted_s = dense.X @ beta + dense.Z @ b
+    b0 = np.zeros(p) if b0 is None else b0
+    fitted = fitted_s * s + dense.X @ b0
     nscale = (n - p) if reml else n
     objective = objective_s + 2.0 * nscale * math.log(s)
     rec = OptimizerRecord(rec.name + " (dense V)", rec.evaluations, rec.message, rec.theta_start, rec.theta_end, rec.seconds)
@@ -980,7 +1007,7 @@ def _results_dense(
         xnames=tuple(names),
         theta=theta,
         sigma=math.sqrt(sigma2) * s,
-        beta=beta * s,
+        beta=beta * s + b0,
         vcov=vcov * s**2,
         objective=objective,
         loglik=-0.5 * objective,
@@ -988,8 +1015,8 @@ def _results_dense(
         ranef=ranef,
         cond_sd=cond_sd,
         cond_cov=cond_cov,
-        fitted=fitted * s,
-        residuals=(dense.y - fitted) * s,
+        fitted=fitted,
+        residuals=(dense.y - fitted_s) * s,
         converged=ok,
         optimizer=rec,
         dropped_columns=tuple(dropped),

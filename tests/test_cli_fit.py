@@ -566,12 +566,6 @@ def test_bad_csv_files_end_in_one_error_line(tmp_path_factory, header, rows, sep
         assert len(r.error_lines) == 1, r.err
 
 
-@pytest.mark.xfail(
-    reason="BUG: a crossed model whose second factor carries a vector-valued term, (1 | item) + (z | subj) "
-    "with more items than 2 x subjects, fails: the quick criterion (lmm._Problem.quick_factor, non-scalar "
-    "branch) builds a wrong Schur complement, BOBYQA stops at the start theta with 'failure', exit 3",
-    strict=True,
-)
 def test_crossed_model_with_a_slope_on_the_smaller_factor(tmp_path):
     rng = np.random.default_rng(2)
     n, n_item, n_subj = 160, 25, 8

@@ -51,15 +51,7 @@ def test_spacing_does_not_matter():
         ("y ~ x + (1 + x || g)", [("1", "g"), ("0 + x", "g")]),
         ("y ~ x + (x + z || g)", [("1", "g"), ("0 + x", "g"), ("0 + z", "g")]),
         ("y ~ x + (0 + x || g)", [("0 + x", "g")]),
-        pytest.param(
-            "y ~ x + (x - 1 || g)",
-            [("0 + x", "g")],
-            marks=pytest.mark.xfail(
-                reason="BUG: formula._split_double drops a term written 'x - 1': the '- 1' piece only "
-                "clears the intercept, so (x - 1 || g) gives no random effect at all (lme4: (0 + x | g))",
-                strict=True,
-            ),
-        ),
+        ("y ~ x + (x - 1 || g)", [("0 + x", "g")]),
     ],
 )
 def test_double_bar_expands_as_lme4(text, terms):
@@ -134,16 +126,7 @@ def test_factor_call():
         "y ~ x - 1 + (1 | g)",
         "y ~ 0 + x + (1 | g)",
         "y ~ x + (1 | g) - 1",
-        pytest.param(
-            "y ~ -1 + x + (1 | g)",
-            marks=pytest.mark.xfail(
-                reason="BUG: parse_formula rejects a leading '-1' ('Empty term ... at position 4'): the "
-                "first piece of the split has separator '+', so the special case for a leading '-' never "
-                "applies. R accepts y ~ -1 + x",
-                raises=FormulaError,
-                strict=True,
-            ),
-        ),
+        "y ~ -1 + x + (1 | g)",
     ],
 )
 def test_removing_the_intercept(text):

@@ -277,15 +277,7 @@ def test_fit_theta(case, method):
     "method",
     [
         "ml",
-        pytest.param(
-            "reml",
-            marks=pytest.mark.xfail(
-                reason="OPTIMIZER: dyestuff2's REML theta-hat is on the boundary; lme4 reports exactly 0, "
-                "BOBYQA stops at theta = 2.5e-8, so the Batch std. dev. is 9e-8 instead of 0 (criterion "
-                "equal to 5e-13; the fit is still flagged singular)",
-                strict=True,
-            ),
-        ),
+        "reml",
     ],
 )
 def test_fit_singular_theta_is_exactly_zero(method):
@@ -463,24 +455,15 @@ def random_model(kind: str, n: int = 120, seed: int = 0) -> tuple[np.ndarray, np
     return X, y, terms
 
 
-QUICK_PATH_BUG = pytest.mark.xfail(
-    reason="BUG: _Problem.quick_factor, non-scalar branch (a vector-valued term on a factor after the "
-    "first): "
-    "K holds the pattern correction in its lower triangle only, but Lambda_R' K Lambda_R is computed as "
-    "LamR.T @ (LamR.T @ K).T = Lambda_R' K' Lambda_R, which reads the uncorrected upper triangle. The Schur "
-    "complement is wrong (not even positive definite at theta = start), so the fit stops at the start with "
-    "'failure' (exit 3)",
-    strict=True,
-)
 STRUCTURES = [
     "intercept",
     "correlated_slope",
     "uncorrelated_slope",
     "crossed",
     "nested",
-    pytest.param("crossed_vector_rest", marks=QUICK_PATH_BUG),
+    "crossed_vector_rest",
 ]
-SEVERAL_FACTORS = ["crossed", "nested", pytest.param("crossed_vector_rest", marks=QUICK_PATH_BUG)]
+SEVERAL_FACTORS = ["crossed", "nested", "crossed_vector_rest"]
 
 
 def random_thetas(terms: list[ReTerm], count: int, seed: int) -> list[np.ndarray]:
@@ -704,25 +687,16 @@ def test_shifting_y_moves_only_the_intercept(case, method):
         assert_close(bf, bb, OPT_PAR, "modes", scale=base.sigma)
 
 
-@pytest.mark.xfail(
-    reason="BUG: the Gram matrix of [X y] is formed from the uncentered response, so a response far from 0 "
-    "relative to sigma loses digits to cancellation: penicillin + 1e4 (~2e4 sigma) gives a criterion 3.6e-8 "
-    "(ML) / 7.1e-8 (REML) relative off at a fixed theta, and the full fit's theta moves by 2e-4, its "
-    "criterion by 4e-5. "
-    "Centering y on X (y - X beta_OLS, adding beta_OLS back) before forming the Gram matrix would remove it.",
-    strict=True,
-)
 @pytest.mark.parametrize("method", METHODS)
-def test_criterion_is_shift_invariant_for_a_large_shift(method):
+def test_fit_is_shift_invariant_for_a_large_shift(method):
+    """y + 1e4 (about 2e4 sigma): fit_lmm centres y on X before forming the Gram matrix, so nothing cancels."""
     d = reference_design(PENICILLIN)
     reml = method == "reml"
-    theta = np.atleast_1d(load_reference(f"{PENICILLIN.stem}_{method}")["theta"])
-    assert_close(
-        _Problem(d.X, d.y + 1e4, d.terms).objective(theta, reml),
-        _Problem(d.X, d.y, d.terms).objective(theta, reml),
-        EXACT,
-        "criterion at a fixed theta, y + 1e4",
-    )
+    base = fit_lmm(d.X, d.y, d.terms, reml=reml, xnames=d.xnames)
+    shifted = fit_lmm(d.X, d.y + 1e4, d.terms, reml=reml, xnames=d.xnames)
+    assert_close(shifted.objective, base.objective, OPT_DEV, "criterion, y + 1e4")
+    assert_close(shifted.theta, base.theta, OPT_PAR, "theta, y + 1e4")
+    assert_close(shifted.beta - [1e4], base.beta, OPT_PAR, "intercept - 1e4", scale=base.sigma)
 
 
 @pytest.mark.parametrize("case", INVARIANCE_CASES)
