@@ -270,7 +270,7 @@ class _Problem:
         rest = self.blocks[1:] if first is not None else self.blocks
         self.first, self.rest = first, rest
         if first is not None:
-            nl0, p0 = first.nlevels, first.p
+            nl0 = first.nlevels
             self.A00, self.AX0 = _indicator_grams(first.codes, first.T, nl0, X, y)
         else:
             self.A00 = np.zeros((0, 0, 0))
@@ -410,14 +410,14 @@ class _Problem:
         p0 = self.first.p
         A = self.AR0.tocsc()
         A.sort_indices()
-        nnz_lev = np.diff(A.indptr[:: p0]) if p0 > 1 else np.diff(A.indptr)
+        nnz_lev = np.diff(A.indptr[::p0]) if p0 > 1 else np.diff(A.indptr)
         total = int(np.sum(nnz_lev.astype(np.int64) ** 2))
         if total > limit:
             return
         col = np.repeat(np.arange(A.shape[1]), np.diff(A.indptr))
         lev = col // p0
         a = col % p0
-        start = A.indptr[:: p0][:-1] if p0 > 1 else A.indptr[:-1]
+        start = A.indptr[::p0][:-1] if p0 > 1 else A.indptr[:-1]
         reps = nnz_lev[lev]
         E = np.repeat(np.arange(A.nnz), reps)
         run_start = np.repeat(np.cumsum(reps) - reps, reps)
@@ -629,7 +629,12 @@ def _optimize(
         if not polish:
             break
     rec = OptimizerRecord(
-        "NLopt LN_BOBYQA", count[0], msg, tuple(map(float, x0)), tuple(map(float, xs)), time.perf_counter() - t0
+        "NLopt LN_BOBYQA",
+        count[0],
+        msg,
+        tuple(map(float, x0)),
+        tuple(map(float, xs)),
+        time.perf_counter() - t0,
     )
     return np.asarray(xs), float(fx), rec, ok
 
@@ -728,7 +733,9 @@ def fit_lmm(
     if n - p <= 0 or (reml and n - p <= 0):
         raise ModelError(f"{n} observations are too few for {p} fixed effects.")
     if not terms:
-        raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
+        raise ModelError(
+            "The model has no random-effects term; use a linear model instead, or add (1 | group)."
+        )
     if drop.size:
         X = X[:, keep]
     b0 = _least_squares(X, y)
@@ -885,7 +892,8 @@ def _results(
         C0 = np.einsum("lki,lkj->lij", f.L00inv, f.L00inv)
         if qR and f.LR0 is not None:
             Linv_blocks = sp.bsr_matrix(
-                (np.ascontiguousarray(f.L00inv), np.arange(nl0), np.arange(nl0 + 1)), shape=(nl0 * p0, nl0 * p0)
+                (np.ascontiguousarray(f.L00inv), np.arange(nl0), np.arange(nl0 + 1)),
+                shape=(nl0 * p0, nl0 * p0),
             )
             H = (f.LR0 @ Linv_blocks).tocsc()
             C0 += _sparse_quadratic_blocks(H, Sinv, nl0, p0)
@@ -990,7 +998,12 @@ def _results_dense(
     for t in dense.terms:
         q = t.nlevels * t.p
         ranef.append(b[off : off + q].reshape(t.nlevels, t.p) * s)
-        blocks = np.stack([Cb[off + j * t.p : off + (j + 1) * t.p, off + j * t.p : off + (j + 1) * t.p] for j in range(t.nlevels)])
+        blocks = np.stack(
+            [
+                Cb[off + j * t.p : off + (j + 1) * t.p, off + j * t.p : off + (j + 1) * t.p]
+                for j in range(t.nlevels)
+            ]
+        )
         cond_cov.append(blocks * s**2)
         off += q
     cond_sd = [np.sqrt(np.maximum(np.diagonal(C, axis1=1, axis2=2), 0.0)) for C in cond_cov]
@@ -999,7 +1012,9 @@ def _results_dense(
     fitted = fitted_s * s + dense.X @ b0
     nscale = (n - p) if reml else n
     objective = objective_s + 2.0 * nscale * math.log(s)
-    rec = OptimizerRecord(rec.name + " (dense V)", rec.evaluations, rec.message, rec.theta_start, rec.theta_end, rec.seconds)
+    rec = OptimizerRecord(
+        rec.name + " (dense V)", rec.evaluations, rec.message, rec.theta_start, rec.theta_end, rec.seconds
+    )
     return LmmFit(
         reml=reml,
         n=n,

@@ -82,7 +82,9 @@ def fit_dict(
         "df_resid": fit.df_resid,
         "vcov": [[float(v) for v in row] for row in fit.vcov],
         "fixed_correlation": [[_f(v) for v in row] for row in corr_fixed],
-        "scaled_residuals": [q / fit.sigma for q in quantiles_type7(fit.residuals)] if fit.sigma > 0 else None,
+        "scaled_residuals": [q / fit.sigma for q in quantiles_type7(fit.residuals)]
+        if fit.sigma > 0
+        else None,
         "singular": fit.singular,
         "converged": fit.converged,
         "optimizer": {
@@ -106,5 +108,13 @@ def ranef_rows(fit: LmmFit) -> list[dict[str, Any]]:
             continue
         for j, level in enumerate(t.levels):
             for i, name in enumerate(t.names):
-                rows.append({"group": t.group, "level": level, "term": name, "mode": _f(b[j, i]), "cond_sd": _f(sd[j, i])})
+                rows.append(
+                    {
+                        "group": t.group,
+                        "level": level,
+                        "term": name,
+                        "mode": _f(b[j, i]),
+                        "cond_sd": _f(sd[j, i]),
+                    }
+                )
     return rows
