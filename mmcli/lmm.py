@@ -24,12 +24,32 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.linalg as sla
-import scipy.sparse as sp
 
 from mmcli.errors import DataError, ModelError
+
+
+class _LazyModule:
+    """A module imported on first use: scipy.linalg and scipy.sparse cost a fifth of a second to import, and
+    a model with one grouping factor needs neither (numpy's LAPACK does its few small factorizations)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):  # type: ignore[no-untyped-def]
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+if TYPE_CHECKING:
+    import scipy.linalg as sla
+    import scipy.sparse as sp
+else:
+    sla = _LazyModule("scipy.linalg")
+    sp = _LazyModule("scipy.sparse")
 
 LOG2PI = math.log(2.0 * math.pi)
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4) on the diagonal entries of theta
@@ -85,15 +105,11 @@ class ReTerm:
         return [(i, j) for j in range(self.p) for i in range(j, self.p)]
 
 
-def indicator_term(
-    group: str, names: Sequence[str], codes: np.ndarray, levels: Sequence[str], T: np.ndarray
-) -> ReTerm:
+def indicator_term(group: str, names: Sequence[str], codes: np.ndarray, levels: Sequence[str], T: np.ndarray) -> ReTerm:
     """A grouping-factor term from level codes (n,) and the per-row template columns T (n, p)."""
     n = codes.shape[0]
     T = np.asarray(T, dtype=float).reshape(n, -1)
-    return ReTerm(
-        group=group, names=tuple(names), levels=tuple(levels), codes=np.asarray(codes), T=T, indicator=True
-    )
+    return ReTerm(group=group, names=tuple(names), levels=tuple(levels), codes=np.asarray(codes), T=T, indicator=True)
 
 
 def _indicator_z(codes: np.ndarray, T: np.ndarray, nlevels: int) -> sp.csc_matrix:
@@ -382,7 +398,10 @@ class _Problem:
                 S[qR:, :qR] -= np.asarray(LR0 @ LX0.T).T
         S[qR:, qR:] = self.AXX - LX0 @ LX0.T
         try:
-            Lrest = sla.cholesky(S, lower=True, check_finite=False, overwrite_a=True)
+            if qR == 0:
+                Lrest = np.linalg.cholesky(S)
+            else:
+                Lrest = sla.cholesky(S, lower=True, check_finite=False, overwrite_a=True)
         except np.linalg.LinAlgError:
             Lrest = _cholesky_semidefinite(S, qR)
         d = np.diagonal(Lrest)
@@ -497,7 +516,7 @@ def _criterion_parts(logdetZ: float, logdetX: float, pwrss: float, n: int, p: in
 def _cholesky_semidefinite(S: np.ndarray, qR: int) -> np.ndarray:
     """A Cholesky factor when the y row makes S only semidefinite (a perfect fit): r = 0 ends the search."""
     L = np.linalg.cholesky(S[:-1, :-1])
-    Ly = sla.solve_triangular(L, S[-1, :-1], lower=True)
+    Ly = np.linalg.solve(L, S[-1, :-1])
     r2 = max(S[-1, -1] - Ly @ Ly, 0.0)
     out = np.zeros_like(S)
     out[:-1, :-1] = L
@@ -669,8 +688,7 @@ def aliased_columns(X: np.ndarray, tol: float = 1e-7, block: int = 65536) -> tup
     R = np.zeros((0, p))
     for start in range(0, n, block):
         R = np.linalg.qr(np.vstack([R, X[start : start + block] / scale]), mode="r")
-    _, R2, piv = sla.qr(R, pivoting=True)
-    d = np.abs(np.diag(R2))
+    d, piv = _pivoted_qr_diagonal(R)
     rank = int(np.sum(d > tol * d[0])) if d.size and d[0] > 0 else 0
     return np.sort(piv[:rank]), np.sort(piv[rank:])
 
@@ -733,9 +751,7 @@ def fit_lmm(
     if n - p <= 0 or (reml and n - p <= 0):
         raise ModelError(f"{n} observations are too few for {p} fixed effects.")
     if not terms:
-        raise ModelError(
-            "The model has no random-effects term; use a linear model instead, or add (1 | group)."
-        )
+        raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
     if drop.size:
         X = X[:, keep]
     b0 = _least_squares(X, y)
@@ -794,6 +810,29 @@ def _subtract_xb(y: np.ndarray, X: np.ndarray, b: np.ndarray, block: int = 65536
     """y -= X b in place, in row blocks (no n-vector temporary)."""
     for start in range(0, y.size, block):
         y[start : start + block] -= X[start : start + block] @ b
+
+
+def _pivoted_qr_diagonal(R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|diag| and column order of a QR factorization with column pivoting (LAPACK dgeqp3's rule: take the
+    column of largest remaining norm next), for the small p x p R of X; modified Gram-Schmidt, twice."""
+    A = np.array(R, dtype=float)
+    p = A.shape[1]
+    order = list(range(p))
+    diag = np.zeros(p)
+    for k in range(p):
+        norms = np.sqrt(np.einsum("ij,ij->j", A[:, order[k:]], A[:, order[k:]]))
+        j = k + int(np.argmax(norms))
+        order[k], order[j] = order[j], order[k]
+        q = A[:, order[k]].copy()
+        nq = float(np.sqrt(q @ q))
+        diag[k] = nq
+        if nq == 0.0:
+            continue
+        q /= nq
+        for _ in range(2):  # reorthogonalize: the rank decision rests on tiny residuals
+            rest = order[k + 1 :]
+            A[:, rest] -= np.outer(q, q @ A[:, rest])
+    return diag, np.array(order)
 
 
 def _inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
@@ -863,7 +902,7 @@ def _results(
     # --- beta, then u, by back-substitution through L' (the y row of L holds the right-hand side)
     LXX = Lr[qR : qR + p, qR : qR + p]
     ly = Lr[-1, :]
-    beta = sla.solve_triangular(LXX.T, ly[qR : qR + p], lower=False) if p else np.zeros(0)
+    beta = np.linalg.solve(LXX.T, ly[qR : qR + p]) if p else np.zeros(0)  # p x p triangular: small
     LRR = Lr[:qR, :qR]
     LXR = Lr[qR : qR + p, :qR]
     uR = sla.solve_triangular(LRR.T, ly[:qR] - LXR.T @ beta, lower=False) if qR else np.zeros(0)
@@ -879,7 +918,7 @@ def _results(
     denom = n - p if reml else n
     sigma_s = math.sqrt(pw / denom)
     # --- vcov(beta) = sigma^2 (L_XX L_XX')^{-1}
-    LXXinv = sla.solve_triangular(LXX, np.eye(p), lower=True) if p else np.zeros((0, 0))
+    LXXinv = np.linalg.inv(LXX) if p else np.zeros((0, 0))
     vcov = sigma_s**2 * (LXXinv.T @ LXXinv)
     # --- conditional covariance of u: diagonal blocks of (L_ZZ L_ZZ')^{-1}, block by block
     Ts = prob.block_templates(theta)
@@ -999,10 +1038,7 @@ def _results_dense(
         q = t.nlevels * t.p
         ranef.append(b[off : off + q].reshape(t.nlevels, t.p) * s)
         blocks = np.stack(
-            [
-                Cb[off + j * t.p : off + (j + 1) * t.p, off + j * t.p : off + (j + 1) * t.p]
-                for j in range(t.nlevels)
-            ]
+            [Cb[off + j * t.p : off + (j + 1) * t.p, off + j * t.p : off + (j + 1) * t.p] for j in range(t.nlevels)]
         )
         cond_cov.append(blocks * s**2)
         off += q
