@@ -845,6 +845,12 @@ def versions(python: str) -> str:
         "for p in ('numpy', 'pandas', 'scipy', 'statsmodels', 'mmcli'):\n"
         "    try: out.append(p + ' ' + m.version(p))\n"
         "    except m.PackageNotFoundError: out.append(p + ' (not installed)')\n"
+        "try:\n"
+        "    import numpy\n"
+        "    b = numpy.__config__.CONFIG['Build Dependencies']['blas']\n"
+        "    out.append(f\"numpy's BLAS {b['name']} {b.get('version', '')}\".strip())\n"
+        "except Exception:\n"
+        "    pass\n"
         "print(', '.join(out))"
     )
     proc = run_process([python, "-c", code], 60)
@@ -854,7 +860,10 @@ def versions(python: str) -> str:
 def r_versions(r_missing: str | None) -> str:
     if r_missing:
         return r_missing
-    code = 'cat(R.version.string, ", lme4 ", as.character(packageVersion("lme4")), sep = "")'
+    code = (
+        'cat(R.version.string, ", lme4 ", as.character(packageVersion("lme4")), '
+        '", Matrix ", as.character(packageVersion("Matrix")), ", R\'s BLAS ", sessionInfo()$BLAS, sep = "")'
+    )
     return run_process(["Rscript", "-e", code], 60).stdout.strip()
 
 
