@@ -477,7 +477,8 @@ class _Problem:
         S = np.empty((qR + p1, qR + p1))
         if self.rest_scalar:
             lam = self.rest_lambda_diag(Ts[1:])
-            S[:qR, :qR] = K * np.outer(lam, lam)
+            np.multiply(K, lam[:, None], out=S[:qR, :qR])
+            S[:qR, :qR] *= lam[None, :]
             S[qR:, :qR] = KXR * lam
         else:
             LamR = self.lambda_rest(Ts[1:])
@@ -600,10 +601,10 @@ def _optimize(
     progress: Callable[[int, float], None] | None = None,
     polish: bool = True,
 ) -> tuple[np.ndarray, float, OptimizerRecord, bool]:
-    """Bound-constrained BOBYQA (Powell 2009) via NLopt, as lme4's nloptwrap, with tighter tolerances
-    (ftol_abs = xtol_abs = 1e-10; maxeval = 1e5). With ``polish``, a second pass restarts from the optimum
-    with a small step: a guard against an early stop on a flat surface, which the caller asks for when
-    an evaluation is cheap (the decision depends on the problem's size only, so results are reproducible)."""
+    """Bound-constrained BOBYQA (Powell 2009) via NLopt with lme4's nloptwrap settings (ftol_abs = xtol_abs
+    = 1e-8, maxeval = 1e5). With ``polish``, a second pass restarts from the optimum with a small step and
+    tolerances of 1e-10: a guard against an early stop on a flat surface, which the caller asks for when an
+    evaluation is cheap (the decision depends on the problem's size only, so results are reproducible)."""
     import nlopt
 
     t0 = time.perf_counter()
@@ -627,8 +628,9 @@ def _optimize(
         opt = nlopt.opt(nlopt.LN_BOBYQA, k)
         opt.set_min_objective(f)
         opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -1e300))
-        opt.set_ftol_abs(1e-10)
-        opt.set_xtol_abs(1e-10)
+        tol = 1e-10 if _pass else 1e-8  # lme4's nloptwrap settings, then tighter when polishing
+        opt.set_ftol_abs(tol)
+        opt.set_xtol_abs(tol)
         opt.set_maxeval(100000)
         step = np.maximum(np.abs(xs) * 0.02, 0.005) if _pass else np.full(k, 0.75)
         opt.set_initial_step(step)
