@@ -5,10 +5,12 @@ Numeric modules are imported inside the commands, so that `mmcli --help` starts 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -68,7 +70,19 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _PipeClosedError(Exception):
+    """Standard output's reader went away. Raised in place of BrokenPipeError, which click turns into exit 1."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _PipeClosedError() from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mmcli")
 def cli() -> None:
     """Linear mixed models, penalized splines and additive mixed models from CSV files, with lme4's numbers.
@@ -134,13 +148,18 @@ def _fit_model(
         fit = fit_lmm(design.X, design.y, design.terms, reml=reml, xnames=design.xnames, method=method, progress=cb)
     finally:
         close()
-    if fit.dropped_columns:
-        render.note(
-            "fixed-effect model matrix is rank deficient so dropping "
-            f"{len(fit.dropped_columns)} column(s): {', '.join(fit.dropped_columns)}"
-        )
+    _note_dropped(fit.dropped_columns)
     d = fit_dict(fit, formula=spec.text, ngroups=design.ngroups, dropped_rows=table.dropped_rows, data=table.source)
     return fit, d
+
+
+def _note_dropped(columns: tuple[str, ...]) -> None:
+    from mmcli import render
+
+    if columns:
+        render.note(
+            f"fixed-effect model matrix is rank deficient so dropping {len(columns)} column(s): {', '.join(columns)}"
+        )
 
 
 def _finish(d: dict[str, Any]) -> None:
@@ -198,7 +217,8 @@ def ranef(fmt: str, plot_path: str | None, **kw: Any) -> None:
     if plot_path:
         from mmcli.plot import plot_caterpillar
 
-        plot_caterpillar(rows, plot_path)
+        with _writing(plot_path):
+            plot_caterpillar(rows, plot_path)
     if fmt == "json":
         render.write_json({"ranef": rows, "fit": d})
     elif fmt == "csv":
@@ -206,6 +226,27 @@ def ranef(fmt: str, plot_path: str | None, **kw: Any) -> None:
     else:
         render.print_ranef(rows)
     _finish(d)
+
+
+@contextlib.contextmanager
+def _writing(path: str) -> Iterator[None]:
+    """An output file that cannot be written is a usage error like a missing directory (the plot module writes
+    a temporary file and renames it, so nothing half-written is left)."""
+    try:
+        yield
+    except OSError as e:
+        raise UsageError(f"Cannot write '{path}': {e.strerror or e}. Choose another file name or directory.") from None
+
+
+def _load_predict(path: str, **columns: Any) -> Any:
+    """The --predict file, with errors that say which file they are about."""
+    from mmcli import data as dataio
+    from mmcli.errors import DataError
+
+    try:
+        return dataio.load(path, **columns)
+    except DataError as e:
+        raise DataError(f"In the --predict file: {e}") from None
 
 
 def _check_plot_path(path: str) -> None:
@@ -311,14 +352,15 @@ def spline(
     if as_mixed:
         d["mixed_form"] = mixed_form(result).to_dict()
     if predict_path:
-        pt = dataio.load(predict_path, numeric=[x_col], categorical=[])
+        pt = _load_predict(predict_path, numeric=[x_col], categorical=[])
         xs = pt.frame[x_col].to_numpy(dtype=float)
         fit_, se = result.predict(xs)
         d["predictions"] = [{"x": float(a), "fit": float(b), "se": float(c)} for a, b, c in zip(xs, fit_, se)]
     if plot_path:
         from mmcli.plot import plot_spline
 
-        plot_spline(result, plot_path)
+        with _writing(plot_path):
+            plot_spline(result, plot_path)
     if fmt == "json":
         render.write_json(d)
     elif fmt == "csv":
@@ -404,12 +446,13 @@ def gamm(
     for msg in table.notes:
         render.note(msg)
     g = fit_gamm(spec, table.frame, set(factors), reml=reml)
+    _note_dropped(g.lmm.dropped_columns)
     ngroups = {t.group: t.nlevels for t in g.lmm.terms if t.indicator}
     base = fit_dict(g.lmm, formula=spec.text, ngroups=ngroups, dropped_rows=table.dropped_rows, data=table.source)
     d = gamm_dict(g, base)
     if predict_path:
         need = [c for c in used if c != spec.response and c not in groups]
-        pt = dataio.load(
+        pt = _load_predict(
             predict_path,
             numeric=[c for c in need if c in svars],
             categorical=[c for c in need if c in factors],
@@ -423,7 +466,8 @@ def gamm(
     if plot_path:
         from mmcli.plot import plot_gamm
 
-        plot_gamm(g, plot_path)
+        with _writing(plot_path):
+            plot_gamm(g, plot_path)
     if fmt == "json":
         render.write_json(d)
     elif fmt == "csv":
@@ -455,6 +499,13 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: turns the project's exceptions into one `Error:` line and the exit codes of CONTRACT.md."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    with warnings.catch_warnings():
+        if not debug:  # numpy's and pandas' RuntimeWarnings would break the one-line error
+            warnings.simplefilter("ignore")
+        _main(args, debug)
+
+
+def _main(args: list[str], debug: bool) -> None:
     try:
         code = cli.main(args=args, prog_name="mmcli", standalone_mode=False)
         _flush_stdout()
@@ -462,18 +513,24 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as e:
         _flush_stdout()
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        sys.stderr.write("\nInterrupted.\n")
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt; it has already ended the ^C line
+        sys.stderr.write("Interrupted.\n")
         sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as e:
+    except _NO_ARGS as e:  # `mmcli` alone: the help text
         e.show()
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        hint = ""
+        if isinstance(e, click.UsageError) and e.ctx is not None:
+            hint = f" See '{e.ctx.command_path} --help'."
+        sys.stderr.write(f"Error: {_one_line(e.format_message())}{hint}\n")
         sys.exit(e.exit_code)
     except MmcliError as e:
         if debug:
             raise
-        sys.stderr.write(f"Error: {e}\n")
+        sys.stderr.write(f"Error: {_one_line(str(e))}\n")
         sys.exit(e.exit_code)
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeClosedError):
         _quiet_pipe()
     except KeyboardInterrupt:
         sys.stderr.write("\nInterrupted.\n")
@@ -484,11 +541,32 @@ def main(argv: list[str] | None = None) -> None:
     except MemoryError:
         sys.stderr.write("Error: out of memory: the model is too large for this machine.\n")
         sys.exit(1)
+    except OSError as e:
+        if debug:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        sys.stderr.write(f"Error: input or output failed{where}: {e.strerror or _one_line(str(e))}.\n")
+        _quiet_pipe(1)  # standard output may be what failed: drop what is still buffered
     except Exception as e:  # an unforeseen failure: still one line, the traceback behind --debug
         if debug:
             raise
-        sys.stderr.write(f"Error: internal error ({type(e).__name__}: {e}). Run again with --debug for details.\n")
+        if type(e).__name__ == "LinAlgError":  # numpy's or scipy's: a factorization broke down
+            sys.stderr.write(
+                f"Error: the fit broke down numerically ({_one_line(str(e))}): the model may be too rich for these "
+                "data, or its predictors on very different scales. Simplify the random effects or rescale the "
+                "predictors (--debug shows where).\n"
+            )
+            sys.exit(1)
+        msg = _one_line(f"{type(e).__name__}: {e}")
+        sys.stderr.write(f"Error: internal error ({msg}). Run again with --debug for details.\n")
         sys.exit(1)
+
+
+_NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(line.strip() for line in msg.strip().splitlines() if line.strip())
 
 
 def _flush_stdout() -> None:
@@ -496,13 +574,16 @@ def _flush_stdout() -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_pipe()
+    except OSError as e:  # a full disk, say
+        sys.stderr.write(f"Error: cannot write the output: {e.strerror or e}.\n")
+        _quiet_pipe(1)
 
 
-def _quiet_pipe() -> None:
+def _quiet_pipe(code: int = 0) -> None:
     """The reader went away (`| head`): end quietly, without Python's own complaint at exit."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
+    except (OSError, ValueError):  # no real file descriptor (a test's captured stdout)
         pass
-    sys.exit(0)
+    sys.exit(code)

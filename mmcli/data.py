@@ -29,9 +29,14 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
+_HEADER = {"encoding": "utf-8-sig", "skipinitialspace": True}  # as the data are read: 'y, x' names x
+
+
 def _read_source(path: str) -> tuple[object, str]:
     """A path, or '-' for standard input (read whole, so the header can be checked first)."""
     if path == "-":
+        if sys.stdin is None:
+            raise DataError("Standard input is closed: give a file name instead of -, or pipe the CSV in.")
         raw = sys.stdin.buffer.read()
         return io.BytesIO(raw), "<stdin>"
     return path, path
@@ -41,7 +46,11 @@ def read_header(src: object, name: str) -> list[str]:
     import pandas as pd
 
     try:
-        head = pd.read_csv(src, nrows=0, encoding="utf-8-sig")  # type: ignore[call-overload]
+        head = pd.read_csv(src, nrows=0, **_HEADER)  # type: ignore[call-overload]
+        if hasattr(src, "seek"):
+            src.seek(0)  # type: ignore[attr-defined]
+        # pandas renames a repeated name (x, x.1): read the header line as it is to tell
+        raw = pd.read_csv(src, header=None, nrows=1, dtype=str, keep_default_na=False, **_HEADER)  # type: ignore[call-overload]
     except FileNotFoundError:
         raise DataError(f"File '{name}' not found.") from None
     except IsADirectoryError:
@@ -51,17 +60,25 @@ def read_header(src: object, name: str) -> list[str]:
     except pd.errors.EmptyDataError:
         raise DataError(f"File '{name}' is empty: a CSV with a header line is needed.") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"File '{name}' is not UTF-8 text ({e.reason} at byte {e.start}).") from None
+        raise _not_utf8(name, e) from None
     except pd.errors.ParserError as e:
         raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
     finally:
         if hasattr(src, "seek"):
             src.seek(0)  # type: ignore[attr-defined]
     cols = [str(c) for c in head.columns]
-    dup = sorted({c for c in cols if cols.count(c) > 1})
+    names = [str(c) for c in raw.iloc[0]] if len(raw) else cols
+    dup = sorted({c for c in names if c and names.count(c) > 1})
     if dup:
         raise DataError(f"File '{name}' has duplicated column names: {', '.join(dup)}.")
     return cols
+
+
+def _not_utf8(name: str, e: UnicodeDecodeError) -> DataError:
+    return DataError(
+        f"File '{name}' is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8, "
+        f"e.g. iconv -f latin1 -t utf-8 '{name}' > new.csv"
+    )
 
 
 def _first_line(e: Exception) -> str:
@@ -75,6 +92,13 @@ def resolve(col: str, columns: list[str]) -> str:
         return col
     lower = [c for c in columns if c.lower() == col.lower()]
     hint = f" Did you mean '{lower[0]}'?" if len(lower) == 1 else ""
+    seps = [sep for sep in (";", "\t", "|") if len(columns) == 1 and sep in columns[0]]
+    if seps:
+        shown = "tabs" if seps[0] == "\t" else f"'{seps[0]}'"
+        raise DataError(
+            f"Column '{col}' not found: the file has the single column '{columns[0]}', so its fields seem to be "
+            f"separated by {shown}. mmcli reads comma-separated files: save it as CSV with commas."
+        )
     raise DataError(f"Column '{col}' not found.{hint} Columns are: {', '.join(columns)}")
 
 
@@ -91,7 +115,6 @@ def load(
     as text (grouping factors, --factor columns); ``other`` columns keep the type pandas infers (fixed effects:
     numbers stay numeric, text becomes a factor as in R).
     """
-    import numpy as np
     import pandas as pd
 
     other = other or []
@@ -113,7 +136,7 @@ def load(
             engine="c",
         )
     except UnicodeDecodeError as e:
-        raise DataError(f"File '{name}' is not UTF-8 text ({e.reason} at byte {e.start}).") from None
+        raise _not_utf8(name, e) from None
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
     frame = frame[wanted]
@@ -124,16 +147,14 @@ def load(
         frame[c] = _as_numeric(frame[c], c)
     for c in other:
         s = frame[c]
-        if s.dtype == object:
+        if pd.api.types.is_string_dtype(s.dtype):  # object, or pandas 3's str
             conv = pd.to_numeric(s, errors="coerce")
             # a column of numbers with a few text cells is a mistake, not a factor
             if conv.notna().sum() > 0.5 * s.notna().sum() and conv.isna().sum() > s.isna().sum():
                 frame[c] = _as_numeric(s, c)
     for c in wanted:
-        s = frame[c]
-        if s.dtype.kind == "f" and np.isinf(s.to_numpy()).any():
-            row = int(np.flatnonzero(np.isinf(s.to_numpy()))[0]) + 2
-            raise DataError(f"Column '{c}' has an infinite value (line {row} of the file); remove or fix it.")
+        if frame[c].dtype.kind == "f":
+            _check_magnitude(frame[c].to_numpy(), c, lines=True)
     complete = frame.notna().all(axis=1)
     dropped = int(n_all - complete.sum())
     notes = []
@@ -143,6 +164,27 @@ def load(
     if len(frame) == 0:
         raise DataError(f"No complete rows: every row of '{name}' has a missing value in a used column.")
     return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
+
+
+HUGE = 1e154  # the squares of larger numbers (sums of squares, variances) overflow double precision
+
+
+def _check_magnitude(values: np.ndarray, col: str, *, lines: bool) -> None:
+    """Infinite values, and numbers too large for a sum of squares, are errors."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(np.abs(values) > HUGE)  # NaN (missing) compares False
+    if not bad.size:
+        return
+    v = float(values[bad[0]])
+    where = f" (line {bad[0] + 2} of the file)" if lines else ""
+    if np.isinf(v):
+        raise DataError(f"Column '{col}' has an infinite value{where}; remove or fix it.")
+    raise DataError(
+        f"Column '{col}' holds {v:.3g}{where}, too large: mmcli works with numbers below 1e154 in size, whose "
+        "squares stay finite. Rescale the column (express it in larger units)."
+    )
 
 
 def _as_numeric(s: pd.Series, col: str) -> pd.Series:
@@ -210,7 +252,7 @@ def load_all(path: str) -> Table:
     try:
         frame = pd.read_csv(src, encoding="utf-8-sig", skipinitialspace=True, na_values=["NA", "NaN", "nan", ".", ""])  # type: ignore[call-overload]
     except UnicodeDecodeError as e:
-        raise DataError(f"File '{name}' is not UTF-8 text ({e.reason} at byte {e.start}).") from None
+        raise _not_utf8(name, e) from None
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
     if len(frame) == 0:
@@ -220,13 +262,10 @@ def load_all(path: str) -> Table:
 
 def subset(table: Table, cols: list[str], *, numeric: list[str]) -> Table:
     """The named columns of a table read whole, checked as :func:`load` checks them."""
-    import numpy as np
-
     frame = table.frame[cols].copy()
     for c in numeric:
         frame[c] = _as_numeric(frame[c], c)
-        if np.isinf(frame[c].to_numpy()).any():
-            raise DataError(f"Column '{c}' has an infinite value; remove or fix it.")
+        _check_magnitude(frame[c].to_numpy(), c, lines=False)
     complete = frame.notna().all(axis=1)
     dropped = int(len(frame) - complete.sum())
     notes = []

@@ -37,11 +37,24 @@ class Design:
 
 def categorical_columns(spec: ModelSpec, frame: pd.DataFrame, factors: set[str]) -> set[str]:
     """Columns treated as factors in the fixed part: --factor columns and text columns (as R does)."""
+    import pandas as pd
+
     out = set(factors)
     for c in frame.columns:
-        if frame[c].dtype == object or str(frame[c].dtype) == "category":
+        if not pd.api.types.is_numeric_dtype(frame[c].dtype):  # text (object, pandas 3's str) or category
             out.add(c)
     return out
+
+
+def response(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """The response as floats; a constant one is an error (there is no variance to split into components)."""
+    y = frame[name].to_numpy(dtype=float)
+    if y.size and np.all(y == y[0]):
+        raise DataError(
+            f"The response '{name}' is constant (every value is {y[0]:g}): there is nothing to model. "
+            "Check that the right column is named as the response."
+        )
+    return y
 
 
 _BRACKET = re.compile(r"\[(?:T\.)?(.*?)\]")
@@ -126,7 +139,7 @@ def build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str]) -> Des
     cats = categorical_columns(spec, frame, factors)
     if spec.response in cats:
         raise DataError(f"The response '{spec.response}' must be numeric; it was declared or read as a factor.")
-    y = frame[spec.response].to_numpy(dtype=float)
+    y = response(frame, spec.response)
     X, xnames = model_matrix(spec.fixed, frame, cats)
     notes: list[str] = []
     built: list[tuple[ReTerm, RandomTerm]] = []

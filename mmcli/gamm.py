@@ -14,7 +14,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from mmcli.design import categorical_columns, group_codes, lme4_order, model_matrix
+from mmcli.design import categorical_columns, group_codes, lme4_order, model_matrix, response
 from mmcli.errors import DataError, ModelError
 from mmcli.formula import ModelSpec
 from mmcli.lmm import LmmFit, ReTerm, _Problem, fit_lmm, indicator_term
@@ -99,7 +99,7 @@ class GammFit:
 
     def smooth_curve(self, j: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One smooth's own contribution f_j(x) and its standard error (as mgcv's plot.gam)."""
-        sm, ms, t = self.smooths[j], self.mixed[j], self.smooth_terms[j]
+        sm, ms = self.smooths[j], self.mixed[j]
         Xs = sm.predict_matrix(x)
         ncol = self.Vg.shape[0]
         G = np.zeros((x.size, ncol))
@@ -121,7 +121,9 @@ class GammFit:
     def coefficients(self, j: int) -> np.ndarray:
         """The smooth's coefficients in its constrained basis (mgcv's gam coefficients for the term)."""
         ms, t = self.mixed[j], self.smooth_terms[j]
-        bf = np.array([self.lmm.beta[self.lmm.xnames.index(n)] if n in self.lmm.xnames else 0.0 for n in ms.fixed_names])
+        bf = np.array(
+            [self.lmm.beta[self.lmm.xnames.index(n)] if n in self.lmm.xnames else 0.0 for n in ms.fixed_names]
+        )
         br = self.lmm.ranef[t][:, 0] if t >= 0 else np.zeros(ms.rank)
         return ms.coefficients(br, bf)
 
@@ -139,7 +141,7 @@ def fit_gamm(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, reml: b
     for s in spec.smooths:
         if s.var in cats:
             raise DataError(f"Cannot smooth '{s.var}': it is not a numeric column. A smooth needs numeric x.")
-    y = frame[spec.response].to_numpy(dtype=float)
+    y = response(frame, spec.response)
     Xp, pnames = model_matrix(spec.fixed, frame, cats)
     smooths: list[Smooth] = []
     mixed: list[MixedSmooth] = []

@@ -357,9 +357,7 @@ def _finite(x: np.ndarray, var: str) -> np.ndarray:
     x = np.asarray(x, dtype=float).ravel()
     if not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.isfinite(x)))
-        raise ModelError(
-            f"Column '{var}' has {bad} non-finite value(s) (NaN or infinite); a smooth needs finite x."
-        )
+        raise ModelError(f"Column '{var}' has {bad} non-finite value(s) (NaN or infinite); a smooth needs finite x.")
     return x
 
 
@@ -409,7 +407,14 @@ def smooth_construct(
         rank, null_dim = K, 2
     else:
         knots = cr_knots(x, k)
-        F, S0 = cr_F_S(knots)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            F, S0 = cr_F_S(knots)
+        if not (np.all(np.isfinite(F)) and np.all(np.isfinite(S0))):
+            gap = float(np.min(np.diff(knots)))
+            raise ModelError(
+                f"{term}: two of its knots are only {gap:.3g} apart, too close for a cubic spline on x from "
+                f"{knots[0]:g} to {knots[-1]:g}. Use a smaller k, or round the values of '{var}'."
+            )
         X0 = cr_basis(x, knots, F)
         rank, null_dim = k - 2, 2
         if bs == "cs":
@@ -473,9 +478,7 @@ class MixedSmooth:
 
         This is gamm4's map back (``trans.U %*% (trans.D * b)``), so X β = Zr b_rand + Xf beta_fixed.
         """
-        b = np.concatenate(
-            [np.asarray(b_rand, dtype=float).ravel(), np.asarray(beta_fixed, dtype=float).ravel()]
-        )
+        b = np.concatenate([np.asarray(b_rand, dtype=float).ravel(), np.asarray(beta_fixed, dtype=float).ravel()])
         if b.size != self.U.shape[0]:
             raise ValueError(f"{self.term}: expected {self.U.shape[0]} coefficients in all, got {b.size}.")
         return self.U @ (self.trans_D * b)

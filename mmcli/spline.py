@@ -83,9 +83,7 @@ def mat_sqrt(S: np.ndarray) -> np.ndarray:
     return (U * np.sqrt(d)) @ U.T
 
 
-def mixed_matrices(
-    X: np.ndarray, S: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mixed_matrices(X: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split a penalized basis into fixed and random parts (Wood 2006 section 6.6; DESIGN.md section 2).
 
     S = U D U' with D decreasing; the last 2 eigenvalues (constant and linear) are zero. Returns
@@ -210,9 +208,7 @@ class MixedSplineForm:
         return {
             "model": "lmm",
             "method": "REML",
-            "fixed_effects": [
-                {"term": f"Xf{i + 1}", "estimate": float(v)} for i, v in enumerate(self.beta_f)
-            ],
+            "fixed_effects": [{"term": f"Xf{i + 1}", "estimate": float(v)} for i, v in enumerate(self.beta_f)],
             "random_effects": [
                 {
                     "group": "Xr",
@@ -330,7 +326,7 @@ def _num(v: float | None) -> float | None:
 # checking the inputs
 
 
-def _check_data(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+def _check_data(x: Any, y: Any, y_name: str = "y") -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(y, dtype=float).ravel()
     if x.size != y.size:
@@ -340,6 +336,8 @@ def _check_data(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     n_unique = np.unique(x).size
     if n_unique < 3:
         raise DataError(f"A spline needs at least 3 distinct x values; these data have {n_unique}.")
+    if np.all(y == y[0]):
+        raise DataError(f"The response '{y_name}' is constant (every value is {y[0]:g}): there is no curve to fit.")
     return x, y
 
 
@@ -380,9 +378,7 @@ def _choose_knots(
         if values[0] < x_min or values[-1] > x_max:
             raise UsageError(f"Knot values must lie within the range of x, [{x_min:g}, {x_max:g}].")
         if values.size > limit:
-            raise UsageError(
-                f"At most {limit} knots fit these data ({n_unique} distinct x values); give fewer."
-            )
+            raise UsageError(f"At most {limit} knots fit these data ({n_unique} distinct x values); give fewer.")
         return values, (values - x_min) / (x_max - x_min)
     if knots is None:
         K = default_knots(n_unique)
@@ -391,9 +387,7 @@ def _choose_knots(
             raise UsageError(f"--knots must be a whole number, not {knots!r}.")
         K = int(knots)
         if not 1 <= K <= limit:
-            raise UsageError(
-                f"--knots must be between 1 and {limit} for these data ({n_unique} distinct x values)."
-            )
+            raise UsageError(f"--knots must be between 1 and {limit} for these data ({n_unique} distinct x values).")
     scaled = np.arange(1, K + 1) / (K + 1)
     return x_min + scaled * (x_max - x_min), scaled
 
@@ -555,7 +549,7 @@ def fit_spline(
     Raises DataError for unusable data (fewer than 3 distinct x, non-finite values) and UsageError for bad
     options.
     """
-    x, y = _check_data(x, y)
+    x, y = _check_data(x, y, y_name)
     method = _check_lambda(lam)
     x_min, x_max = float(x.min()), float(x.max())
     knots_orig, knots_scaled = _choose_knots(x, knots, knot_values, x_min, x_max)
