@@ -143,13 +143,28 @@ def _fit_model(
     for msg in table.notes:
         render.note(msg)
     design = build_design(spec, table.frame, set(factors))
+    source, dropped_rows = table.source, table.dropped_rows
+    del table  # the columns now live in the design; free the frame before the fit
+    import gc
+
+    gc.collect()  # pandas objects hold reference cycles: without this the frame outlives the fit
     cb, close = render.progress_callback()
     try:
-        fit = fit_lmm(design.X, design.y, design.terms, reml=reml, xnames=design.xnames, method=method, progress=cb)
+        fit = fit_lmm(
+            design.X,
+            design.y,
+            design.terms,
+            reml=reml,
+            xnames=design.xnames,
+            method=method,
+            progress=cb,
+            XY=design.XY,
+            overwrite_y=True,  # the design is not used again: y's memory holds the centred response
+        )
     finally:
         close()
     _note_dropped(fit.dropped_columns)
-    d = fit_dict(fit, formula=spec.text, ngroups=design.ngroups, dropped_rows=table.dropped_rows, data=table.source)
+    d = fit_dict(fit, formula=spec.text, ngroups=design.ngroups, dropped_rows=dropped_rows, data=source)
     return fit, d
 
 
@@ -291,8 +306,14 @@ def _parse_numbers(value: str, option: str) -> list[float]:
 @click.option("--y", "y_col", metavar="COL", help="Response column (default: the second of two numeric columns).")
 @click.option("--knots", type=int, metavar="K", help="Number of interior knots, at j/(K+1) on x scaled to [0,1].")
 @click.option("--knot-values", metavar="X1,X2,...", help="Interior knots on the original x scale, instead of --knots.")
-@click.option("--lambda", "lam", default="gcv", show_default=True, metavar="NUMBER|gcv|reml",
-              help="Smoothing parameter, or how to choose it.")
+@click.option(
+    "--lambda",
+    "lam",
+    default="gcv",
+    show_default=True,
+    metavar="NUMBER|gcv|reml",
+    help="Smoothing parameter, or how to choose it.",
+)
 @click.option("--as-mixed", is_flag=True, help="Also show the fit as a mixed model (fixed null space, random rest).")
 @click.option("--predict", "predict_path", metavar="FILE.csv", help="Predict at the x values of this CSV, with se.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw data, curve and a 2 se band.")
@@ -370,9 +391,6 @@ def spline(
             rows = [{x_col: a, y_col: b, "fitted": c} for a, b, c in zip(f[x_col], f[y_col], d["fitted"])]
             render.write_csv(rows, [x_col, y_col, "fitted"])
     else:
-        if as_mixed:
-            m = d["mixed_form"]
-            d = dict(d, mixed_form={k: v for k, v in m.items() if not isinstance(v, (list, dict))})
         render.print_spline(d)
     if plot_path:
         render.note(f"plot written to {plot_path}")
@@ -388,8 +406,9 @@ def spline(
 @click.argument("formula", required=False)
 @click.option("--y", "y", metavar="COL", help="Response column.")
 @click.option("--smooth", multiple=True, metavar="COL", help="Smooth of COL: s(COL, bs=--bs, k=--k) (repeatable).")
-@click.option("--bs", type=click.Choice(["cr", "cs", "rk"]), default="cr", show_default=True,
-              help="Basis of the --smooth terms.")
+@click.option(
+    "--bs", type=click.Choice(["cr", "cs", "rk"]), default="cr", show_default=True, help="Basis of the --smooth terms."
+)
 @click.option("--k", "k", type=int, default=10, show_default=True, help="Basis dimension of the --smooth terms.")
 @click.option("--fixed", multiple=True, metavar="COL", help="Parametric (fixed-effect) column.")
 @click.option("--group", multiple=True, metavar="COL", help="Grouping column: a random intercept per level.")
@@ -446,6 +465,12 @@ def gamm(
     for msg in table.notes:
         render.note(msg)
     g = fit_gamm(spec, table.frame, set(factors), reml=reml)
+    for s in spec.smooths:  # after the fit, so that an error stays the only line on standard error
+        if not s.bs_given:
+            render.note(
+                f"{s.label} has no bs: mmcli uses bs='cr'. mgcv's default is 'tp', which mmcli does not implement, "
+                "so write bs='cr' in R to compare like with like."
+            )
     _note_dropped(g.lmm.dropped_columns)
     ngroups = {t.group: t.nlevels for t in g.lmm.terms if t.indicator}
     base = fit_dict(g.lmm, formula=spec.text, ngroups=ngroups, dropped_rows=table.dropped_rows, data=table.source)

@@ -19,12 +19,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, eq=False)
 class Design:
-    y: np.ndarray
-    X: np.ndarray
+    XY: np.ndarray  # [X y] in one array: the core reads it in place
     xnames: list[str]
     terms: list[ReTerm]  # lme4's order
     specs: list[RandomTerm]  # the formula term behind each entry of ``terms``
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def X(self) -> np.ndarray:
+        return self.XY[:, :-1]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.XY[:, -1]
 
     @property
     def ngroups(self) -> dict[str, int]:
@@ -67,25 +74,29 @@ def r_name(col: str) -> str:
     return _BRACKET.sub(lambda m: m.group(1), col.replace("`", ""))
 
 
-def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str]) -> tuple[np.ndarray, list[str]]:
-    """The fixed-effects (or random-term) model matrix of a right-hand side, with R's column names."""
+def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str], extra: int = 0) -> tuple[np.ndarray, list[str]]:
+    """The fixed-effects (or random-term) model matrix of a right-hand side, with R's column names.
+    ``extra`` trailing columns are left for the caller to fill (the response, without a copy of X)."""
     rhs = rhs.strip()
     n = len(frame)
     if rhs in ("1", "1 + 1"):
-        return np.ones((n, 1)), ["(Intercept)"]
-    if rhs in ("0", "-1", "0 + 1 - 1", "- 1"):
-        return np.zeros((n, 0)), []
+        parts, intercept = [], True
+    elif rhs in ("0", "-1", "0 + 1 - 1", "- 1"):
+        parts, intercept = [], False
+    else:
+        parts = [p.strip() for p in rhs.split("+")]
+        intercept = True
+        if parts and parts[0] == "0":
+            intercept, parts = False, parts[1:]
+        elif parts and parts[0] == "1":
+            parts = parts[1:]
     # plain numeric columns: no formula library needed (the common case, and the large-data one)
-    parts = [p.strip() for p in rhs.split("+")]
-    intercept = True
-    if parts and parts[0] == "0":
-        intercept, parts = False, parts[1:]
-    elif parts and parts[0] == "1":
-        parts = parts[1:]
     if all(NAME.match(p) and p in frame.columns and p not in cats for p in parts):
-        cols = ([np.ones(n)] if intercept else []) + [frame[p].to_numpy(dtype=float) for p in parts]
         names = (["(Intercept)"] if intercept else []) + parts
-        return (np.column_stack(cols) if cols else np.zeros((n, 0))), names
+        out = np.empty((n, len(names) + extra))
+        for i, nm in enumerate(names):
+            out[:, i] = 1.0 if nm == "(Intercept)" else frame[nm].to_numpy(dtype=float)
+        return out, names
     import pandas as pd
     from formulaic import model_matrix as fm
 
@@ -105,7 +116,10 @@ def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str]) -> tuple[np.ndar
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"Cannot build the model matrix for '{rhs.replace('`', '')}': {msg}") from None
     names = [r_name(str(c)) for c in mm.columns]
-    return np.asarray(mm, dtype=float), names
+    X = np.asarray(mm, dtype=float)
+    if extra:
+        X = np.column_stack([X, np.empty((n, extra))])
+    return X, names
 
 
 def group_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
@@ -118,10 +132,10 @@ def group_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarr
             codes, labels = cod, lab
             continue
         assert labels is not None
-        key = codes * len(lab) + cod
+        key = codes.astype(np.int64) * len(lab) + cod
         uniq, inv = np.unique(key, return_inverse=True)
         labels = [f"{labels[k // len(lab)]}:{lab[k % len(lab)]}" for k in uniq]
-        codes = inv.astype(np.int64)
+        codes = inv.astype(np.int32)
     assert codes is not None and labels is not None
     return codes, labels
 
@@ -139,18 +153,18 @@ def build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str]) -> Des
     cats = categorical_columns(spec, frame, factors)
     if spec.response in cats:
         raise DataError(f"The response '{spec.response}' must be numeric; it was declared or read as a factor.")
-    y = response(frame, spec.response)
-    X, xnames = model_matrix(spec.fixed, frame, cats)
+    XY, xnames = model_matrix(spec.fixed, frame, cats, extra=1)
+    XY[:, -1] = response(frame, spec.response)
     notes: list[str] = []
     built: list[tuple[ReTerm, RandomTerm]] = []
     for rt in spec.random:
         codes, labels = group_codes(frame, rt.factors)
         T, names = model_matrix(rt.expr, frame, cats)
+        if names == ["(Intercept)"]:
+            T = np.broadcast_to(np.ones((1, 1)), T.shape)  # a view of one number: no n-vector of ones
         if T.shape[1] == 0:
             raise ModelError(f"The random-effects term {rt} has no columns.")
-        built.append((indicator_term(rt.group, names, codes, labels, T), rt))
+        built.append((indicator_term(rt.group, names, codes.astype(np.int32, copy=False), labels, T), rt))
     order = lme4_order([t.nlevels for t, _ in built])
     built = [built[i] for i in order]
-    return Design(
-        y=y, X=X, xnames=xnames, terms=[t for t, _ in built], specs=[r for _, r in built], notes=notes
-    )
+    return Design(XY=XY, xnames=xnames, terms=[t for t, _ in built], specs=[r for _, r in built], notes=notes)

@@ -110,7 +110,9 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
         head.append(f"  ({d['dropped_rows']} incomplete rows dropped)")
     out.append(head)
 
-    stats = _plain_table("AIC", "BIC", "logLik", "deviance" if not reml else "REML crit.", "df.resid", right=(0, 1, 2, 3, 4))
+    stats = _plain_table(
+        "AIC", "BIC", "logLik", "deviance" if not reml else "REML crit.", "df.resid", right=(0, 1, 2, 3, 4)
+    )
     crit = d["reml_criterion"] if reml else d["deviance"]
     stats.add_row(fixed(d["aic"], 1), fixed(d["bic"], 1), fixed(d["loglik"], 1), fixed(crit, 1), str(d["df_resid"]))
     out.append(stats)
@@ -151,8 +153,13 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
             ft.add_row(x["term"], fixed(x["estimate"], dec), fixed(x["std_error"], dec), fixed(x["t_value"], 2))
         out.append(ft)
     if d.get("dropped_columns"):
-        out.append(Text(f"fixed-effect model matrix is rank deficient so dropping {len(d['dropped_columns'])} "
-                        f"columns / coefficients: {', '.join(d['dropped_columns'])}", style="yellow"))
+        out.append(
+            Text(
+                f"fixed-effect model matrix is rank deficient so dropping {len(d['dropped_columns'])} "
+                f"columns / coefficients: {', '.join(d['dropped_columns'])}",
+                style="yellow",
+            )
+        )
     cf = d.get("fixed_correlation") or []
     if len(fe) > 1 and len(fe) <= 12:
         out.append(Text("\nCorrelation of Fixed Effects:", style="bold"))
@@ -168,7 +175,9 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
             st.add_row(s["term"], s["basis"], str(s["k"]), fixed(s["edf"], 3), sig(s["lambda"]))
         out.append(st)
     if d.get("singular"):
-        out.append(Text("boundary (singular) fit: a variance component is estimated as zero (see theta)", style="yellow"))
+        out.append(
+            Text("boundary (singular) fit: a variance component is estimated as zero (see theta)", style="yellow")
+        )
     if not d.get("converged", True):
         out.append(Text(f"The optimizer did not converge: {d['optimizer']['message']}", style="red"))
     return out
@@ -203,7 +212,9 @@ def print_spline(d: dict[str, Any]) -> None:
     head = Text()
     head.append("Penalized regression spline (rk basis, Wood 2006 ch. 3)\n", style="bold")
     head.append(f"{d['y']} ~ s({d['x']}),  n = {d['n']},  {len(d['knots'])} interior knots\n")
-    how = {"fixed": "given", "gcv": "chosen by GCV", "reml": "chosen by REML"}.get(d["lambda_method"], d["lambda_method"])
+    how = {"fixed": "given", "gcv": "chosen by GCV", "reml": "chosen by REML"}.get(
+        d["lambda_method"], d["lambda_method"]
+    )
     head.append(f"lambda = {sig(d['lambda'], 6)} ({how})")
     parts.append(head)
     st = _plain_table("EDF", "RSS", "sigma", "GCV", "R-sq.", right=(0, 1, 2, 3, 4))
@@ -212,17 +223,19 @@ def print_spline(d: dict[str, Any]) -> None:
     kt = _plain_table("knot", d["x"], "scaled", right=(1, 2))
     for i, (k, ks) in enumerate(zip(d["knots"], d["knots_scaled"]), 1):
         kt.add_row(str(i), sig(k, 6), fixed(ks, 4))
-    parts.append(Text("Knots:", style="bold"))
+    parts.append(Text("\nKnots:", style="bold"))
     parts.append(kt)
     ct = _plain_table("coefficient", "estimate", right=(1,))
     labels = ["(Intercept)", d["x"]] + [f"rk({d['x']}, knot {i})" for i in range(1, len(d["knots"]) + 1)]
     for lab, c in zip(labels, d["coefficients"]):
         ct.add_row(lab, sig(c, 6))
-    parts.append(Text("Coefficients (on the scaled x):", style="bold"))
+    parts.append(Text("\nCoefficients (on the scaled x):", style="bold"))
     parts.append(ct)
     if d.get("mixed_form"):
         m = d["mixed_form"]
-        parts.append(Text("As a mixed model (Wood 2017, 6.6): y = X_F b_F + Z g + e,  g ~ N(0, sigma_g^2 I)", style="bold"))
+        parts.append(
+            Text("As a mixed model (Wood 2017, 6.6): y = X_F b_F + Z g + e,  g ~ N(0, sigma_g^2 I)", style="bold")
+        )
         parts.append(Text("  X_F = X U_F (the penalty's null space: constant and linear), Z = X U_R D+^(-1/2)"))
         parts.append(Text(f"  fitted by REML: criterion {sig(m.get('reml_criterion'), 8)}"))
         mt = _plain_table("Groups", "Name", "Variance", "Std.Dev.", right=(2, 3))
@@ -238,7 +251,7 @@ def print_spline(d: dict[str, Any]) -> None:
         pt = _plain_table(d["x"], "fit", "se", right=(0, 1, 2))
         for p in d["predictions"]:
             pt.add_row(sig(p["x"], 6), sig(p["fit"], 6), sig(p["se"], 4))
-        parts.append(Text("Predictions:", style="bold"))
+        parts.append(Text("\nPredictions:", style="bold"))
         parts.append(pt)
     _console().print(Group(*parts))
 
