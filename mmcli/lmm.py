@@ -639,12 +639,15 @@ def _optimize(
             fn_new = opt.last_optimum_value()
             res = opt.last_optimize_result()
         except (nlopt.RoundoffLimited, RuntimeError, ValueError) as e:  # keep the best point seen
+            if _pass:
+                break  # the polishing pass could not improve on a converged first pass: that stands
             xn, fn_new, res = xs, fx, -1
             msg = f"NLopt stopped: {e}"
         improved = fx - fn_new
         xs, fx = (xn, fn_new) if fn_new <= fx else (xs, fx)
         msg = _NLOPT_MESSAGES.get(res, msg or f"NLopt code {res}")
-        ok = res > 0 and res != nlopt.MAXEVAL_REACHED
+        if _pass == 0 or ok:
+            ok = res > 0 and res != nlopt.MAXEVAL_REACHED
         if _pass and improved < 1e-8:
             break
         if not polish:
@@ -678,10 +681,11 @@ _NLOPT_MESSAGES = {
 
 
 def aliased_columns(X: np.ndarray, tol: float = 1e-7, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of X to keep and to drop as linear combinations of others (lme4's chkRank.drop.cols: pivoted
-    QR, rank where |R_ii| > tol |R_11|). The R factor is accumulated over row blocks (TSQR), so no copy of
-    X is made; column pivoting on R gives the same decisions as on X, since column norms are invariant
-    under the row rotations."""
+    """Columns of X to keep and to drop as linear combinations of earlier ones (lme4's chkRank.drop.cols,
+    which uses R's qr(): LINPACK's limited pivoting moves a column to the end when what is left of it after
+    the earlier columns is below tol times its own norm, so the earlier of two aliased columns is kept).
+    The R factor is accumulated over row blocks (TSQR), so no copy of X is made; the decisions on R equal
+    those on X, since the row rotations change no column norm or inner product."""
     n, p = X.shape
     if p == 0:
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
@@ -690,9 +694,9 @@ def aliased_columns(X: np.ndarray, tol: float = 1e-7, block: int = 65536) -> tup
     R = np.zeros((0, p))
     for start in range(0, n, block):
         R = np.linalg.qr(np.vstack([R, X[start : start + block] / scale]), mode="r")
-    d, piv = _pivoted_qr_diagonal(R)
-    rank = int(np.sum(d > tol * d[0])) if d.size and d[0] > 0 else 0
-    return np.sort(piv[:rank]), np.sort(piv[rank:])
+    keep = _independent_in_order(R, tol)
+    drop = np.setdiff1d(np.arange(p), keep)
+    return keep, drop
 
 
 def check_terms(terms: Sequence[ReTerm], n: int) -> None:
@@ -760,6 +764,11 @@ def fit_lmm(
     ys = y if overwrite_y and y.flags.writeable else y.copy()
     _subtract_xb(ys, X, b0)
     s = _response_scale(ys)
+    if not 1e-153 < s < 1e153:  # sigma^2 and vcov must stay representable
+        raise DataError(
+            f"The response varies on a scale of {s:.3g}: its variance cannot be represented in double "
+            "precision. Rescale the response (divide it by a power of ten) and fit again."
+        )
     ys /= s
     if method == "dense":
         if n > DENSE_MAX_ROWS:
@@ -814,27 +823,25 @@ def _subtract_xb(y: np.ndarray, X: np.ndarray, b: np.ndarray, block: int = 65536
         y[start : start + block] -= X[start : start + block] @ b
 
 
-def _pivoted_qr_diagonal(R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """|diag| and column order of a QR factorization with column pivoting (LAPACK dgeqp3's rule: take the
-    column of largest remaining norm next), for the small p x p R of X; modified Gram-Schmidt, twice."""
+def _independent_in_order(R: np.ndarray, tol: float) -> np.ndarray:
+    """Columns of R kept in their order: a column whose residual after the kept ones is below tol times
+    its own norm is aliased (modified Gram-Schmidt, twice, on the small p x p R)."""
     A = np.array(R, dtype=float)
-    p = A.shape[1]
-    order = list(range(p))
-    diag = np.zeros(p)
-    for k in range(p):
-        norms = np.sqrt(np.einsum("ij,ij->j", A[:, order[k:]], A[:, order[k:]]))
-        j = k + int(np.argmax(norms))
-        order[k], order[j] = order[j], order[k]
-        q = A[:, order[k]].copy()
-        nq = float(np.sqrt(q @ q))
-        diag[k] = nq
-        if nq == 0.0:
+    basis: list[np.ndarray] = []
+    keep = []
+    for j in range(A.shape[1]):
+        v = A[:, j].copy()
+        norm0 = float(np.sqrt(v @ v))
+        if norm0 == 0.0:
             continue
-        q /= nq
-        for _ in range(2):  # reorthogonalize: the rank decision rests on tiny residuals
-            rest = order[k + 1 :]
-            A[:, rest] -= np.outer(q, q @ A[:, rest])
-    return diag, np.array(order)
+        for _ in range(2):  # reorthogonalize: the decision rests on a small residual
+            for q in basis:
+                v -= (q @ v) * q
+        nv = float(np.sqrt(v @ v))
+        if nv > tol * norm0:
+            basis.append(v / nv)
+            keep.append(j)
+    return np.array(keep, dtype=int)
 
 
 def _inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
