@@ -681,6 +681,13 @@ _NLOPT_MESSAGES = {
 
 
 def aliased_columns(X: np.ndarray, tol: float = 1e-7, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    keep, drop, _ = _aliased_columns_r(X, tol, block)
+    return keep, drop
+
+
+def _aliased_columns_r(
+    X: np.ndarray, tol: float = 1e-7, block: int = 65536
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Columns of X to keep and to drop as linear combinations of earlier ones (lme4's chkRank.drop.cols,
     which uses R's qr(): LINPACK's limited pivoting moves a column to the end when what is left of it after
     the earlier columns is below tol times its own norm, so the earlier of two aliased columns is kept).
@@ -688,7 +695,7 @@ def aliased_columns(X: np.ndarray, tol: float = 1e-7, block: int = 65536) -> tup
     those on X, since the row rotations change no column norm or inner product."""
     n, p = X.shape
     if p == 0:
-        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros((0, 0))
     scale = np.sqrt(np.einsum("ij,ij->j", X, X))
     scale[scale == 0] = 1.0
     R = np.zeros((0, p))
@@ -696,7 +703,7 @@ def aliased_columns(X: np.ndarray, tol: float = 1e-7, block: int = 65536) -> tup
         R = np.linalg.qr(np.vstack([R, X[start : start + block] / scale]), mode="r")
     keep = _independent_in_order(R, tol)
     drop = np.setdiff1d(np.arange(p), keep)
-    return keep, drop
+    return keep, drop, R * scale  # R of X itself: X / scale = Q R, so X = Q (R * scale)
 
 
 def check_terms(terms: Sequence[ReTerm], n: int) -> None:
@@ -745,11 +752,12 @@ def fit_lmm(
         X, y = XY[:, :-1], XY[:, -1]
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
+    original_terms = list(terms)
     n = y.shape[0]
     if X.ndim != 2 or X.shape[0] != n:
         raise DataError("X and y have different numbers of rows.")
     names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
-    keep, drop = aliased_columns(X)
+    keep, drop, RX = _aliased_columns_r(X)
     dropped = [names[i] for i in drop]
     names = [names[i] for i in keep]
     check_terms(terms, n)
@@ -760,6 +768,14 @@ def fit_lmm(
         raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
     if drop.size:
         X = X[:, keep]
+    # Reparametrize for conditioning; the likelihood is invariant (beta = M beta_w, and the REML criterion
+    # shifts by 2 log|det M|). X's columns go to unit norm for the dense path, and X = Q R is replaced by its
+    # Q when ill-conditioned (nearly collinear or wildly scaled columns); template columns far from unit
+    # scale are divided by their RMS (theta, b and their covariances are mapped back at the end).
+    M = _x_transform(X, RX[:, keep] if drop.size else RX, dense=method == "dense")
+    if M is not None:
+        X = X @ M
+    terms, tscale = _scale_templates(terms)
     b0 = _least_squares(X, y)
     ys = y if overwrite_y and y.flags.writeable else y.copy()
     _subtract_xb(ys, X, b0)
@@ -798,8 +814,81 @@ def fit_lmm(
         if f0 <= fval + 1e-10 * max(1.0, abs(fval)):
             theta, fval = trial, f0
     if method == "dense":
-        return _results_dense(dense, theta, reml, s, names, dropped, rec, ok, lower, b0=b0)
-    return _results(prob, theta, reml, s, names, dropped, rec, ok, lower, b0=b0)
+        fit = _results_dense(dense, theta, reml, s, names, dropped, rec, ok, lower, b0=b0)
+    else:
+        fit = _results(prob, theta, reml, s, names, dropped, rec, ok, lower, b0=b0)
+    return _undo_transforms(fit, M, tscale, original_terms)
+
+
+def _x_transform(X: np.ndarray, RX: np.ndarray, dense: bool) -> np.ndarray | None:
+    """M with X M well conditioned, or None to use X as it is (no copy: the large-data path)."""
+    p = X.shape[1]
+    if p == 0:
+        return None
+    R = np.linalg.qr(RX, mode="r") if RX.shape[0] != RX.shape[1] else RX
+    d = np.abs(np.diag(R))
+    if d.min() <= 0:
+        return None
+    cnorm = np.sqrt(np.sum(R * R, axis=0))
+    Rs = R / cnorm
+    cond = np.linalg.cond(Rs)
+    if cond > 1e4:
+        return np.linalg.inv(R)  # X R^{-1} has orthonormal columns
+    if dense:
+        return np.diag(1.0 / cnorm)
+    return None
+
+
+def _scale_templates(terms: Sequence[ReTerm]) -> tuple[list[ReTerm], list[np.ndarray | None]]:
+    """Indicator terms whose template columns are far from unit scale (RMS outside [1e-2, 1e2], e.g. a slope
+    in seconds) get those columns divided by their RMS, so that BOBYQA's start and steps suit them."""
+    out: list[ReTerm] = []
+    scales: list[np.ndarray | None] = []
+    for t in terms:
+        if not t.indicator or t.T is None or t.codes is None:
+            out.append(t)
+            scales.append(None)
+            continue
+        rms = np.sqrt(np.mean(t.T * t.T, axis=0))
+        c = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), rms, 1.0)
+        if np.all(c == 1.0):
+            out.append(t)
+            scales.append(None)
+            continue
+        out.append(ReTerm(t.group, t.names, t.levels, None, t.correlated, True, t.codes, t.T / c))
+        scales.append(c)
+    return out, scales
+
+
+def _undo_transforms(
+    fit: LmmFit, M: np.ndarray | None, tscale: list[np.ndarray | None], terms: Sequence[ReTerm]
+) -> LmmFit:
+    """Back from the working parametrization: beta = M beta_w, vcov = M V M'; a scaled template
+    Lambda_w = D Lambda gives theta_ij = theta_w,ij / c_i and b = b_w / c per column."""
+    import dataclasses
+
+    changes: dict = {"terms": tuple(terms)}
+    if M is not None:
+        changes["beta"] = M @ fit.beta
+        changes["vcov"] = M @ fit.vcov @ M.T
+        if fit.reml:
+            shift = -2.0 * float(np.linalg.slogdet(M)[1])
+            changes["objective"] = fit.objective + shift
+            changes["loglik"] = -0.5 * (fit.objective + shift)
+    if any(c is not None for c in tscale):
+        theta = fit.theta.copy()
+        ranef, cond_cov = list(fit.ranef), list(fit.cond_cov)
+        k = 0
+        for i, (t, c) in enumerate(zip(terms, tscale)):
+            if c is not None:
+                for m, (r, _col) in enumerate(t.template_positions()):
+                    theta[k + m] /= c[r]
+                ranef[i] = fit.ranef[i] / c
+                cond_cov[i] = fit.cond_cov[i] / np.outer(c, c)
+            k += t.ntheta
+        cond_sd = [np.sqrt(np.maximum(np.diagonal(C, axis1=1, axis2=2), 0.0)) for C in cond_cov]
+        changes.update(theta=theta, ranef=ranef, cond_cov=cond_cov, cond_sd=cond_sd)
+    return dataclasses.replace(fit, **changes)
 
 
 def _least_squares(X: np.ndarray, y: np.ndarray) -> np.ndarray:

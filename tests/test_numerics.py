@@ -150,11 +150,6 @@ def test_response_shifted(offset: float) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-DENSE_SCALE_BUG = (
-    "BUG: the dense formulation (method='dense') works on X as given: with one predictor in units of 1e-9 and "
-    "another in units of 1e9 its deviance is 0.075 above the optimum (theta 0.7420 vs 0.7434); the fast path "
-    "gets it right"
-)
 XSCALES = [1e-100, 1e-12, 1e-6, 1e6, 1e12, 1e100]
 
 
@@ -179,9 +174,7 @@ def two_scales(seed: int = 5) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "tiny": a * 1e-9, "huge": b * 1e9, "g": [f"g{i}" for i in g]})
 
 
-@pytest.mark.parametrize(
-    "method", ["fast", pytest.param("dense", marks=pytest.mark.xfail(strict=True, reason=DENSE_SCALE_BUG))]
-)
+@pytest.mark.parametrize("method", ["fast", "dense"])
 def test_predictors_on_different_scales_together(method: str) -> None:
     df = two_scales()
     f = fit(df, "y ~ tiny + huge + (1 | g)", method=method)
@@ -190,21 +183,13 @@ def test_predictors_on_different_scales_together(method: str) -> None:
     assert_same_fit(f, g, xscale=np.array([1.0, 1e9, 1e-9]))
 
 
-SLOPE_SCALE_BUG = (
-    "BUG: a random slope on a predictor far from unit scale is not fitted: lmm starts theta at 1 with BOBYQA steps "
-    "of 0.75 and does not scale the random-effects columns internally, so for Days in seconds (x 86400) the "
-    "optimizer stops at a wrong optimum (deviance 1.0 worse, sigma 1.7% off, converged=True), and for x 1e8 the "
-    "factor breaks down (LinAlgError)"
-)
-
-
 @pytest.mark.parametrize(
     "c",
     [
         pytest.param(1e-2, id="1e-2"),
         pytest.param(1e2, id="1e2"),
-        pytest.param(86400.0, id="seconds", marks=pytest.mark.xfail(strict=True, reason=SLOPE_SCALE_BUG)),
-        pytest.param(1e8, id="1e8", marks=pytest.mark.xfail(strict=True, reason=SLOPE_SCALE_BUG)),
+        pytest.param(86400.0, id="seconds"),
+        pytest.param(1e8, id="1e8"),
     ],
 )
 def test_random_slope_predictor_scaled(slope_fits: dict, c: float) -> None:
@@ -228,8 +213,6 @@ def test_predictor_with_large_offset(offset: float) -> None:
     assert abs(f.objective - base.objective) <= OPT_DEV * 10
     assert rel(f.sigma, base.sigma) <= OPT_PAR
     assert rel(f.beta[1], base.beta[1]) <= OPT_PAR
-
-
 
 
 def test_failed_polishing_pass_keeps_convergence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,14 +259,7 @@ def assert_fast_matches_dense(df: pd.DataFrame, formula: str, reml: bool = False
     return f, d
 
 
-COLLINEAR_BUG = (
-    "BUG: the fast path factors the Gram matrix of [X y] (normal equations), which squares the condition number of "
-    "X: with x2 = x + 1e-6 * noise the deviance is off by ~1e-4 and beta by ~2e-4 (relative) against the dense "
-    "formulation and against the same model written with (x2 - x) / 1e-6, which agree to 1e-9"
-)
-
-
-@pytest.mark.parametrize("eps", [1e-4, pytest.param(1e-6, marks=pytest.mark.xfail(strict=True, reason=COLLINEAR_BUG))])
+@pytest.mark.parametrize("eps", [1e-4, 1e-6])
 def test_nearly_collinear_predictors(eps: float) -> None:
     """x2 = x + eps * noise: kept (not aliased), and the fit equals that of the reparametrized model."""
     df = one_way([10] * 8, 1.0, 1)
