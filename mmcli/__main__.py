@@ -1,3 +1,3 @@
-from mmcli.cli import main
+from mmcli._entry import main
 
 main()

@@ -524,6 +524,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: turns the project's exceptions into one `Error:` line and the exit codes of CONTRACT.md."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    import signal
+
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread (embedded use)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C unwinds (mmcli._entry)
     with warnings.catch_warnings():
         if not debug:  # numpy's and pandas' RuntimeWarnings would break the one-line error
             warnings.simplefilter("ignore")

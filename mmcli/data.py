@@ -189,14 +189,13 @@ def load(
 def _release_parser_memory() -> None:
     """Hand the CSV parser's freed buffers back to the operating system (glibc keeps them otherwise), so
     that the arrays built next do not stack on top of them: this lowers the peak memory of large fits."""
+    import contextlib
     import ctypes
     import gc
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 HUGE = 1e154  # the squares of larger numbers (sums of squares, variances) overflow double precision
@@ -261,7 +260,7 @@ def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
         labels = [cats[i] for i in order]
     rank = np.empty(len(cats), dtype=np.int32)
     rank[order] = np.arange(len(cats))
-    codes = rank[raw_codes]
+    codes: np.ndarray = rank[raw_codes]
     # labels equal after stripping or as numbers ("1" and "1.0") are one level
     if len(set(labels)) < len(labels):
         uniq = list(dict.fromkeys(labels))

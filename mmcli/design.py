@@ -79,6 +79,7 @@ def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str], extra: int = 0) 
     ``extra`` trailing columns are left for the caller to fill (the response, without a copy of X)."""
     rhs = rhs.strip()
     n = len(frame)
+    parts: list[str]
     if rhs in ("1", "1 + 1"):
         parts, intercept = [], True
     elif rhs in ("0", "-1", "0 + 1 - 1", "- 1"):
@@ -104,12 +105,12 @@ def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str], extra: int = 0) 
     for c in frame.columns:
         if c in cats:
             labels, codes = level_order(frame[c])
-            df[c] = pd.Categorical.from_codes(codes, categories=labels)
+            df[c] = pd.Categorical.from_codes(codes, categories=labels)  # type: ignore[call-overload]
         else:
             df[c] = frame[c]
     for c in re.findall(r"`factor\((.*?)\)`", rhs):
         labels, codes = level_order(frame[c])
-        df[f"factor({c})"] = pd.Categorical.from_codes(codes, categories=labels)
+        df[f"factor({c})"] = pd.Categorical.from_codes(codes, categories=labels)  # type: ignore[call-overload]
     try:
         mm = fm(rhs, df, na_action="raise")
     except Exception as e:  # formulaic reports unknown names, bad operators, ...

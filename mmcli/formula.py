@@ -281,17 +281,13 @@ def _parse_bar(inner: str, off: int, whole: str) -> list[RandomTerm]:
     if not group:
         raise FormulaError("Missing the grouping factor after '|'", whole, off + len(inner))
     if "|" in group:
-        raise FormulaError(
-            "Only one '|' is allowed in a random-effects term", whole, off + i + 1 + group.index("|")
-        )
+        raise FormulaError("Only one '|' is allowed in a random-effects term", whole, off + i + 1 + group.index("|"))
     gpos = off + inner.index(group, i)
     nested = [g.strip() for g in group.split("/")]
     for g in nested:
         for f in g.split(":"):
             if not NAME.match(f.strip()):
-                raise FormulaError(
-                    f"The grouping factor must be a column name, not '{f.strip()}'", whole, gpos
-                )
+                raise FormulaError(f"The grouping factor must be a column name, not '{f.strip()}'", whole, gpos)
     # a/b/c -> a, b:a, c:b:a  (lme4 names the nested factor 'cask:batch' for batch/cask)
     groups: list[tuple[str, ...]] = []
     for k in range(len(nested)):
@@ -301,11 +297,11 @@ def _parse_bar(inner: str, off: int, whole: str) -> list[RandomTerm]:
         groups.append(tuple(fs))
     expr = _normalize_expr(expr, whole, off)
     terms: list[RandomTerm] = []
-    for fs in groups:
+    for factors in groups:
         if double:
-            terms += [RandomTerm(e, fs, True) for e in _split_double(expr)]
+            terms += [RandomTerm(e, factors, True) for e in _split_double(expr)]
         else:
-            terms.append(RandomTerm(expr, fs, True))
+            terms.append(RandomTerm(expr, factors, True))
     return terms
 
 
@@ -338,9 +334,7 @@ def _parse_smooth(p: str, off: int, whole: str) -> SmoothTerm:
     try:
         call = ast.parse(src, mode="eval").body
     except SyntaxError as e:
-        raise FormulaError(
-            "Cannot read the smooth's arguments", whole, off + max((e.offset or 1) - 1, 0)
-        ) from None
+        raise FormulaError("Cannot read the smooth's arguments", whole, off + max((e.offset or 1) - 1, 0)) from None
     assert isinstance(call, ast.Call)
     if len(call.args) != 1 or not isinstance(call.args[0], ast.Name):
         raise FormulaError("A smooth takes one column: s(x, bs = 'cr', k = 10)", whole, off)
@@ -379,9 +373,7 @@ def build_formula(
     from mmcli.errors import UsageError
 
     if not y:
-        raise UsageError(
-            "Give a formula, or the response with --y COL (and --group COL for the random intercept)."
-        )
+        raise UsageError("Give a formula, or the response with --y COL (and --group COL for the random intercept).")
     rhs = [_q(f) for f in fixed] or ["1"]
     for s in smooths or []:
         rhs.append(f"s({_q(s)}, bs = '{bs}', k = {k})")

@@ -214,17 +214,17 @@ def _bayes_cov(
     cols = [Xk]
     k = 0
     thetas: dict[int, float] = {}
-    for i, t in enumerate(terms):
-        thetas[i] = float(fit.theta[k]) if t.ntheta == 1 else 0.0
-        k += t.ntheta
+    for i, term in enumerate(terms):
+        thetas[i] = float(fit.theta[k]) if term.ntheta == 1 else 0.0
+        k += term.ntheta
     blocks = []
     scale = [np.ones(Xk.shape[1])]
-    for j, t in enumerate(smooth_terms):
-        if t < 0:
+    for j, ti in enumerate(smooth_terms):
+        if ti < 0:
             continue
-        Zr = terms[t].Z.toarray()
+        Zr = terms[ti].zmat().toarray()
         cols.append(Zr)
-        scale.append(np.full(Zr.shape[1], thetas[t]))
+        scale.append(np.full(Zr.shape[1], thetas[ti]))
         blocks.append((j, Zr.shape[1]))
     Xt = np.column_stack(cols)  # [X, Zr_j]: full rank; X~ = Xt diag(1, theta_j) is applied after the factor
     tscale = np.concatenate(scale)
@@ -235,7 +235,8 @@ def _bayes_cov(
         if tag < 0:
             theta_o += list(fit.theta[k : k + t.ntheta])
         k += t.ntheta
-    prob = _Problem(Xt, np.random.default_rng(0).standard_normal(Xt.shape[0]), others)
+    yrand = np.asarray(np.random.default_rng(0).standard_normal(Xt.shape[0]))  # any y: only L_XX is used
+    prob = _Problem(Xt, yrand, others)
     f = prob.factor(np.array(theta_o))
     qR, p = prob.qR, Xt.shape[1]
     LXX = f.Lrest[qR : qR + p, qR : qR + p]
@@ -273,7 +274,7 @@ def gamm_dict(g: GammFit, base: dict[str, Any]) -> dict[str, Any]:
             "edf": g.edf[j],
             "knots": [float(v) for v in sm.knots],
             "lambda": g.lam(j),
-            "variance": (g.lmm.sigma**2 / g.lam(j)) if g.lam(j) else 0.0,
+            "variance": g.lmm.sigma**2 / lam if (lam := g.lam(j)) else 0.0,
             "coefficients": [float(c) for c in g.coefficients(j)],
         }
         for j, sm in enumerate(g.smooths)

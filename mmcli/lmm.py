@@ -242,7 +242,7 @@ def _make_blocks(terms: Sequence[ReTerm]) -> list[_Block]:
         p = sum(t.p for t in ts)
         offsets = tuple(int(x) for x in np.cumsum([0] + [t.p for t in ts[:-1]]))
         if ts[0].indicator and all(t.codes is not None for t in ts):
-            T = ts[0].T if len(ts) == 1 else np.column_stack([t.T for t in ts])
+            T = ts[0].T if len(ts) == 1 else np.column_stack([t.T for t in ts if t.T is not None])
             blocks.append(_Block(tuple(idx), nl, p, True, offsets, codes=ts[0].codes, T=T))
         else:
             blocks.append(_Block(tuple(idx), nl, p, ts[0].indicator, offsets, Z=ts[0].zmat().tocsc()))
@@ -458,6 +458,7 @@ class _Problem:
         (per level), the Schur complement is Lambda_R'(A_RR - A_R0 W A_R0')Lambda_R + I and so on."""
         Ts = self.block_templates(theta)
         T0 = Ts[0]
+        assert self.first is not None
         nl0, p0 = self.first.nlevels, self.first.p
         p1, qR = self.p + 1, self.qR
         M = np.einsum("ji,ljk,km->lim", T0, self.A00, T0, optimize=True)
@@ -698,9 +699,9 @@ def _aliased_columns_r(
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros((0, 0))
     scale = np.sqrt(np.einsum("ij,ij->j", X, X))
     scale[scale == 0] = 1.0
-    R = np.zeros((0, p))
+    R: np.ndarray = np.zeros((0, p))
     for start in range(0, n, block):
-        R = np.linalg.qr(np.vstack([R, X[start : start + block] / scale]), mode="r")
+        R = np.asarray(np.linalg.qr(np.vstack([R, X[start : start + block] / scale]), mode="r"))
     keep = _independent_in_order(R, tol)
     drop = np.setdiff1d(np.arange(p), keep)
     return keep, drop, R * scale  # R of X itself: X / scale = Q R, so X = Q (R * scale)
@@ -825,7 +826,7 @@ def _x_transform(X: np.ndarray, RX: np.ndarray, dense: bool) -> np.ndarray | Non
     p = X.shape[1]
     if p == 0:
         return None
-    R = np.linalg.qr(RX, mode="r") if RX.shape[0] != RX.shape[1] else RX
+    R = np.asarray(np.linalg.qr(RX, mode="r")) if RX.shape[0] != RX.shape[1] else RX
     d = np.abs(np.diag(R))
     if d.min() <= 0:
         return None

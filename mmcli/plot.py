@@ -154,9 +154,7 @@ def plot_gamm(g: GammFit, path: str | os.PathLike[str], *, points: int = 200) ->
     _save(fig, target, fmt)
 
 
-def plot_caterpillar(
-    rows: list[dict[str, Any]], path: str | os.PathLike[str], *, max_levels: int = 400
-) -> None:
+def plot_caterpillar(rows: list[dict[str, Any]], path: str | os.PathLike[str], *, max_levels: int = 400) -> None:
     """A caterpillar plot of conditional modes: one panel per group and term, levels sorted by mode, each
     with a +-1.96 conditional SD interval (lme4's dotplot(ranef(m, condVar = TRUE))).
 

@@ -280,10 +280,11 @@ def progress_callback(delay: float = 1.0) -> tuple[Callable[[int, float], None] 
     def cb(evals: int, best: float) -> None:
         if time.perf_counter() - start < delay:
             return
-        if state["status"] is None:
-            state["status"] = err_console().status("fitting ...")
-            state["status"].start()
-        state["status"].update(f"fitting: {evals} evaluations, best criterion {best:.6f}")
+        status = state["status"]
+        if status is None:
+            status = state["status"] = err_console().status("fitting ...")
+            status.start()
+        status.update(f"fitting: {evals} evaluations, best criterion {best:.6f}")
 
     def close() -> None:
         if state["status"] is not None:

@@ -82,9 +82,7 @@ def fit_dict(
         "df_resid": fit.df_resid,
         "vcov": [[float(v) for v in row] for row in fit.vcov],
         "fixed_correlation": [[_f(v) for v in row] for row in corr_fixed],
-        "scaled_residuals": [q / fit.sigma for q in quantiles_type7(fit.residuals)]
-        if fit.sigma > 0
-        else None,
+        "scaled_residuals": [q / fit.sigma for q in quantiles_type7(fit.residuals)] if fit.sigma > 0 else None,
         "singular": fit.singular,
         "converged": fit.converged,
         "optimizer": {
