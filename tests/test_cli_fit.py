@@ -252,9 +252,7 @@ def test_formula_and_column_options_are_one_model():
     a = fit_json(*DEMO[1:])
     b = fit_json(SLEEP, "Reaction ~ Days + (1 | Subject)")
     assert without_timing(a) == without_timing(b)
-    a = fit_json(
-        SLEEP, "--y", "Reaction", "--fixed", "Days", "--group", "Subject", "--slope", "Days", "--reml"
-    )
+    a = fit_json(SLEEP, "--y", "Reaction", "--fixed", "Days", "--group", "Subject", "--slope", "Days", "--reml")
     b = fit_json(SLEEP, "Reaction ~ Days + (Days | Subject)", "--reml")
     assert a["formula"] == "Reaction ~ Days + (1 + Days | Subject)"
     assert without_timing({**a, "formula": ""}) == without_timing({**b, "formula": ""})
@@ -335,9 +333,7 @@ def test_rows_with_missing_values_are_dropped_and_counted(tmp_path):
     path = tmp_path / "holes.csv"
     path.write_text("\n".join(holes.get(i, line) for i, line in enumerate(lines)) + "\n", encoding="utf-8")
     complete = tmp_path / "complete.csv"
-    complete.write_text(
-        "\n".join(line for i, line in enumerate(lines) if i not in holes) + "\n", encoding="utf-8"
-    )
+    complete.write_text("\n".join(line for i, line in enumerate(lines) if i not in holes) + "\n", encoding="utf-8")
     r = run_in_process(["fit", path, *DEMO[2:], "--json"])
     assert r.code == 0, r.err
     d = json.loads(r.out)
@@ -458,23 +454,17 @@ def test_unknown_column_in_a_formula():
 
 def test_non_numeric_response(tmp_path):
     path = write(tmp_path, "text.csv", "y,g\n1.5,a\noops,a\n2.5,b\n3.5,b\n")
-    assert_one_error_line(
-        run_in_process(["fit", path, "--y", "y", "--group", "g"]), 1, "'y'", "numeric", "line 3"
-    )
+    assert_one_error_line(run_in_process(["fit", path, "--y", "y", "--group", "g"]), 1, "'y'", "numeric", "line 3")
 
 
 def test_one_level_group(tmp_path):
     path = write(tmp_path, "one.csv", "y,g\n1,a\n2,a\n3,a\n5,a\n")
-    assert_one_error_line(
-        run_in_process(["fit", path, "--y", "y", "--group", "g"]), 1, "'g'", "at least 2 levels"
-    )
+    assert_one_error_line(run_in_process(["fit", path, "--y", "y", "--group", "g"]), 1, "'g'", "at least 2 levels")
 
 
 def test_as_many_levels_as_rows(tmp_path):
     path = write(tmp_path, "all.csv", "y,g\n1,a\n2,b\n3,c\n5,d\n")
-    assert_one_error_line(
-        run_in_process(["fit", path, "--y", "y", "--group", "g"]), 1, "'g'", "as many levels"
-    )
+    assert_one_error_line(run_in_process(["fit", path, "--y", "y", "--group", "g"]), 1, "'g'", "as many levels")
 
 
 def test_formula_syntax_error_is_a_usage_error():

@@ -169,8 +169,7 @@ def cake():
         (
             "angle ~ recipe + factor(temperature) + (1 | replicate)",
             set(),
-            ["(Intercept)", "recipeB", "recipeC"]
-            + [f"factor(temperature){t}" for t in (185, 195, 205, 215, 225)],
+            ["(Intercept)", "recipeB", "recipeC"] + [f"factor(temperature){t}" for t in (185, 195, 205, 215, 225)],
         ),
         (
             "angle ~ recipe * temp + (1 | replicate)",
@@ -185,9 +184,7 @@ def cake():
 def test_fixed_effect_names_are_rs(cake, text, factors, xnames):
     design = build_design(parse_formula(text), cake, factors)
     if xnames is None:  # --factor temperature: R's treatment coding of a factor, named without factor()
-        xnames = ["(Intercept)", "recipeB", "recipeC"] + [
-            f"temperature{t}" for t in (185, 195, 205, 215, 225)
-        ]
+        xnames = ["(Intercept)", "recipeB", "recipeC"] + [f"temperature{t}" for t in (185, 195, 205, 215, 225)]
     assert design.xnames == xnames
     assert design.X.shape == (270, len(xnames))
 
@@ -312,9 +309,7 @@ def test_comma_separated_options():
     """--fixed x1,x2 --fixed x3 is --fixed x1 --fixed x2 --fixed x3."""
     assert _split(("x1,x2", "x3")) == ["x1", "x2", "x3"]
     assert _split(("x1, x2,",)) == ["x1", "x2"]
-    assert build_formula("y", _split(("x1,x2",)), _split(("g",)), []) == build_formula(
-        "y", ["x1", "x2"], ["g"], []
-    )
+    assert build_formula("y", _split(("x1,x2",)), _split(("g",)), []) == build_formula("y", ["x1", "x2"], ["g"], [])
 
 
 @pytest.mark.parametrize(

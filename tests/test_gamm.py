@@ -112,9 +112,7 @@ def fits(sleep: pd.DataFrame) -> dict[str, GammFit]:
     return {key: gamm(f, sleep) for key, f in FORMULA.items()}
 
 
-def fit_at_theta(
-    monkeypatch: pytest.MonkeyPatch, formula: str, frame: pd.DataFrame, theta: np.ndarray
-) -> GammFit:
+def fit_at_theta(monkeypatch: pytest.MonkeyPatch, formula: str, frame: pd.DataFrame, theta: np.ndarray) -> GammFit:
     """fit_gamm with the optimizer replaced by a fixed theta (in lme4's term order); the rest as usual."""
 
     def fixed(fn, x0, lower, progress=None, **_options):
@@ -465,9 +463,7 @@ def test_cli_ml(capsys):
     code, out, _ = run(capsys, "gamm", SLEEP, CS, "--json")
     reml_rows, ml_rows = json.loads(out)["random_effects"], d["random_effects"]
     assert ml_rows[0]["group"] == reml_rows[0]["group"] == "Subject"
-    assert (
-        ml_rows[0]["variance"] < reml_rows[0]["variance"]
-    )  # ML does not correct for the estimated intercept
+    assert ml_rows[0]["variance"] < reml_rows[0]["variance"]  # ML does not correct for the estimated intercept
     # without a smooth, gamm --ml is lmer's ML fit
     code, out, err = run(capsys, "gamm", SLEEP, LINEAR, "--ml", "--json")
     assert code == 0, err

@@ -157,11 +157,7 @@ def test_design_is_lme4s(case):
     assert list(d.ngroups.items()) == list(ref["ngroups"].items())
     assert d.xnames == list(ref["fixef"])
     # VarCorr lists the terms in lme4's order (the theta order), one row per column of each term
-    vc = [
-        (lme4_group(r["grp"]), r["var1"])
-        for r in ref["varcorr"]
-        if r["grp"] != "Residual" and not r.get("var2")
-    ]
+    vc = [(lme4_group(r["grp"]), r["var1"]) for r in ref["varcorr"] if r["grp"] != "Residual" and not r.get("var2")]
     assert [(t.group, name) for t in d.terms for name in t.names] == vc
     levels = {(t.group, name): list(t.levels) for t in d.terms for name in t.names}
     for r in ref["ranef"]:
@@ -197,9 +193,7 @@ def test_results_at_lme4_theta(case, method):
     fit = fit_at(d.X, d.y, d.terms, theta, method == "reml", d.xnames)
     sigma = ref["sigma"]
     assert_close(fit.sigma, sigma, EXACT, "sigma")
-    assert_close(
-        fit.beta, list(ref["fixef"].values()), EXACT, "fixef", scale=max(map(abs, ref["fixef"].values()))
-    )
+    assert_close(fit.beta, list(ref["fixef"].values()), EXACT, "fixef", scale=max(map(abs, ref["fixef"].values())))
     assert_close(np.sqrt(np.diag(fit.vcov)), list(ref["se"].values()), EXACT, "se")
     assert_close(fit.vcov, ref["vcov"], EXACT, "vcov", scale=float(np.max(np.abs(ref["vcov"]))))
     assert_close(fit.loglik, ref["logLik"], EXACT, "logLik")
@@ -522,9 +516,7 @@ def test_dense_and_fast_fits_agree(kind, reml):
     assert_close(fast.sigma, dense.sigma, OPT_PAR, "sigma")
     assert_close(fast.beta, dense.beta, OPT_PAR, "beta", scale=float(np.max(np.sqrt(np.diag(dense.vcov)))))
     assert_close(np.sqrt(np.diag(fast.vcov)), np.sqrt(np.diag(dense.vcov)), OPT_PAR, "se")
-    for t, bf, bd, sf, sd in zip(
-        fast.terms, fast.ranef, dense.ranef, fast.cond_sd, dense.cond_sd, strict=True
-    ):
+    for t, bf, bd, sf, sd in zip(fast.terms, fast.ranef, dense.ranef, fast.cond_sd, dense.cond_sd, strict=True):
         assert_close(bf, bd, OPT_PAR, f"modes {t.group}", scale=dense.sigma)
         assert_close(sf, sd, OPT_PAR, f"cond. SDs {t.group}", scale=dense.sigma)
     assert_close(fast.fitted, dense.fitted, OPT_PAR, "fitted", scale=dense.sigma)
@@ -535,9 +527,7 @@ def dense_at(X: np.ndarray, y: np.ndarray, terms, theta, reml: bool) -> LmmFit:
     theta = np.asarray(theta, dtype=float)
     rec = OptimizerRecord("fixed theta", 0, "", tuple(theta), tuple(theta), 0.0)
     names = [f"x{i}" for i in range(X.shape[1])]
-    return _results_dense(
-        _DenseProblem(X, y, terms), theta, reml, 1.0, names, [], rec, True, _lower_bounds(terms)
-    )
+    return _results_dense(_DenseProblem(X, y, terms), theta, reml, 1.0, names, [], rec, True, _lower_bounds(terms))
 
 
 @pytest.mark.parametrize("kind", [*STRUCTURES[:-1], "crossed_vector_rest"])
@@ -551,9 +541,7 @@ def test_dense_and_fast_results_agree_at_fixed_theta(kind):
         assert_close(fast.sigma, dense.sigma, EXACT, "sigma")
         assert_close(fast.beta, dense.beta, EXACT, "beta", scale=float(np.max(np.abs(dense.beta))))
         assert_close(fast.vcov, dense.vcov, EXACT, "vcov", scale=float(np.max(np.abs(dense.vcov))))
-        for t, bf, bd, cf, cd in zip(
-            terms, fast.ranef, dense.ranef, fast.cond_cov, dense.cond_cov, strict=True
-        ):
+        for t, bf, bd, cf, cd in zip(terms, fast.ranef, dense.ranef, fast.cond_cov, dense.cond_cov, strict=True):
             assert_close(bf, bd, EXACT, f"modes {t.group}", scale=float(np.max(np.abs(bd))))
             assert_close(cf, cd, EXACT, f"cond. covariances {t.group}", scale=float(np.max(np.abs(cd))))
         assert_close(fast.fitted, dense.fitted, EXACT, "fitted", scale=float(np.max(np.abs(y))))
@@ -620,9 +608,7 @@ def test_row_order_does_not_matter(case):
     assert got.keys() == want.keys()
     for key in want:
         assert list(got[key]) == list(want[key])
-        assert_close(
-            list(got[key].values()), list(want[key].values()), OPT_PAR, f"ranef {key}", scale=base.sigma
-        )
+        assert_close(list(got[key].values()), list(want[key].values()), OPT_PAR, f"ranef {key}", scale=base.sigma)
 
 
 @pytest.mark.parametrize("case", INVARIANCE_CASES)
