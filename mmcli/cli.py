@@ -280,19 +280,6 @@ def _check_plot_path(path: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _parse_lambda(value: str) -> float | str:
-    v = value.strip().lower()
-    if v in ("gcv", "reml"):
-        return v
-    try:
-        lam = float(v)
-    except ValueError:
-        raise UsageError(f"--lambda must be a positive number, gcv or reml; not '{value}'.") from None
-    if not lam > 0 or lam == float("inf"):
-        raise UsageError(f"--lambda must be a positive finite number, gcv or reml; not '{value}'.")
-    return lam
-
-
 def _parse_numbers(value: str, option: str) -> list[float]:
     try:
         return [float(s) for s in value.split(",") if s.strip()]
@@ -340,9 +327,9 @@ def spline(
     """
     from mmcli import data as dataio
     from mmcli import render
-    from mmcli.spline import fit_spline, mixed_form
+    from mmcli.spline import check_lambda, fit_spline, mixed_form
 
-    lam_value = _parse_lambda(lam)
+    lam_value = check_lambda(lam)  # before reading the data: a bad option is a usage error (exit 2)
     if knots is not None and knot_values is not None:
         raise UsageError("Give --knots or --knot-values, not both.")
     kv = _parse_numbers(knot_values, "--knot-values") if knot_values is not None else None

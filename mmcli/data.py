@@ -174,6 +174,14 @@ def load(
     for c in wanted:
         if frame[c].dtype.kind == "f":
             _check_magnitude(frame[c].to_numpy(), c, lines=True)
+    frame, dropped, notes = _drop_incomplete(frame, name)
+    _release_parser_memory()
+    return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
+
+
+def _drop_incomplete(frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame, int, list[str]]:
+    """Rows with a missing value in a used column are dropped and counted (as lm/lmer's na.omit)."""
+    n_all = len(frame)
     complete = frame.notna().all(axis=1)
     dropped = int(n_all - complete.sum())
     notes = []
@@ -182,8 +190,7 @@ def load(
         notes.append(f"Dropped {dropped} of {n_all} rows with a missing value in a used column.")
     if len(frame) == 0:
         raise DataError(f"No complete rows: every row of '{name}' has a missing value in a used column.")
-    _release_parser_memory()
-    return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
+    return frame, dropped, notes
 
 
 def _release_parser_memory() -> None:
@@ -305,12 +312,5 @@ def subset(table: Table, cols: list[str], *, numeric: list[str]) -> Table:
     for c in numeric:
         frame[c] = _as_numeric(frame[c], c)
         _check_magnitude(frame[c].to_numpy(), c, lines=False)
-    complete = frame.notna().all(axis=1)
-    dropped = int(len(frame) - complete.sum())
-    notes = []
-    if dropped:
-        frame = frame.loc[complete].reset_index(drop=True)
-        notes.append(f"Dropped {dropped} of {len(complete)} rows with a missing value in a used column.")
-    if len(frame) == 0:
-        raise DataError(f"No complete rows in '{table.source}'.")
+    frame, dropped, notes = _drop_incomplete(frame, table.source)
     return Table(frame=frame, source=table.source, columns=table.columns, dropped_rows=dropped, notes=notes)

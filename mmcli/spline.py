@@ -341,7 +341,8 @@ def _check_data(x: Any, y: Any, y_name: str = "y") -> tuple[np.ndarray, np.ndarr
     return x, y
 
 
-def _check_lambda(lam: Any) -> float | str:
+def check_lambda(lam: Any) -> float | str:
+    """A smoothing parameter as given on the command line or in code: a number > 0, "gcv" or "reml"."""
     if isinstance(lam, str):
         method = lam.strip().lower()
         if method in ("gcv", "reml"):
@@ -349,12 +350,12 @@ def _check_lambda(lam: Any) -> float | str:
         try:
             lam = float(method)
         except ValueError:
-            raise UsageError(f"--lambda must be a positive number, 'gcv' or 'reml', not '{lam}'.") from None
+            raise UsageError(f"--lambda must be a positive number, gcv or reml; not '{lam}'.") from None
     if isinstance(lam, bool) or not isinstance(lam, (int, float, np.floating, np.integer)):
-        raise UsageError(f"--lambda must be a positive number, 'gcv' or 'reml', not {lam!r}.")
+        raise UsageError(f"--lambda must be a positive number, gcv or reml; not {lam!r}.")
     lam = float(lam)
     if not (math.isfinite(lam) and lam > 0):
-        raise UsageError(f"--lambda must be a finite number greater than 0, not {lam}.")
+        raise UsageError(f"--lambda must be a positive finite number, gcv or reml; not {lam}.")
     return lam
 
 
@@ -550,7 +551,7 @@ def fit_spline(
     options.
     """
     x, y = _check_data(x, y, y_name)
-    method = _check_lambda(lam)
+    method = check_lambda(lam)
     x_min, x_max = float(x.min()), float(x.max())
     knots_orig, knots_scaled = _choose_knots(x, knots, knot_values, x_min, x_max)
 
