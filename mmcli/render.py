@@ -284,7 +284,7 @@ def progress_callback(delay: float = 1.0) -> tuple[Callable[[int, float], None] 
         if status is None:
             status = state["status"] = err_console().status("fitting ...")
             status.start()
-        status.update(f"fitting: {evals} evaluations, best criterion {best:.6f}")
+        status.update(f"fitting: {evals} evaluations, {time.perf_counter() - start:.1f} s")
 
     def close() -> None:
         if state["status"] is not None:
