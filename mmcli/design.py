@@ -71,7 +71,7 @@ def r_name(col: str) -> str:
     """formulaic's column name -> R's: ``recipe[T.B]:temperature[T.185]`` -> ``recipeB:temperature185``."""
     if col == "Intercept":
         return "(Intercept)"
-    return _BRACKET.sub(lambda m: m.group(1), col.replace("`", ""))
+    return _BRACKET.sub(lambda m: m.group(1), col.replace("`", "").replace(" ** ", "^"))
 
 
 def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str], extra: int = 0) -> tuple[np.ndarray, list[str]]:

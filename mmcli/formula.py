@@ -104,10 +104,31 @@ def fixed_variables(rhs: str) -> list[str]:
 
     try:
         f = Formula(rhs)
-        names = sorted(str(v) for v in f.required_variables)
+        names = {str(v) for v in f.required_variables}
     except Exception as e:  # formulaic raises several types for syntax errors
         raise FormulaError(f"Cannot read the fixed-effects part '{rhs}': {_first_line(e)}") from None
-    return names
+    # formulaic does not report the variables of stateful transforms such as poly(x, 2): add every name
+    # that is not a function, a keyword argument or a constant
+    for m in re.finditer(r"`([^`]+)`|\b([A-Za-z_.][A-Za-z0-9_.]*)\b(?!\s*[(=])", rhs):
+        name = m.group(1) or m.group(2)
+        if name not in ("TRUE", "FALSE", "True", "False", "None", "T", "F", "pi") and not name[0].isdigit():
+            names.add(name)
+    return sorted(names)
+
+
+def r_powers(rhs: str) -> str:
+    """R's ``I(x^2)`` is a power; formulaic evaluates I() as Python, where ``^`` is xor: write ``**``."""
+    out, i = [], 0
+    for m in re.finditer(r"\bI\(", rhs):
+        start = m.end() - 1
+        end = _matching_paren(rhs, start)
+        if end < 0 or start < i:
+            continue
+        out.append(rhs[i:start])
+        out.append(rhs[start : end + 1].replace("^", "**"))
+        i = end + 1
+    out.append(rhs[i:])
+    return "".join(out)
 
 
 def _first_line(e: Exception) -> str:
@@ -232,7 +253,7 @@ def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
     no_int = [fp for fp in fixed_parts if fp.replace(" ", "") in ("-1", "0", "+0")]
     kept = [fp for fp in fixed_parts if fp not in no_int]
     fixed_text = " + ".join(["0"] + kept) if no_int else fixed_display
-    fixed = FACTOR_CALL.sub(lambda m: f"`factor({m.group(1)})`", fixed_text)
+    fixed = r_powers(FACTOR_CALL.sub(lambda m: f"`factor({m.group(1)})`", fixed_text))
     if fixed_display != "1":
         try:
             fixed_variables(fixed)  # syntax check now, with the user's text in the message

@@ -588,3 +588,26 @@ def test_help_shows_an_example(command):
     assert f"mmcli {command} sleepstudy.csv" in r.out
     for option in ("--y", "--fixed", "--group", "--slope", "--reml", "--format", "--json", "--method"):
         assert option in r.out, option
+
+
+def test_r_style_transforms_equal_precomputed_columns(tmp_path):
+    """I(x^2) is a power (not Python's xor) and poly(x, 2) spans the same space: both fit as a column x^2
+    written into the file, and the names are R's."""
+    rng = np.random.default_rng(11)
+    n = 120
+    x = rng.normal(size=n)
+    g = np.arange(n) % 10
+    y = 1 + x + 0.5 * x**2 + rng.normal(size=10)[g] + rng.normal(size=n)
+    path = tmp_path / "t.csv"
+    with path.open("w") as fh:
+        fh.write("y,x,xsq,g\n")
+        for row in zip(y, x, x**2, g):
+            fh.write("{:.17g},{:.17g},{:.17g},g{}\n".format(*row))
+    want = run_in_process(["fit", path, "y ~ x + xsq + (1 | g)", "--json"]).json()
+    power = run_in_process(["fit", path, "y ~ x + I(x^2) + (1 | g)", "--json"]).json()
+    poly = run_in_process(["fit", path, "y ~ poly(x, 2) + (1 | g)", "--json"]).json()
+    assert [e["term"] for e in power["fixed_effects"]] == ["(Intercept)", "x", "I(x^2)"]
+    assert [e["term"] for e in poly["fixed_effects"]] == ["(Intercept)", "poly(x, 2)1", "poly(x, 2)2"]
+    for other in (power, poly):
+        assert abs(other["loglik"] - want["loglik"]) <= 1e-6
+    assert abs(power["fixed_effects"][2]["estimate"] - want["fixed_effects"][2]["estimate"]) <= 1e-6
