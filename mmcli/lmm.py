@@ -433,25 +433,33 @@ class _Problem:
         total = int(np.sum(nnz_lev.astype(np.int64) ** 2))
         if total > limit:
             return
-        col = np.repeat(np.arange(A.shape[1]), np.diff(A.indptr))
+        col = np.repeat(np.arange(A.shape[1], dtype=np.int32), np.diff(A.indptr))
         lev = col // p0
         a = col % p0
         start = A.indptr[::p0][:-1] if p0 > 1 else A.indptr[:-1]
         reps = nnz_lev[lev]
-        E = np.repeat(np.arange(A.nnz), reps)
+        E = np.repeat(np.arange(A.nnz, dtype=np.int32), reps)
         run_start = np.repeat(np.cumsum(reps) - reps, reps)
-        F = start[lev[E]] + (np.arange(E.size) - run_start)
+        F = (start[lev[E]] + (np.arange(E.size) - run_start)).astype(np.int32)
+        del run_start
+        # only the lower triangle is needed (the Cholesky reads nothing else)
+        low = A.indices[E] >= A.indices[F]
+        E, F = E[low], F[low]
+        del low
         vals = A.data[E] * A.data[F]
         target = A.indices[E].astype(np.int64) * self.qR + A.indices[F]
         widx = lev[E] * p0 * p0 + a[E] * p0 + a[F]
-        # only the lower triangle is needed (the Cholesky reads nothing else)
-        low = A.indices[E] >= A.indices[F]
-        pairs = sp.csr_matrix(
-            (vals[low], (target[low], widx[low])), shape=(self.qR * self.qR, self.first.nlevels * p0 * p0)
-        )
-        nz = np.flatnonzero(np.diff(pairs.indptr))
-        self.pairs = pairs[nz]
-        self.pair_targets = nz
+        del E, F
+        nW = self.first.nlevels * p0 * p0
+        if self.qR <= 3000:  # rows indexed by position in the dense block directly, then compacted
+            pairs = sp.csr_matrix((vals, (target, widx)), shape=(self.qR * self.qR, nW))
+            nz = np.flatnonzero(np.diff(pairs.indptr))
+            self.pairs = pairs[nz]
+            self.pair_targets = nz
+        else:  # a qR^2-row matrix would be too large even empty: number the targets first
+            uniq, rows = np.unique(target, return_inverse=True)
+            self.pairs = sp.csr_matrix((vals, (rows.ravel(), widx)), shape=(uniq.size, nW))
+            self.pair_targets = uniq
 
     def quick_factor(self, theta: np.ndarray) -> tuple[float, float, float]:
         """The three numbers of the criterion without forming L_R0: with W = Lambda_0 M_00^{-1} Lambda_0'
