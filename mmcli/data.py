@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mmcli.errors import DataError, UsageError
+from mmcli.errors import DataError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -281,12 +281,6 @@ def _r_number(x: float, raw: str) -> str:
     if math.isfinite(x) and float(x).is_integer() and abs(x) < 1e15:
         return str(int(x))
     return raw
-
-
-def check_option(name: str, value: float, *, positive: bool = False) -> float:
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise UsageError(f"{name} must be a finite {'positive ' if positive else ''}number, not {value}.")
-    return value
 
 
 def load_all(path: str) -> Table:

@@ -316,7 +316,8 @@ def _parse_bar(inner: str, off: int, whole: str) -> list[RandomTerm]:
         for g in reversed(nested[: k + 1]):
             fs += [f.strip() for f in g.split(":")]
         groups.append(tuple(fs))
-    expr = _normalize_expr(expr, whole, off)
+    if expr not in ("1", "0"):
+        fixed_variables(expr)  # a syntax check of the term's own formula, with the user's text in the message
     terms: list[RandomTerm] = []
     for factors in groups:
         if double:
@@ -324,11 +325,6 @@ def _parse_bar(inner: str, off: int, whole: str) -> list[RandomTerm]:
         else:
             terms.append(RandomTerm(expr, factors, True))
     return terms
-
-
-def _normalize_expr(expr: str, whole: str, off: int) -> str:
-    fixed_variables(expr) if expr not in ("1", "0") else None
-    return expr
 
 
 def _split_double(expr: str) -> list[str]:

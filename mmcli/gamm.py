@@ -34,7 +34,6 @@ class GammFit:
     smooths: list[Smooth]
     mixed: list[MixedSmooth]
     smooth_terms: list[int]  # index in lmm.terms of each smooth's random part (-1: none, e.g. rank 0)
-    fixed_cols: list[np.ndarray]  # per smooth, indices of its null-space columns in lmm.xnames
     cats: set[str]
     frame: pd.DataFrame
     Vg: np.ndarray  # Bayesian covariance of gamma' (sigma^2 (X~'V0^-1 X~ + P)^-1)
@@ -180,7 +179,6 @@ def fit_gamm(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, reml: b
     for i, (_, j) in enumerate(tagged):
         if j >= 0:
             smooth_terms[j] = i
-    fixed_cols = [np.array([fit.xnames.index(n) for n in ms.fixed_names if n in fit.xnames]) for ms in mixed]
     Vg, edf = _bayes_cov(fit, X, names, terms, [j for _, j in tagged], mixed, smooth_terms)
     return GammFit(
         lmm=fit,
@@ -188,7 +186,6 @@ def fit_gamm(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, reml: b
         smooths=smooths,
         mixed=mixed,
         smooth_terms=smooth_terms,
-        fixed_cols=fixed_cols,
         cats=cats,
         frame=frame,
         Vg=Vg,

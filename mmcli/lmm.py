@@ -320,7 +320,6 @@ class _Problem:
         """The sparsity pattern of Lambda over the rest blocks (block diagonal kron(I, T_b)), built once."""
         rows, cols, src = [], [], []
         off, toff = 0, 0
-        self.rest_template_sizes = []
         for b in self.rest:
             p = b.p
             ii, jj = np.tril_indices(p)
@@ -330,7 +329,6 @@ class _Problem:
             src.append(np.tile(toff + ii * p + jj, b.nlevels))
             off += b.nlevels * p
             toff += p * p
-            self.rest_template_sizes.append(p)
         if rows:
             r, c, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(src)
             order = np.lexsort((c, r))
