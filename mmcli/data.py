@@ -99,8 +99,11 @@ def resolve(col: str, columns: list[str]) -> str:
     """The file's column for a name the user gave; an error lists the real columns."""
     if col in columns:
         return col
+    import difflib
+
     lower = [c for c in columns if c.lower() == col.lower()]
-    hint = f" Did you mean '{lower[0]}'?" if len(lower) == 1 else ""
+    close = lower if len(lower) == 1 else difflib.get_close_matches(col, columns, n=1, cutoff=0.75)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
     seps = [sep for sep in (";", "\t", "|") if len(columns) == 1 and sep in columns[0]]
     if seps:
         shown = "tabs" if seps[0] == "\t" else f"'{seps[0]}'"
