@@ -265,14 +265,9 @@ def _load_predict(path: str, **columns: Any) -> Any:
 
 
 def _check_plot_path(path: str) -> None:
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in (".png", ".svg", ".pdf"):
-        raise UsageError(f"--plot needs a .png, .svg or .pdf file name, not '{path}'.")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise UsageError(f"Cannot write '{path}': the directory '{parent}' does not exist.")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"Cannot write '{path}': the directory '{parent}' is not writable.")
+    from mmcli.plot import check_target  # numpy only: matplotlib is imported when a figure is drawn
+
+    check_target(path)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -39,11 +39,16 @@ def _new_figure(**kwargs: Any) -> Any:
     return fig
 
 
-def _check_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
+def check_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
+    """The figure's path and format, or a UsageError: the command line calls this before fitting, so a
+    bad --plot path fails at once, and each plot function calls it again before writing."""
     fmt = _format(path)
     target = Path(path)
-    if not target.parent.is_dir():
-        raise UsageError(f"Cannot write the plot: directory '{target.parent}' does not exist.")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"Cannot write the plot '{path}': directory '{parent}' does not exist.")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"Cannot write the plot '{path}': directory '{parent}' is not writable.")
     return target, fmt
 
 
@@ -68,7 +73,7 @@ def plot_spline(result: SplineFit, path: str | os.PathLike[str], *, points: int 
 
     The band is fit +- 2 se with se = sqrt(x' Vp x), Vp the Bayesian covariance of the coefficients.
     """
-    target, fmt = _check_target(path)
+    target, fmt = check_target(path)
     fig = _new_figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
     grid = np.linspace(result.x_min, result.x_max, points)
@@ -104,7 +109,7 @@ def plot_gamm(g: GammFit, path: str | os.PathLike[str], *, points: int = 200) ->
     """
     if not g.smooths:
         raise UsageError("--plot draws smooth terms; this model has none.")
-    target, fmt = _check_target(path)
+    target, fmt = check_target(path)
     frame = g.frame
     mu = g.predict(frame)[0]
     resid = frame[g.spec.response].to_numpy(dtype=float) - mu
@@ -159,7 +164,7 @@ def plot_caterpillar(rows: list[dict[str, Any]], path: str | os.PathLike[str], *
     with a +-1.96 conditional SD interval (lme4's dotplot(ranef(m, condVar = TRUE))).
 
     Panels with more than ``max_levels`` levels show every level as a line segment without labels."""
-    target, fmt = _check_target(path)
+    target, fmt = check_target(path)
     panels: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         panels.setdefault((r["group"], r["term"]), []).append(r)
