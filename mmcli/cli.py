@@ -56,18 +56,27 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--group", multiple=True, metavar="COL", help="Grouping column: a random intercept per level."),
         click.option("--slope", multiple=True, metavar="COL", help="Random slope of COL within each --group."),
         click.option("--factor", multiple=True, metavar="COL", help="Treat a numeric-looking column as categorical."),
-        click.option("--reml/--ml", default=False, help="REML or maximum likelihood (default: ML, as the seed)."),
+        click.option("--weights", metavar="COL", help="Prior weights (positive): residual variance sigma^2 / w."),
+        click.option("--reml/--ml", default=False, help="REML or maximum likelihood (default: ML, as the tutorial)."),
         click.option(
             "--method",
             type=click.Choice(["fast", "dense"]),
             default="fast",
             show_default=True,
-            help="fast: blocked Cholesky (any size); dense: the seed's n x n formulation (small data only).",
+            help="fast: blocked Cholesky (any size); dense: the tutorial's n x n formulation (small data only).",
         ),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def _model(formula: str | None, **kw: Any) -> Any:
+    """The model options as the library takes them (repeatable options may hold comma-separated lists)."""
+    from mmcli.commands import ModelOptions
+
+    lists = {k: tuple(_split(v)) for k, v in kw.items() if isinstance(v, tuple)}
+    return ModelOptions(formula=formula, **{**kw, **lists})
 
 
 class _PipeClosedError(Exception):
@@ -98,95 +107,14 @@ def cli() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# fit / ranef
+# the commands: parse, call one library function, render
 # --------------------------------------------------------------------------------------------------
-
-
-def _fit_model(
-    data: str,
-    formula: str | None,
-    y: str | None,
-    fixed: tuple[str, ...],
-    group: tuple[str, ...],
-    slope: tuple[str, ...],
-    factor: tuple[str, ...],
-    reml: bool,
-    method: str,
-) -> tuple[Any, dict[str, Any]]:
-    from mmcli import data as dataio
-    from mmcli import render
-    from mmcli.design import build_design
-    from mmcli.formula import build_formula, parse_formula
-    from mmcli.lmm import fit_lmm
-    from mmcli.report import fit_dict
-
-    if formula and (y or fixed or group or slope):
-        raise UsageError("Give either a formula or the column options (--y, --fixed, --group, --slope), not both.")
-    text = formula or build_formula(y, _split(fixed), _split(group), _split(slope))
-    spec = parse_formula(text)
-    if not spec.random:
-        raise UsageError(
-            f"The model '{text}' has no random-effects term: add one, e.g. '+ (1 | group)', or use --group COL."
-        )
-    factors = _split(factor)
-    groups = [f for t in spec.random for f in t.factors]
-    used = spec.variables()
-    table = dataio.load(
-        data,
-        numeric=[spec.response],
-        categorical=list(dict.fromkeys(groups + [f for f in factors if f in used])),
-        other=[c for c in used if c != spec.response and c not in groups and c not in factors],
-    )
-    for f in factors:
-        if f not in used:
-            dataio.resolve(f, list(table.columns))
-    for msg in table.notes:
-        render.note(msg)
-    design = build_design(spec, table.frame, set(factors))
-    source, dropped_rows = table.source, table.dropped_rows
-    del table  # the columns now live in the design; free the frame before the fit
-    import gc
-
-    gc.collect()  # pandas objects hold reference cycles: without this the frame outlives the fit
-    cb, close = render.progress_callback()
-    try:
-        fit = fit_lmm(
-            design.X,
-            design.y,
-            design.terms,
-            reml=reml,
-            xnames=design.xnames,
-            method=method,
-            progress=cb,
-            XY=design.XY,
-            overwrite_y=True,  # the design is not used again: y's memory holds the centred response
-        )
-    finally:
-        close()
-    _note_dropped(fit.dropped_columns)
-    d = fit_dict(fit, formula=spec.text, ngroups=design.ngroups, dropped_rows=dropped_rows, data=source)
-    return fit, d
-
-
-def _note_dropped(columns: tuple[str, ...]) -> None:
-    from mmcli import render
-
-    if columns:
-        render.note(
-            f"fixed-effect model matrix is rank deficient so dropping {len(columns)} column(s): {', '.join(columns)}"
-        )
-
-
-def _finish(d: dict[str, Any]) -> None:
-    if not d.get("converged", True):
-        sys.stderr.write(f"Warning: the optimizer did not converge ({d['optimizer']['message']}).\n")
-        raise SystemExit(EXIT_NOT_CONVERGED)
 
 
 @cli.command()
 @model_options
 @output_options
-def fit(fmt: str, **kw: Any) -> None:
+def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, **kw: Any) -> None:
     """Fit a linear mixed model by ML (default) or REML.
 
     \b
@@ -198,22 +126,18 @@ def fit(fmt: str, **kw: Any) -> None:
       mmcli fit cake.csv "angle ~ recipe * temperature + (1 | recipe:replicate)" --factor temperature
     """
     from mmcli import render
+    from mmcli.commands import run_fit
 
-    _, d = _fit_model(**kw)
-    if fmt == "json":
-        render.write_json(d)
-    elif fmt == "csv":
-        render.write_csv(d["fixed_effects"], ["term", "estimate", "std_error", "t_value"])
-    else:
-        render.print_fit(d)
-    _finish(d)
+    with render.progress() as cb:
+        out = run_fit(data, _model(formula, **kw), reml=reml, method=method, progress=cb)
+    _emit(out, fmt, render.print_fit)
 
 
 @cli.command()
 @model_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a caterpillar plot (.png/.svg/.pdf).")
 @output_options
-def ranef(fmt: str, plot_path: str | None, **kw: Any) -> None:
+def ranef(fmt: str, data: str, formula: str | None, reml: bool, method: str, plot_path: str | None, **kw: Any) -> None:
     """Conditional modes (BLUPs) of the random effects, with conditional standard deviations.
 
     \b
@@ -223,63 +147,13 @@ def ranef(fmt: str, plot_path: str | None, **kw: Any) -> None:
       mmcli ranef penicillin.csv "diameter ~ 1 + (1|plate) + (1|sample)" --plot ranef.png
     """
     from mmcli import render
-    from mmcli.report import ranef_rows
+    from mmcli.commands import run_ranef
 
-    if plot_path:
-        _check_plot_path(plot_path)
-    fit_, d = _fit_model(**kw)
-    rows = ranef_rows(fit_)
-    if plot_path:
-        from mmcli.plot import plot_caterpillar
-
-        with _writing(plot_path):
-            plot_caterpillar(rows, plot_path)
-    if fmt == "json":
-        render.write_json({"ranef": rows, "fit": d})
-    elif fmt == "csv":
-        render.write_csv(rows, ["group", "level", "term", "mode", "cond_sd"])
-    else:
-        render.print_ranef(rows)
-    _finish(d)
-
-
-@contextlib.contextmanager
-def _writing(path: str) -> Iterator[None]:
-    """An output file that cannot be written is a usage error like a missing directory (the plot module writes
-    a temporary file and renames it, so nothing half-written is left)."""
-    try:
-        yield
-    except OSError as e:
-        raise UsageError(f"Cannot write '{path}': {e.strerror or e}. Choose another file name or directory.") from None
-
-
-def _load_predict(path: str, **columns: Any) -> Any:
-    """The --predict file, with errors that say which file they are about."""
-    from mmcli import data as dataio
-    from mmcli.errors import DataError
-
-    try:
-        return dataio.load(path, **columns)
-    except DataError as e:
-        raise DataError(f"In the --predict file: {e}") from None
-
-
-def _check_plot_path(path: str) -> None:
-    from mmcli.plot import check_target  # numpy only: matplotlib is imported when a figure is drawn
-
-    check_target(path)
-
-
-# --------------------------------------------------------------------------------------------------
-# spline
-# --------------------------------------------------------------------------------------------------
-
-
-def _parse_numbers(value: str, option: str) -> list[float]:
-    try:
-        return [float(s) for s in value.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(f"{option} takes comma-separated numbers, such as 1.5,2.5,3.5; not '{value}'.") from None
+    _check_plot_path(plot_path)
+    with render.progress() as cb:
+        out = run_ranef(data, _model(formula, **kw), reml=reml, method=method, progress=cb)
+    _plot(plot_path, "plot_caterpillar", out.data["ranef"])
+    _emit(out, fmt, lambda d: render.print_ranef(d["ranef"]))
 
 
 @cli.command()
@@ -300,18 +174,7 @@ def _parse_numbers(value: str, option: str) -> list[float]:
 @click.option("--predict", "predict_path", metavar="FILE.csv", help="Predict at the x values of this CSV, with se.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw data, curve and a 2 se band.")
 @output_options
-def spline(
-    fmt: str,
-    data: str,
-    x_col: str | None,
-    y_col: str | None,
-    knots: int | None,
-    knot_values: str | None,
-    lam: str,
-    as_mixed: bool,
-    predict_path: str | None,
-    plot_path: str | None,
-) -> None:
+def spline(fmt: str, data: str, knot_values: str | None, plot_path: str | None, **kw: Any) -> None:
     """Fit Wood's penalized regression spline (rk basis), lambda given or chosen by GCV or REML.
 
     \b
@@ -320,67 +183,14 @@ def spline(
       mmcli spline engine.csv --x size --y wear --lambda reml --as-mixed
       mmcli spline engine.csv --knots 7 --predict grid.csv --plot engine.png --json
     """
-    from mmcli import data as dataio
     from mmcli import render
-    from mmcli.spline import check_lambda, fit_spline, mixed_form
+    from mmcli.commands import SplineOptions, run_spline
 
-    lam_value = check_lambda(lam)  # before reading the data: a bad option is a usage error (exit 2)
-    if knots is not None and knot_values is not None:
-        raise UsageError("Give --knots or --knot-values, not both.")
     kv = _parse_numbers(knot_values, "--knot-values") if knot_values is not None else None
-    if plot_path:
-        _check_plot_path(plot_path)
-    if (x_col is None) != (y_col is None):
-        raise UsageError("Give both --x and --y, or neither (for a file with exactly two numeric columns).")
-    if x_col is None or y_col is None:
-        table = dataio.load_all(data)
-        nums = [c for c in table.frame.columns if table.frame[c].dtype.kind in "fiu"]
-        if len(table.columns) != 2 and len(nums) != 2:
-            raise UsageError(
-                f"'{table.source}' has {len(nums)} numeric columns ({', '.join(nums) or 'none'}): "
-                "say which to use with --x COL --y COL."
-            )
-        x_col, y_col = nums if len(nums) == 2 else (table.columns[0], table.columns[1])
-        table = dataio.subset(table, [x_col, y_col], numeric=[x_col, y_col])
-    else:
-        table = dataio.load(data, numeric=[x_col, y_col], categorical=[])
-    for msg in table.notes:
-        render.note(msg)
-    f = table.frame
-    result = fit_spline(
-        f[x_col].to_numpy(), f[y_col].to_numpy(), knots=knots, knot_values=kv, lam=lam_value, x_name=x_col, y_name=y_col
-    )
-    d = result.to_dict()
-    d["dropped_rows"] = table.dropped_rows
-    if as_mixed:
-        d["mixed_form"] = mixed_form(result).to_dict()
-    if predict_path:
-        pt = _load_predict(predict_path, numeric=[x_col], categorical=[])
-        xs = pt.frame[x_col].to_numpy(dtype=float)
-        fit_, se = result.predict(xs)
-        d["predictions"] = [{"x": float(a), "fit": float(b), "se": float(c)} for a, b, c in zip(xs, fit_, se)]
-    if plot_path:
-        from mmcli.plot import plot_spline
-
-        with _writing(plot_path):
-            plot_spline(result, plot_path)
-    if fmt == "json":
-        render.write_json(d)
-    elif fmt == "csv":
-        if predict_path:
-            render.write_csv(d["predictions"], ["x", "fit", "se"])
-        else:
-            rows = [{x_col: a, y_col: b, "fitted": c} for a, b, c in zip(f[x_col], f[y_col], d["fitted"])]
-            render.write_csv(rows, [x_col, y_col, "fitted"])
-    else:
-        render.print_spline(d)
-    if plot_path:
-        render.note(f"plot written to {plot_path}")
-
-
-# --------------------------------------------------------------------------------------------------
-# gamm
-# --------------------------------------------------------------------------------------------------
+    _check_plot_path(plot_path)
+    out = run_spline(data, SplineOptions(x=kw.pop("x_col"), y=kw.pop("y_col"), knot_values=kv, predict=kw.pop("predict_path"), **kw))
+    _plot(plot_path, "plot_spline", out.result)
+    _emit(out, fmt, render.print_spline)
 
 
 @cli.command()
@@ -395,25 +205,12 @@ def spline(
 @click.option("--fixed", multiple=True, metavar="COL", help="Parametric (fixed-effect) column.")
 @click.option("--group", multiple=True, metavar="COL", help="Grouping column: a random intercept per level.")
 @click.option("--factor", multiple=True, metavar="COL", help="Treat a numeric-looking column as categorical.")
+@click.option("--weights", metavar="COL", help="Prior weights (positive): residual variance sigma^2 / w.")
 @click.option("--reml/--ml", default=True, help="REML (default, as gamm4) or maximum likelihood.")
 @click.option("--predict", "predict_path", metavar="FILE.csv", help="Population-level predictions with se.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Each smooth with its 2 se band.")
 @output_options
-def gamm(
-    fmt: str,
-    data: str,
-    formula: str | None,
-    y: str | None,
-    smooth: tuple[str, ...],
-    bs: str,
-    k: int,
-    fixed: tuple[str, ...],
-    group: tuple[str, ...],
-    factor: tuple[str, ...],
-    reml: bool,
-    predict_path: str | None,
-    plot_path: str | None,
-) -> None:
+def gamm(fmt: str, data: str, formula: str | None, reml: bool, predict_path: str | None, plot_path: str | None, **kw: Any) -> None:
     """Fit smooths and random effects as one mixed model by REML (as gamm4).
 
     \b
@@ -422,79 +219,65 @@ def gamm(
       mmcli gamm sleepstudy.csv --y Reaction --smooth Days --bs cr --k 5 --group Subject
       mmcli gamm sleepstudy.csv "Reaction ~ s(Days, bs='cs') + (1|Subject)" --predict grid.csv --plot days.png
     """
-    from mmcli import data as dataio
     from mmcli import render
-    from mmcli.formula import build_formula, parse_formula
-    from mmcli.gamm import fit_gamm, gamm_dict
-    from mmcli.report import fit_dict
+    from mmcli.commands import run_gamm
 
-    if formula and (y or fixed or group or smooth):
-        raise UsageError("Give either a formula or the column options (--y, --smooth, --fixed, --group), not both.")
-    if plot_path:
-        _check_plot_path(plot_path)
-    text = formula or build_formula(y, _split(fixed), _split(group), [], _split(smooth), bs, k)
-    spec = parse_formula(text, allow_smooths=True)
-    factors = _split(factor)
-    used = spec.variables()
-    groups = [f for t in spec.random for f in t.factors]
-    svars = [s.var for s in spec.smooths]
-    table = dataio.load(
-        data,
-        numeric=list(dict.fromkeys([spec.response] + svars)),
-        categorical=list(dict.fromkeys(groups + [f for f in factors if f in used])),
-        other=[c for c in used if c != spec.response and c not in groups and c not in factors and c not in svars],
-    )
-    for msg in table.notes:
+    _check_plot_path(plot_path)
+    out = run_gamm(data, _model(formula, **kw), reml=reml, predict=predict_path)
+    _plot(plot_path, "plot_gamm", out.result)
+    _emit(out, fmt, lambda d: render.print_gamm(d, predictions=predict_path is not None))
+
+
+# --------------------------------------------------------------------------------------------------
+# shared steps of the commands
+# --------------------------------------------------------------------------------------------------
+
+
+def _emit(out: Any, fmt: str, table: Callable[[dict[str, Any]], None]) -> None:
+    """Notes to standard error, the result in the chosen format, and exit 3 when the optimizer did not
+    converge (the result is still printed)."""
+    from mmcli import render
+
+    for msg in out.notes:
         render.note(msg)
-    g = fit_gamm(spec, table.frame, set(factors), reml=reml)
-    for s in spec.smooths:  # after the fit, so that an error stays the only line on standard error
-        if not s.bs_given:
-            render.note(
-                f"{s.label} has no bs: mmcli uses bs='cr'. mgcv's default is 'tp', which mmcli does not implement, "
-                "so write bs='cr' in R to compare like with like."
-            )
-    _note_dropped(g.lmm.dropped_columns)
-    ngroups = {t.group: t.nlevels for t in g.lmm.terms if t.indicator}
-    base = fit_dict(g.lmm, formula=spec.text, ngroups=ngroups, dropped_rows=table.dropped_rows, data=table.source)
-    d = gamm_dict(g, base)
-    if predict_path:
-        need = [c for c in used if c != spec.response and c not in groups]
-        pt = _load_predict(
-            predict_path,
-            numeric=[c for c in need if c in svars],
-            categorical=[c for c in need if c in factors],
-            other=[c for c in need if c not in svars and c not in factors],
-        )
-        fit_, se = g.predict(pt.frame)
-        d["predictions"] = [
-            {**{c: _plain(pt.frame[c].iloc[i]) for c in need}, "fit": float(fit_[i]), "se": float(se[i])}
-            for i in range(len(pt.frame))
-        ]
-    if plot_path:
-        from mmcli.plot import plot_gamm
-
-        with _writing(plot_path):
-            plot_gamm(g, plot_path)
     if fmt == "json":
-        render.write_json(d)
+        render.write_json(out.data)
     elif fmt == "csv":
-        if predict_path:
-            cols = list(d["predictions"][0].keys()) if d["predictions"] else ["fit", "se"]
-            render.write_csv(d["predictions"], cols)
-        else:
-            render.write_csv(d["fixed_effects"], ["term", "estimate", "std_error", "t_value"])
+        render.write_csv(out.csv_rows, out.csv_columns)
     else:
-        render.print_fit(d)
-        if predict_path:
-            render.print_predictions(d["predictions"], list(d["predictions"][0].keys()) if d["predictions"] else [])
-    _finish(d)
+        table(out.data)
+    if not out.converged:
+        fit = out.data.get("fit", out.data)
+        sys.stderr.write(f"Warning: the optimizer did not converge ({fit['optimizer']['message']}).\n")
+        raise SystemExit(EXIT_NOT_CONVERGED)
 
 
-def _plain(v: Any) -> Any:
+def _check_plot_path(path: str | None) -> None:
+    if path:
+        from mmcli.plot import check_target  # numpy only: matplotlib is imported when a figure is drawn
+
+        check_target(path)
+
+
+def _plot(path: str | None, name: str, what: Any) -> None:
+    """Draw a figure; an output file that cannot be written is a usage error like a missing directory (the
+    plot module writes a temporary file and renames it, so nothing half-written is left)."""
+    if not path:
+        return
+    from mmcli import plot, render
+
     try:
-        return v.item()
-    except AttributeError:
-        return v
+        getattr(plot, name)(what, path)
+    except OSError as e:
+        raise UsageError(f"Cannot write '{path}': {e.strerror or e}. Choose another file name or directory.") from None
+    render.note(f"plot written to {path}")
+
+
+def _parse_numbers(value: str, option: str) -> list[float]:
+    try:
+        return [float(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"{option} takes comma-separated numbers, such as 1.5,2.5,3.5; not '{value}'.") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -539,7 +322,8 @@ def _main(args: list[str], debug: bool) -> None:
     except MmcliError as e:
         if debug:
             raise
-        sys.stderr.write(f"Error: {_one_line(str(e))}\n")
+        flag = f" (option {_OPTION_OF[e.param]})" if e.param in _OPTION_OF else ""
+        sys.stderr.write(f"Error: {_one_line(str(e))}{flag}\n")
         sys.exit(e.exit_code)
     except (BrokenPipeError, _PipeClosedError):
         _quiet_pipe()
@@ -572,6 +356,9 @@ def _main(args: list[str], debug: bool) -> None:
         sys.stderr.write(f"Error: internal error ({msg}). Run again with --debug for details.\n")
         sys.exit(1)
 
+
+_OPTION_OF = {"lambda": "--lambda", "knots": "--knots", "knot_values": "--knot-values", "k": "--k", "method": "--method"}
+"""The option that gives each argument a library error can be about."""
 
 _NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 

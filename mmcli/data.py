@@ -311,3 +311,19 @@ def subset(table: Table, cols: list[str], *, numeric: list[str]) -> Table:
         _check_magnitude(frame[c].to_numpy(), c, lines=False)
     frame, dropped, notes = _drop_incomplete(frame, table.source)
     return Table(frame=frame, source=table.source, columns=table.columns, dropped_rows=dropped, notes=notes)
+
+
+def numeric_columns(table: Table) -> list[str]:
+    """The columns read as numbers."""
+    return [c for c in table.frame.columns if table.frame[c].dtype.kind in "fiu"]
+
+
+def column(table: Table, name: str) -> np.ndarray:
+    """One column as floats."""
+    return table.frame[name].to_numpy(dtype=float)
+
+
+def records(table: Table, columns: list[str]) -> list[dict[str, object]]:
+    """Rows of the named columns as plain Python values (for echoing them beside predictions)."""
+    frame = table.frame[columns]
+    return [{c: (v.item() if hasattr(v, "item") else v) for c, v in zip(columns, row)} for row in frame.itertuples(index=False)]

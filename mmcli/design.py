@@ -1,29 +1,87 @@
-"""Model spec + data columns -> y, X with R's column names, and the random-effects terms in lme4's order."""
+"""Model spec + data columns -> y, X with R's column names, the random-effects terms in lme4's order, the
+smooths' bases, prior weights and the offset: the one design path of fit, ranef and gamm. With data.py, the
+only module that handles pandas objects."""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
-from mmcli.formula import NAME, ModelSpec, RandomTerm
-from mmcli.lmm import ReTerm, indicator_term
+from mmcli.formula import NAME, ModelSpec, OffsetTerm
+from mmcli.lmm import ReTerm, general_term, indicator_term
+from mmcli.smooths import MixedSmooth, Smooth, smooth_construct, smooth_to_mixed
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
 @dataclass(frozen=True, eq=False)
+class FixedPart:
+    """How the fixed-effects columns are built, kept so that new rows need nothing but themselves: the plain
+    numeric columns (no formula library), or formulaic's model spec with the training data's factor levels."""
+
+    names: list[str]
+    plain: list[str] | None  # the columns, in order, after an optional intercept
+    intercept: bool
+    spec: Any = None  # formulaic's ModelSpec
+    levels: dict[str, list[str]] = field(default_factory=dict)  # categorical columns -> training levels
+
+    def rows(self, frame: pd.DataFrame) -> np.ndarray:
+        """The columns for new rows; a factor level the fit has not seen is an error naming it."""
+        n = len(frame)
+        if self.plain is not None:
+            cols = ([np.ones(n)] if self.intercept else []) + [frame[c].to_numpy(dtype=float) for c in self.plain]
+            return np.column_stack(cols) if cols else np.zeros((n, 0))
+        import pandas as pd
+
+        df = pd.DataFrame(index=frame.index)
+        for c in frame.columns:
+            df[c] = frame[c]
+        for col, labels in self.levels.items():
+            src = col[len("factor(") : -1] if col.startswith("factor(") else col
+            numeric = all(_is_number(v) for v in labels)
+            values = frame[src].astype(str).str.strip().map(lambda v, num=numeric: _r_label(v, num))
+            unseen = sorted(set(values) - set(labels))
+            if unseen:
+                raise DataError(
+                    f"Column '{src}' has the level '{unseen[0]}', which the fitted data do not have: a fixed effect "
+                    "cannot be predicted for it."
+                )
+            df[col] = pd.Categorical(values, categories=labels)
+        return np.asarray(self.spec.get_model_matrix(df, na_action="raise"), dtype=float)
+
+
+@dataclass(frozen=True, eq=False)
+class SmoothPart:
+    """One s() term of a gamm: the mgcv basis, its mixed-model form, and the index in the design's terms of
+    its random part (-1 when the penalty has rank 0)."""
+
+    smooth: Smooth
+    mixed: MixedSmooth
+    term: int
+    x: np.ndarray  # the data of its variable
+
+
+@dataclass(frozen=True, eq=False)
 class Design:
+    """y, X (named as R names them), the random-effects terms in lme4's order, the smooths, prior weights and
+    the offset: everything the numeric core needs, and what prediction needs to build new rows."""
+
     XY: np.ndarray  # [X y] in one array: the core reads it in place
     xnames: list[str]
-    terms: list[ReTerm]  # lme4's order
-    specs: list[RandomTerm]  # the formula term behind each entry of ``terms``
-    notes: list[str] = field(default_factory=list)
+    terms: list[ReTerm]  # lme4's order (smooths' random parts included)
+    fixed: FixedPart  # the parametric columns, the first len(fixed.names) of X
+    smooths: list[SmoothPart] = field(default_factory=list)
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    offsets: tuple[OffsetTerm, ...] = ()
 
     @property
     def X(self) -> np.ndarray:
@@ -40,6 +98,23 @@ class Design:
             if t.indicator:
                 out.setdefault(t.group, t.nlevels)
         return out
+
+    def new_rows(self, frame: pd.DataFrame) -> NewRows:
+        """The parametric columns, each smooth's x and the offset for new rows (prediction)."""
+        return NewRows(
+            X=self.fixed.rows(frame),
+            names=list(self.fixed.names),
+            smooth_x=[frame[sp.smooth.var].to_numpy(dtype=float) for sp in self.smooths],
+            offset=offset_values(frame, self.offsets),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class NewRows:
+    X: np.ndarray  # parametric columns, named by ``names``
+    names: list[str]
+    smooth_x: list[np.ndarray]  # per smooth
+    offset: np.ndarray | None
 
 
 def categorical_columns(spec: ModelSpec, frame: pd.DataFrame, factors: set[str]) -> set[str]:
@@ -74,9 +149,10 @@ def r_name(col: str) -> str:
     return _BRACKET.sub(lambda m: m.group(1), col.replace("`", "").replace(" ** ", "^"))
 
 
-def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str], extra: int = 0) -> tuple[np.ndarray, list[str]]:
-    """The fixed-effects (or random-term) model matrix of a right-hand side, with R's column names.
-    ``extra`` trailing columns are left for the caller to fill (the response, without a copy of X)."""
+def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str], extra: int = 0) -> tuple[np.ndarray, FixedPart]:
+    """The fixed-effects (or random-term) model matrix of a right-hand side, with R's column names, and how to
+    build it again for new rows. ``extra`` trailing columns are left for the caller to fill (the response,
+    without a copy of X)."""
     rhs = rhs.strip()
     n = len(frame)
     parts: list[str]
@@ -97,20 +173,20 @@ def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str], extra: int = 0) 
         out = np.empty((n, len(names) + extra))
         for i, nm in enumerate(names):
             out[:, i] = 1.0 if nm == "(Intercept)" else frame[nm].to_numpy(dtype=float)
-        return out, names
+        return out, FixedPart(names, parts, intercept)
     import pandas as pd
     from formulaic import model_matrix as fm
 
     df = pd.DataFrame(index=frame.index)
+    levels: dict[str, list[str]] = {}
     for c in frame.columns:
-        if c in cats:
-            labels, codes = level_order(frame[c])
-            df[c] = pd.Categorical.from_codes(codes, categories=labels)  # type: ignore[call-overload]
-        else:
-            df[c] = frame[c]
-    for c in re.findall(r"`factor\((.*?)\)`", rhs):
-        labels, codes = level_order(frame[c])
-        df[f"factor({c})"] = pd.Categorical.from_codes(codes, categories=labels)  # type: ignore[call-overload]
+        df[c] = frame[c]
+    factor_cols = [(c, c) for c in frame.columns if c in cats]
+    factor_cols += [(f"factor({c})", c) for c in re.findall(r"`factor\((.*?)\)`", rhs)]
+    for name, src in factor_cols:
+        labels, codes = level_order(frame[src])
+        df[name] = pd.Categorical.from_codes(codes, categories=labels)  # type: ignore[call-overload]
+        levels[name] = labels
     try:
         mm = fm(rhs, df, na_action="raise")
     except Exception as e:  # formulaic reports unknown names, bad operators, ...
@@ -120,7 +196,41 @@ def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str], extra: int = 0) 
     X = np.asarray(mm, dtype=float)
     if extra:
         X = np.column_stack([X, np.empty((n, extra))])
-    return X, names
+    return X, FixedPart(names, None, intercept, spec=mm.model_spec, levels=levels)
+
+
+def _r_label(value: str, numeric: bool) -> str:
+    """A new row's level as level_order labels it (185, not 185.0, when the levels are numbers)."""
+    if not numeric:
+        return value
+    try:
+        x = float(value)
+    except ValueError:
+        return value
+    return str(int(x)) if math.isfinite(x) and x.is_integer() and abs(x) < 1e15 else value
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def offset_values(frame: pd.DataFrame, offsets: Sequence[OffsetTerm]) -> np.ndarray | None:
+    """The sum of the offset terms, or None without any."""
+    if not offsets:
+        return None
+    total = np.zeros(len(frame))
+    for o in offsets:
+        v = frame[o.var].to_numpy(dtype=float)
+        if o.log:
+            if np.any(v <= 0):
+                raise DataError(f"offset(log({o.var})) needs positive values of '{o.var}'.")
+            v = np.log(v)
+        total += v
+    return total
 
 
 def group_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
@@ -150,22 +260,59 @@ def lme4_order(nlevels: list[int]) -> list[int]:
     return list(range(len(nlevels)))
 
 
-def build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str]) -> Design:
+def build_design(
+    spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, weights: str | None = None
+) -> Design:
+    """y, X and the random-effects terms of a model spec on these data: the parametric columns, then each
+    smooth's unpenalized columns (its penalized part becomes a random-effects term, mgcv's smooth2random),
+    and the terms in lme4's order."""
     cats = categorical_columns(spec, frame, factors)
     if spec.response in cats:
         raise DataError(f"The response '{spec.response}' must be numeric; it was declared or read as a factor.")
-    XY, xnames = model_matrix(spec.fixed, frame, cats, extra=1)
-    XY[:, -1] = response(frame, spec.response)
-    notes: list[str] = []
-    built: list[tuple[ReTerm, RandomTerm]] = []
+    for s in spec.smooths:
+        if s.var in cats:
+            raise DataError(f"Cannot smooth '{s.var}': it is not a numeric column. A smooth needs numeric x.")
+    if len({s.var for s in spec.smooths}) < len(spec.smooths):
+        raise ModelError("Each column can be smoothed once: remove the repeated s(...) term.")
+    Xp, fixed = model_matrix(spec.fixed, frame, cats, extra=0 if spec.smooths else 1)
+    smooths, tagged, xcols, xnames = [], [], [Xp], list(fixed.names)
+    for s, gname in zip(spec.smooths, smooth_group_names(len(spec.smooths))):
+        x = frame[s.var].to_numpy(dtype=float)
+        sm = smooth_construct(x, var=s.var, bs=s.bs, k=s.k)
+        ms = smooth_to_mixed(sm)
+        smooths.append((sm, ms, x))
+        xcols.append(ms.Xf)
+        xnames += list(ms.fixed_names)
+        if ms.rank > 0:
+            tagged.append((general_term(gname, ms.term, ms.Zr), len(smooths) - 1))
     for rt in spec.random:
         codes, labels = group_codes(frame, rt.factors)
-        T, names = model_matrix(rt.expr, frame, cats)
-        if names == ["(Intercept)"]:
+        T, part = model_matrix(rt.expr, frame, cats)
+        if part.names == ["(Intercept)"]:
             T = np.broadcast_to(np.ones((1, 1)), T.shape)  # a view of one number: no n-vector of ones
         if T.shape[1] == 0:
             raise ModelError(f"The random-effects term {rt} has no columns.")
-        built.append((indicator_term(rt.group, names, codes.astype(np.int32, copy=False), labels, T), rt))
-    order = lme4_order([t.nlevels for t, _ in built])
-    built = [built[i] for i in order]
-    return Design(XY=XY, xnames=xnames, terms=[t for t, _ in built], specs=[r for _, r in built], notes=notes)
+        tagged.append((indicator_term(rt.group, part.names, codes.astype(np.int32, copy=False), labels, T), -1))
+    order = lme4_order([t.nlevels for t, _ in tagged])
+    tagged = [tagged[i] for i in order]
+    if spec.smooths:
+        XY = np.column_stack([*xcols, response(frame, spec.response)])
+    else:
+        XY = Xp  # the response goes in its trailing column: no copy of X
+        XY[:, -1] = response(frame, spec.response)
+    where = {j: i for i, (_, j) in enumerate(tagged) if j >= 0}
+    return Design(
+        XY=XY,
+        xnames=xnames,
+        terms=[t for t, _ in tagged],
+        fixed=fixed,
+        smooths=[SmoothPart(sm, ms, where.get(j, -1), x) for j, (sm, ms, x) in enumerate(smooths)],
+        weights=None if weights is None else frame[weights].to_numpy(dtype=float),
+        offset=offset_values(frame, spec.offsets),
+        offsets=spec.offsets,
+    )
+
+
+def smooth_group_names(count: int) -> list[str]:
+    """gamm4's names for the smooths' random parts: Xr, Xr.0, Xr.1, ..."""
+    return ["Xr"] + [f"Xr.{i}" for i in range(count - 1)]

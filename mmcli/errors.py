@@ -1,4 +1,7 @@
-"""One exception hierarchy, carrying the exit codes of CONTRACT.md."""
+"""One exception hierarchy, carrying the exit codes of the command line (docs/cli.md).
+
+Messages speak of the model and the data. ``param`` names the argument a message is about (``lambda``,
+``knots``...), so that the command line can name its own option for it."""
 
 from __future__ import annotations
 
@@ -7,6 +10,10 @@ class MmcliError(Exception):
     """An error the user can fix; printed as one ``Error: ...`` line."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class DataError(MmcliError):

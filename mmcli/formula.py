@@ -28,7 +28,6 @@ class RandomTerm:
 
     expr: str
     factors: tuple[str, ...]
-    correlated: bool = True
 
     @property
     def group(self) -> str:
@@ -56,6 +55,17 @@ class SmoothTerm:
 
 
 @dataclass(frozen=True)
+class OffsetTerm:
+    """``offset(x)`` or ``offset(log(x))``: a known part of the linear predictor, with coefficient 1 (lme4)."""
+
+    var: str
+    log: bool = False
+
+    def __str__(self) -> str:
+        return f"offset(log({self.var}))" if self.log else f"offset({self.var})"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     response: str
     fixed: str  # formulaic right-hand side; factor(x) already rewritten to the column `factor(x)`
@@ -63,13 +73,15 @@ class ModelSpec:
     random: tuple[RandomTerm, ...] = ()
     smooths: tuple[SmoothTerm, ...] = ()
     factor_calls: tuple[str, ...] = field(default=())  # columns used as factor(x)
+    offsets: tuple[OffsetTerm, ...] = ()
 
     @property
     def text(self) -> str:
         """The formula fitted, written as lme4/gamm4 would print it."""
         parts = [self.fixed_display] if self.fixed_display else []
+        parts += [str(o) for o in self.offsets]
         parts += [str(s) for s in self.smooths]
-        parts += [_display_random(t) for t in self.random]
+        parts += [str(t) for t in self.random]
         return f"{self.response} ~ " + " + ".join(parts)
 
     def variables(self) -> list[str]:
@@ -80,17 +92,13 @@ class ModelSpec:
             out += fixed_variables(t.expr)
             out += list(t.factors)
         out += [s.var for s in self.smooths]
+        out += [o.var for o in self.offsets]
         seen: list[str] = []
         for v in out:
             v = v[len("factor(") : -1] if v.startswith("factor(") else v
             if v not in seen:
                 seen.append(v)
         return seen
-
-
-def _display_random(t: RandomTerm) -> str:
-    bar = "|" if t.correlated else "||"
-    return f"({t.expr} {bar} {t.group})"
 
 
 def fixed_variables(rhs: str) -> list[str]:
@@ -218,6 +226,7 @@ def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
     fixed_at: list[tuple[str, int]] = []  # each fixed term as written, and where it starts in the text
     random: list[RandomTerm] = []
     smooths: list[SmoothTerm] = []
+    offsets: list[OffsetTerm] = []
     for piece, pos, sep in _split_top(rhs, "+-", rhs_off, text):
         p = piece.strip()
         lead = pos + (len(piece) - len(piece.lstrip()))
@@ -235,6 +244,10 @@ def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
             if sep == "-":
                 raise FormulaError("A smooth cannot be subtracted", text, lead)
             smooths.append(_parse_smooth(p, lead, text))
+        elif re.match(r"^offset\s*\(", p):
+            if sep == "-":
+                raise FormulaError("An offset cannot be subtracted", text, lead)
+            offsets.append(_parse_offset(p, lead, text))
         else:
             if "|" in p:
                 bar = _top_bar_index(p)
@@ -270,6 +283,7 @@ def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
         random=tuple(random),
         smooths=tuple(smooths),
         factor_calls=factor_calls,
+        offsets=tuple(offsets),
     )
 
 
@@ -321,9 +335,9 @@ def _parse_bar(inner: str, off: int, whole: str) -> list[RandomTerm]:
     terms: list[RandomTerm] = []
     for factors in groups:
         if double:
-            terms += [RandomTerm(e, factors, True) for e in _split_double(expr)]
+            terms += [RandomTerm(e, factors) for e in _split_double(expr)]
         else:
-            terms.append(RandomTerm(expr, factors, True))
+            terms.append(RandomTerm(expr, factors))
     return terms
 
 
@@ -340,6 +354,17 @@ def _split_double(expr: str) -> list[str]:
         elif sign == "+":
             out.append(term)
     return (["1"] if has_int else []) + [f"0 + {p}" for p in out]
+
+
+_OFFSET = re.compile(r"^offset\s*\(\s*(?:(log)\s*\(\s*(`[^`]+`|[A-Za-z_.][A-Za-z0-9_.]*)\s*\)|(`[^`]+`|[A-Za-z_.][A-Za-z0-9_.]*))\s*\)$")
+
+
+def _parse_offset(p: str, off: int, whole: str) -> OffsetTerm:
+    """``offset(x)`` or ``offset(log(x))``."""
+    m = _OFFSET.match(p)
+    if not m:
+        raise FormulaError("An offset takes a column or the log of a column: offset(x), offset(log(x))", whole, off)
+    return OffsetTerm(_strip_backticks(m.group(2) or m.group(3)), log=m.group(1) is not None)
 
 
 def _parse_smooth(p: str, off: int, whole: str) -> SmoothTerm:

@@ -110,17 +110,15 @@ def plot_gamm(g: GammFit, path: str | os.PathLike[str], *, points: int = 200) ->
     if not g.smooths:
         raise UsageError("--plot draws smooth terms; this model has none.")
     target, fmt = check_target(path)
-    frame = g.frame
-    mu = g.predict(frame)[0]
-    resid = frame[g.spec.response].to_numpy(dtype=float) - mu
+    resid = g.resid_population
     m = len(g.smooths)
     ncols = min(m, 3)
     nrows = -(-m // ncols)
     fig = _new_figure(figsize=(4.4 * ncols, 3.8 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for j, sm in enumerate(g.smooths):
+    for j, sp in enumerate(g.smooths):
         ax = axes[j]
-        x = frame[sm.var].to_numpy(dtype=float)
+        sm, x = sp.smooth, g.x[j]
         grid = np.linspace(x.min(), x.max(), points)
         f, se = g.smooth_curve(j, grid)
         partial = resid + g.smooth_curve(j, x)[0]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from rich import box
@@ -256,6 +257,14 @@ def print_spline(d: dict[str, Any]) -> None:
     _console().print(Group(*parts))
 
 
+def print_gamm(d: dict[str, Any], *, predictions: bool) -> None:
+    """The gamm's fit, and its predictions when asked for."""
+    print_fit(d)
+    if predictions:
+        rows = d.get("predictions") or []
+        print_predictions(rows, list(rows[0].keys()) if rows else [])
+
+
 def print_predictions(rows: list[dict[str, Any]], cols: list[str]) -> None:
     t = _plain_table(*cols, right=tuple(range(len(cols))))
     for r in rows:
@@ -267,6 +276,16 @@ def print_predictions(rows: list[dict[str, Any]], cols: list[str]) -> None:
 # --------------------------------------------------------------------------------------------------
 # progress
 # --------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress(delay: float = 1.0) -> Iterator[Callable[[int, float], None] | None]:
+    """A progress callback for the optimizer, its status line removed at the end (see progress_callback)."""
+    cb, close = progress_callback(delay)
+    try:
+        yield cb
+    finally:
+        close()
 
 
 def progress_callback(delay: float = 1.0) -> tuple[Callable[[int, float], None] | None, Callable[[], None]]:

@@ -1,20 +1,43 @@
-"""Fit results -> the plain dictionaries of CONTRACT.md. One dict feeds JSON, the table and CSV alike."""
+"""Results -> the plain dictionaries of docs/cli.md: the one way from a result to what is printed. One dict
+feeds JSON, the table and CSV alike, so the three never disagree."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmcli.lmm import LmmFit
+if TYPE_CHECKING:
+    from mmcli.gamm import GammFit
+    from mmcli.lmm import LmmFit, OptimizerRecord
+    from mmcli.spline import MixedSplineForm, SplineFit
 
 
-def _f(x: float | None) -> float | None:
+def finite(x: Any) -> float | None:
+    """A number for JSON: None where JSON has none (inf, nan) or where there is no value."""
     if x is None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def plain(obj: Any) -> Any:
+    """Records, dicts, lists and numpy values as JSON-ready values (non-finite numbers as None)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return finite(obj)
+    return obj if isinstance(obj, str) or obj is None else str(obj)
 
 
 def quantiles_type7(x: np.ndarray) -> list[float]:
@@ -22,20 +45,43 @@ def quantiles_type7(x: np.ndarray) -> list[float]:
     return [float(v) for v in np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0])]
 
 
+# --------------------------------------------------------------------------------------------------
+# linear mixed models
+
+
+def group_labels(fit: LmmFit) -> list[str]:
+    """Each term's group as lme4's VarCorr names it."""
+    return [t.group for t in fit.terms]
+
+
 def random_effect_rows(fit: LmmFit) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Variance components per term and column (lme4's VarCorr), then the correlations within terms."""
     rows: list[dict[str, Any]] = []
     corrs: list[dict[str, Any]] = []
-    for t, C in zip(fit.terms, fit.term_covariances()):
+    for t, group, C in zip(fit.terms, group_labels(fit), fit.term_covariances()):
         sd = np.sqrt(np.maximum(np.diag(C), 0.0))
         for i, name in enumerate(t.names):
-            rows.append({"group": t.group, "term": name, "variance": _f(C[i, i]), "std_dev": _f(sd[i])})
+            rows.append({"group": group, "term": name, "variance": finite(C[i, i]), "std_dev": finite(sd[i])})
         for j in range(t.p):
             for i in range(j + 1, t.p):
-                r = C[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else float("nan")
-                corrs.append({"group": t.group, "term1": t.names[j], "term2": t.names[i], "corr": _f(r)})
-    rows.append({"group": "Residual", "term": None, "variance": _f(fit.sigma**2), "std_dev": _f(fit.sigma)})
+                r = C[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else None
+                corrs.append({"group": group, "term1": t.names[j], "term2": t.names[i], "corr": finite(r)})
+    rows.append({"group": "Residual", "term": None, "variance": finite(fit.sigma**2), "std_dev": finite(fit.sigma)})
     return rows, corrs
+
+
+def optimizer_dict(rec: OptimizerRecord) -> dict[str, Any]:
+    out = plain(rec)
+    out["seconds"] = round(rec.seconds, 6)
+    return out
+
+
+def dropped_columns_note(columns: tuple[str, ...] | list[str]) -> str | None:
+    """lme4's message for aliased fixed-effect columns, with their names."""
+    if not columns:
+        return None
+    what = "column / coefficient" if len(columns) == 1 else "columns / coefficients"
+    return f"fixed-effect model matrix is rank deficient so dropping {len(columns)} {what}: {', '.join(columns)}"
 
 
 def fit_dict(
@@ -45,23 +91,20 @@ def fit_dict(
     ngroups: dict[str, int],
     dropped_rows: int,
     data: str,
+    weights: str | None = None,
+    offset: list[str] | None = None,
     model: str = "lmm",
 ) -> dict[str, Any]:
-    """The `fit` JSON object of CONTRACT.md."""
+    """The `fit` JSON object (docs/cli.md)."""
     se = np.sqrt(np.maximum(np.diag(fit.vcov), 0.0))
     fixed = [
-        {
-            "term": name,
-            "estimate": _f(b),
-            "std_error": _f(s),
-            "t_value": _f(b / s) if s > 0 else None,
-        }
+        {"term": name, "estimate": finite(b), "std_error": finite(s), "t_value": finite(b / s) if s > 0 else None}
         for name, b, s in zip(fit.xnames, fit.beta, se)
     ]
     re_rows, corrs = random_effect_rows(fit)
-    d = np.sqrt(np.diag(fit.vcov))
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr_fixed = fit.vcov / np.outer(d, d)
+        corr_fixed = fit.vcov / np.outer(se, se)
+    scaled = [q / fit.sigma for q in quantiles_type7(fit.pearson_residuals)] if fit.sigma > 0 else None
     return {
         "model": model,
         "formula": formula,
@@ -69,30 +112,25 @@ def fit_dict(
         "method": "REML" if fit.reml else "ML",
         "nobs": fit.n,
         "ngroups": ngroups,
+        "weights": weights,
+        "offset": list(offset or []),
         "fixed_effects": fixed,
         "random_effects": re_rows,
         "correlations": corrs,
-        "theta": [float(t) for t in fit.theta],
-        "sigma": _f(fit.sigma),
-        "loglik": _f(fit.loglik),
-        "aic": _f(fit.aic),
-        "bic": _f(fit.bic),
-        "deviance": None if fit.reml else _f(fit.objective),
-        "reml_criterion": _f(fit.objective) if fit.reml else None,
+        "theta": plain(fit.theta),
+        "sigma": finite(fit.sigma),
+        "loglik": finite(fit.loglik),
+        "aic": finite(fit.aic),
+        "bic": finite(fit.bic),
+        "deviance": None if fit.reml else finite(fit.objective),
+        "reml_criterion": finite(fit.objective) if fit.reml else None,
         "df_resid": fit.df_resid,
-        "vcov": [[float(v) for v in row] for row in fit.vcov],
-        "fixed_correlation": [[_f(v) for v in row] for row in corr_fixed],
-        "scaled_residuals": [q / fit.sigma for q in quantiles_type7(fit.residuals)] if fit.sigma > 0 else None,
+        "vcov": plain(fit.vcov),
+        "fixed_correlation": plain(corr_fixed),
+        "scaled_residuals": plain(scaled),
         "singular": fit.singular,
         "converged": fit.converged,
-        "optimizer": {
-            "name": fit.optimizer.name,
-            "evaluations": fit.optimizer.evaluations,
-            "message": fit.optimizer.message,
-            "theta_start": list(fit.optimizer.theta_start),
-            "theta_end": list(fit.optimizer.theta_end),
-            "seconds": round(fit.optimizer.seconds, 6),
-        },
+        "optimizer": optimizer_dict(fit.optimizer),
         "dropped_columns": list(fit.dropped_columns),
         "dropped_rows": dropped_rows,
     }
@@ -101,18 +139,97 @@ def fit_dict(
 def ranef_rows(fit: LmmFit) -> list[dict[str, Any]]:
     """Conditional modes and standard deviations, one row per group, level and term (lme4's ranef, condVar)."""
     rows = []
-    for t, b, sd in zip(fit.terms, fit.ranef, fit.cond_sd):
+    for t, group, b, sd in zip(fit.terms, group_labels(fit), fit.ranef, fit.cond_sd):
         if not t.indicator:
             continue
         for j, level in enumerate(t.levels):
             for i, name in enumerate(t.names):
                 rows.append(
-                    {
-                        "group": t.group,
-                        "level": level,
-                        "term": name,
-                        "mode": _f(b[j, i]),
-                        "cond_sd": _f(sd[j, i]),
-                    }
+                    {"group": group, "level": level, "term": name, "mode": finite(b[j, i]), "cond_sd": finite(sd[j, i])}
                 )
     return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# gamm
+
+
+def gamm_dict(g: GammFit, base: dict[str, Any]) -> dict[str, Any]:
+    """The `gamm` JSON: the fit object of its LMM plus the smooths."""
+    d = dict(base)
+    d["model"] = "gamm"
+    smooths = []
+    for j, sp in enumerate(g.smooths):
+        lam = g.lam(j)
+        smooths.append(
+            {
+                "term": sp.smooth.term,
+                "basis": sp.smooth.bs,
+                "k": sp.smooth.k,
+                "edf": finite(g.edf[j]),
+                "knots": plain(sp.smooth.knots),
+                "lambda": finite(lam),
+                "variance": finite(g.lmm.sigma**2 / lam) if lam else 0.0,
+                "coefficients": plain(g.coefficients(j)),
+            }
+        )
+    d["smooths"] = smooths
+    return d
+
+
+# --------------------------------------------------------------------------------------------------
+# splines
+
+
+def mixed_spline_dict(m: MixedSplineForm) -> dict[str, Any]:
+    """The spline's mixed-model form: fixed null space, random rest, fitted by REML."""
+    return {
+        "model": "lmm",
+        "method": "REML",
+        "fixed_effects": [{"term": f"Xf{i + 1}", "estimate": finite(v)} for i, v in enumerate(m.beta_f)],
+        "random_effects": [
+            {"group": "Xr", "term": m.term, "variance": finite(m.sigma_g**2), "std_dev": finite(m.sigma_g)},
+            {"group": "Residual", "term": None, "variance": finite(m.sigma**2), "std_dev": finite(m.sigma)},
+        ],
+        "theta": [finite(m.theta)],
+        "sigma": finite(m.sigma),
+        "lambda": finite(m.lam),
+        "reml_criterion": finite(m.reml_criterion),
+        "ranef": plain(m.b),
+        "fitted": plain(m.fitted),
+        "converged": bool(m.converged),
+        "optimizer": {**(optimizer_dict(m.optimizer) if m.optimizer else {}), "starts": plain(m.starts)},
+    }
+
+
+def spline_dict(f: SplineFit) -> dict[str, Any]:
+    """The `spline` JSON (the caller adds "predictions" and "mixed_form")."""
+    out: dict[str, Any] = {
+        "model": "penalized_spline",
+        "basis": "rk",
+        "x": f.x_name,
+        "y": f.y_name,
+        "n": int(f.n),
+        "knots": plain(f.knots),
+        "knots_scaled": plain(f.knots_scaled),
+        "lambda": finite(f.lam),
+        "lambda_method": f.lam_method,
+        "coefficients": plain(f.coef),
+        "edf": finite(f.edf),
+        "rss": finite(f.rss),
+        "sigma": finite(f.sigma),
+        "gcv": finite(f.gcv),
+        "r_squared": finite(f.r_squared),
+        "adj_r_squared": finite(f.adj_r_squared),
+        "fitted": plain(f.fitted),
+        "x_range": [float(f.x_min), float(f.x_max)],
+    }
+    if f.mixed is not None:
+        m = mixed_spline_dict(f.mixed)
+        keys = ("theta", "sigma", "reml_criterion", "converged", "optimizer", "lambda")
+        out["lambda_search"] = {"criterion": "REML", "sigma_g": finite(f.mixed.sigma_g), **{k: m[k] for k in keys}}
+        out["lambda_search"]["theta"] = m["theta"][0]
+        out["mixed_model"] = m
+    elif f.lambda_search is not None:
+        out["lambda_search"] = plain(f.lambda_search)
+    return out

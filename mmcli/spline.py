@@ -1,6 +1,6 @@
 """Penalized regression splines on the rk basis, with lambda by GCV or REML.
 
-The mathematics is DESIGN.md section 2, after Wood (2006) *Generalized Additive Models* section 3.2 (the
+The mathematics follows Wood (2006) *Generalized Additive Models* section 3.2 (the
 engine-wear example) and section 6.6 (a penalized spline as a linear mixed model):
 
 - x is rescaled to [0, 1] by the data's min and max; K interior knots default to j/(K + 1).
@@ -28,6 +28,7 @@ import scipy.linalg
 import scipy.optimize
 
 from mmcli.errors import DataError, ModelError, UsageError
+from mmcli.lmm import OptimizerRecord
 from mmcli.smooths import rk_kernel  # R(x_i, z_j) as a len(x) x len(z) matrix, shared with gamm
 
 DEFAULT_KNOTS = 7
@@ -75,8 +76,8 @@ def rk_penalty(knots_scaled: np.ndarray) -> np.ndarray:
 def mat_sqrt(S: np.ndarray) -> np.ndarray:
     """A symmetric square root B = U D^1/2 U' of S = U D U', so that B'B = S (Wood 2006 section 3.2.2).
 
-    Eigenvalues that rounding made slightly negative are clipped to 0. (The seed's `matSqrt` returned D^1/2
-    alone, which is not a square root of S; DESIGN.md section 2.)
+    Eigenvalues that rounding made slightly negative are clipped to 0. (The tutorial's `matSqrt` returns D^1/2
+    alone, which is not a square root of S; docs/methods.md.)
     """
     d, U = np.linalg.eigh((S + S.T) / 2)
     d = np.clip(d, 0.0, None)
@@ -84,7 +85,7 @@ def mat_sqrt(S: np.ndarray) -> np.ndarray:
 
 
 def mixed_matrices(X: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split a penalized basis into fixed and random parts (Wood 2006 section 6.6; DESIGN.md section 2).
+    """Split a penalized basis into fixed and random parts (Wood 2006 section 6.6).
 
     S = U D U' with D decreasing; the last 2 eigenvalues (constant and linear) are zero. Returns
     (X_F, Z, U_F, U_R, d_pos) with X_F = X U_F and Z = X U_R D_+^(-1/2), so that with
@@ -175,7 +176,7 @@ def _gcv(n: int, at: AtLambda) -> float:
 
 @dataclass(frozen=True, eq=False)
 class MixedSplineForm:
-    """The spline as a linear mixed model, fitted by REML (Wood 2006 section 6.6; DESIGN.md section 2).
+    """The spline as a linear mixed model, fitted by REML (Wood 2006 section 6.6).
 
     y = X_F beta_F + Z g + e, g ~ N(0, sigma_g^2 I), e ~ N(0, sigma^2 I), with X_F = X U_F and
     Z = X U_R D_+^(-1/2). In lme4's parametrization g = theta sigma u, so sigma_g = theta sigma and
@@ -196,42 +197,14 @@ class MixedSplineForm:
     fitted: np.ndarray  # the BLUP fit X_F beta_F + Z b
     converged: bool
     reml_criterion: float | None
-    optimizer: dict[str, Any] = field(default_factory=dict)
+    optimizer: OptimizerRecord | None = None
+    starts: list[dict[str, Any]] = field(default_factory=list)  # the REML search's starts and where each ended
     term: str = "s(x)"
 
     @property
     def coef(self) -> np.ndarray:
         """The spline coefficients in the original basis: U_F beta_F + U_R D_+^(-1/2) b."""
         return self.U_F @ self.beta_f + self.U_R @ (self.b / np.sqrt(self.d_pos))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": "lmm",
-            "method": "REML",
-            "fixed_effects": [{"term": f"Xf{i + 1}", "estimate": float(v)} for i, v in enumerate(self.beta_f)],
-            "random_effects": [
-                {
-                    "group": "Xr",
-                    "term": self.term,
-                    "variance": _num(self.sigma_g**2),
-                    "std_dev": _num(self.sigma_g),
-                },
-                {
-                    "group": "Residual",
-                    "term": None,
-                    "variance": _num(self.sigma**2),
-                    "std_dev": _num(self.sigma),
-                },
-            ],
-            "theta": [_num(self.theta)],
-            "sigma": _num(self.sigma),
-            "lambda": _num(self.lam),
-            "reml_criterion": _num(self.reml_criterion),
-            "ranef": [float(v) for v in self.b],
-            "fitted": [float(v) for v in self.fitted],
-            "converged": bool(self.converged),
-            "optimizer": self.optimizer,
-        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,42 +258,6 @@ class SplineFit:
         se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", Xp, self.Vp, Xp), 0.0, None))
         return Xp @ self.coef, se
 
-    def to_dict(self) -> dict[str, Any]:
-        """The `spline` JSON of CONTRACT.md (the caller adds "predictions"), plus extras."""
-        out: dict[str, Any] = {
-            "model": "penalized_spline",
-            "basis": "rk",
-            "x": self.x_name,
-            "y": self.y_name,
-            "n": int(self.n),
-            "knots": [float(v) for v in self.knots],
-            "knots_scaled": [float(v) for v in self.knots_scaled],
-            "lambda": _num(self.lam),
-            "lambda_method": self.lam_method,
-            "coefficients": [float(v) for v in self.coef],
-            "edf": float(self.edf),
-            "rss": float(self.rss),
-            "sigma": _num(self.sigma),
-            "gcv": _num(self.gcv),
-            "r_squared": _num(self.r_squared),
-            "adj_r_squared": _num(self.adj_r_squared),
-            "fitted": [float(v) for v in self.fitted],
-            "x_range": [float(self.x_min), float(self.x_max)],
-        }
-        if self.lambda_search is not None:
-            out["lambda_search"] = self.lambda_search
-        if self.mixed is not None:
-            out["mixed_model"] = self.mixed.to_dict()
-        return out
-
-
-def _num(v: float | None) -> float | None:
-    """A float for JSON, or None where JSON has no number (inf, nan)."""
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
 
 # ----------------------------------------------------------------------------------------------------------
 # checking the inputs
@@ -350,12 +287,12 @@ def check_lambda(lam: Any) -> float | str:
         try:
             lam = float(method)
         except ValueError:
-            raise UsageError(f"--lambda must be a positive number, gcv or reml; not '{lam}'.") from None
+            raise UsageError(f"lambda must be a positive number, gcv or reml; not '{lam}'.", param="lambda") from None
     if isinstance(lam, bool) or not isinstance(lam, (int, float, np.floating, np.integer)):
-        raise UsageError(f"--lambda must be a positive number, gcv or reml; not {lam!r}.")
+        raise UsageError(f"lambda must be a positive number, gcv or reml; not {lam!r}.", param="lambda")
     lam = float(lam)
     if not (math.isfinite(lam) and lam > 0):
-        raise UsageError(f"--lambda must be a positive finite number, gcv or reml; not {lam}.")
+        raise UsageError(f"lambda must be a positive finite number, gcv or reml; not {lam}.", param="lambda")
     return lam
 
 
@@ -368,27 +305,30 @@ def _choose_knots(
     if knot_values is not None:
         values = np.asarray(knot_values, dtype=float).ravel()
         if values.size == 0:
-            raise UsageError("Give at least one knot value.")
+            raise UsageError("Give at least one knot value.", param="knot_values")
         if not np.all(np.isfinite(values)):
-            raise UsageError("Knot values must be finite numbers.")
+            raise UsageError("Knot values must be finite numbers.", param="knot_values")
         if knots is not None and int(knots) != values.size:
-            raise UsageError(f"--knots {knots} disagrees with the {values.size} knot values given.")
+            raise UsageError(f"{knots} knots disagree with the {values.size} knot values given.", param="knots")
         values = np.sort(values)
         if np.any(np.diff(values) == 0):
-            raise UsageError("Knot values must be distinct.")
+            raise UsageError("Knot values must be distinct.", param="knot_values")
         if values[0] < x_min or values[-1] > x_max:
-            raise UsageError(f"Knot values must lie within the range of x, [{x_min:g}, {x_max:g}].")
+            raise UsageError(f"Knot values must lie within the range of x, [{x_min:g}, {x_max:g}].", param="knot_values")
         if values.size > limit:
-            raise UsageError(f"At most {limit} knots fit these data ({n_unique} distinct x values); give fewer.")
+            raise UsageError(f"At most {limit} knots fit these data ({n_unique} distinct x values); give fewer.", param="knot_values")
         return values, (values - x_min) / (x_max - x_min)
     if knots is None:
         K = default_knots(n_unique)
     else:
         if isinstance(knots, bool) or int(knots) != knots:
-            raise UsageError(f"--knots must be a whole number, not {knots!r}.")
+            raise UsageError(f"The number of knots must be a whole number, not {knots!r}.", param="knots")
         K = int(knots)
         if not 1 <= K <= limit:
-            raise UsageError(f"--knots must be between 1 and {limit} for these data ({n_unique} distinct x values).")
+            raise UsageError(
+                f"The number of knots must be between 1 and {limit} for these data ({n_unique} distinct x values).",
+                param="knots",
+            )
     scaled = np.arange(1, K + 1) / (K + 1)
     return x_min + scaled * (x_max - x_min), scaled
 
@@ -451,9 +391,7 @@ def _fit_mixed(X: np.ndarray, S: np.ndarray, y: np.ndarray, x_name: str = "x") -
     lambda times each of REML_START_FACTORS; the fit with the lowest REML criterion is kept and mapped back to
     the unscaled Z: theta = theta_c / sqrt(lambda_0), b = b_c / sqrt(lambda_0), lambda = 1/theta^2.
     """
-    import scipy.sparse
-
-    from mmcli.lmm import ReTerm, fit_lmm
+    from mmcli.lmm import fit_lmm, general_term
 
     Xf, Z, U_F, U_R, d_pos = mixed_matrices(X, S)
     lam_gcv, _ = _gcv_search(PenalizedLS.build(X, y, mat_sqrt(S)))
@@ -462,22 +400,14 @@ def _fit_mixed(X: np.ndarray, S: np.ndarray, y: np.ndarray, x_name: str = "x") -
     for factor in REML_START_FACTORS:
         lam0 = lam_gcv * factor
         scale = 1.0 / math.sqrt(lam0)
-        term = ReTerm(
-            group="Xr",
-            names=(f"s({x_name})",),
-            levels=tuple(str(j) for j in range(Z.shape[1])),
-            Z=scipy.sparse.csc_matrix(Z * scale),
-            correlated=True,
-            indicator=False,
-        )
-        res = fit_lmm(Xf, y, [term], reml=True, xnames=["Xf1", "Xf2"])
+        res = fit_lmm(Xf, y, [general_term("Xr", f"s({x_name})", Z * scale)], reml=True, xnames=["Xf1", "Xf2"])
         crit = float(res.objective)
-        theta = float(np.asarray(res.theta, dtype=float).ravel()[0]) * scale
+        theta = float(res.theta[0]) * scale
         starts.append(
             {
                 "lambda_start": lam0,
                 "lambda": 1.0 / theta**2 if theta > 0 else None,
-                "reml_criterion": _num(crit),
+                "reml_criterion": crit,
                 "converged": bool(res.converged),
                 "evaluations": int(res.optimizer.evaluations),
             }
@@ -486,10 +416,8 @@ def _fit_mixed(X: np.ndarray, S: np.ndarray, y: np.ndarray, x_name: str = "x") -
             best = (crit, scale, res)
     assert best is not None
     crit, scale, res = best
-    theta = float(np.asarray(res.theta, dtype=float).ravel()[0]) * scale
+    theta = float(res.theta[0]) * scale
     sigma = float(res.sigma)
-    record = _plain(res.optimizer)
-    record["starts"] = starts
     return MixedSplineForm(
         Xf=Xf,
         Z=Z,
@@ -505,24 +433,10 @@ def _fit_mixed(X: np.ndarray, S: np.ndarray, y: np.ndarray, x_name: str = "x") -
         fitted=np.asarray(res.fitted, dtype=float).ravel(),
         converged=bool(res.converged),
         reml_criterion=crit,
-        optimizer=record,
+        optimizer=res.optimizer,
+        starts=starts,
         term=f"s({x_name})",
     )
-
-
-def _plain(obj: Any) -> Any:
-    """Make an optimizer record JSON-friendly (dicts, dataclasses, numpy scalars)."""
-    if hasattr(obj, "__dataclass_fields__"):
-        obj = {k: getattr(obj, k) for k in obj.__dataclass_fields__}
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return _num(float(obj))
-    if isinstance(obj, (np.integer, np.bool_)):
-        return obj.item()
-    return obj if isinstance(obj, (str, int, bool)) or obj is None else str(obj)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -539,7 +453,7 @@ def fit_spline(
     x_name: str = "x",
     y_name: str = "y",
 ) -> SplineFit:
-    """Fit a penalized regression spline on the rk basis (Wood 2006 section 3.2; DESIGN.md section 2).
+    """Fit a penalized regression spline on the rk basis (Wood 2006 section 3.2).
 
     x is rescaled to [0, 1] by its min and max. `knots` is the number K of interior knots j/(K + 1); the
     default is K = min(7, distinct x - 2) (see `default_knots`); it must lie in 1..(distinct x - 2).
@@ -569,16 +483,7 @@ def fit_spline(
         mixed = _fit_mixed(X, S, y, x_name)
         lam_value = mixed.lam
         lam_method = "reml"
-        search = {
-            "criterion": "REML",
-            "theta": _num(mixed.theta),
-            "sigma": _num(mixed.sigma),
-            "sigma_g": _num(mixed.sigma_g),
-            "reml_criterion": _num(mixed.reml_criterion),
-            "converged": mixed.converged,
-            "optimizer": mixed.optimizer,
-            "lambda": _num(lam_value),
-        }
+        search = {"criterion": "REML"}  # the rest is the mixed form's (see the report)
     else:
         assert isinstance(method, float)
         lam_value, lam_method = method, "fixed"
@@ -617,7 +522,7 @@ def fit_spline(
 
 
 def mixed_form(fit: SplineFit) -> MixedSplineForm:
-    """The spline of `fit` as a linear mixed model fitted by REML (Wood 2006 §6.6; DESIGN.md section 2).
+    """The spline of `fit` as a linear mixed model fitted by REML (Wood 2006 §6.6).
 
     Same data, knots and basis as `fit`; X_F = X U_F, Z = X U_R D_+^(-1/2). A fit made with lam="reml" already
     holds this form and it is returned as is; otherwise it is fitted now (its lambda is REML's, not fit.lam).

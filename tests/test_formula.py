@@ -35,7 +35,7 @@ def test_correlated_slope():
     spec = parse_formula("Reaction ~ Days + (Days | Subject)")
     assert spec.response == "Reaction"
     assert spec.fixed == "Days"
-    assert spec.random == (RandomTerm("Days", ("Subject",), True),)
+    assert spec.random == (RandomTerm("Days", ("Subject",)),)
     assert spec.text == "Reaction ~ Days + (Days | Subject)"
 
 
@@ -85,7 +85,7 @@ def test_nested_groups(text, groups, factors):
 
 def test_interaction_group():
     spec = parse_formula("angle ~ recipe * temperature + (1 | recipe:replicate)")
-    assert spec.random == (RandomTerm("1", ("recipe", "replicate"), True),)
+    assert spec.random == (RandomTerm("1", ("recipe", "replicate")),)
     assert spec.random[0].group == "recipe:replicate"
 
 

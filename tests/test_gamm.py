@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mmcli.lmm
 from mmcli.cli import main
 from mmcli.data import load
 from mmcli.errors import UsageError
 from mmcli.formula import parse_formula
-from mmcli.gamm import GammFit, fit_gamm, smooth_group_names
+from mmcli.design import build_design, smooth_group_names
+from mmcli.gamm import GammFit, fit_gamm
 from mmcli.plot import plot_gamm
 from mmcli.report import fit_dict
 
@@ -103,8 +103,22 @@ def multi_frame(multi_ref: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
-def gamm(formula: str, frame: pd.DataFrame, *, reml: bool = True) -> GammFit:
-    return fit_gamm(parse_formula(formula, allow_smooths=True), frame, set(), reml=reml)
+class Fitted:
+    """A GammFit with the design it came from, so that it predicts for a data frame of new rows."""
+
+    def __init__(self, g: GammFit, design: Any):
+        self.g, self.design = g, design
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.g, name)
+
+    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self.g.predict(self.design.new_rows(frame))
+
+
+def gamm(formula: str, frame: pd.DataFrame, *, reml: bool = True, theta: np.ndarray | None = None) -> Any:
+    design = build_design(parse_formula(formula, allow_smooths=True), frame, set())
+    return Fitted(fit_gamm(design, reml=reml, theta=theta), design)
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +126,9 @@ def fits(sleep: pd.DataFrame) -> dict[str, GammFit]:
     return {key: gamm(f, sleep) for key, f in FORMULA.items()}
 
 
-def fit_at_theta(monkeypatch: pytest.MonkeyPatch, formula: str, frame: pd.DataFrame, theta: np.ndarray) -> GammFit:
-    """fit_gamm with the optimizer replaced by a fixed theta (in lme4's term order); the rest as usual."""
-
-    def fixed(fn, x0, lower, progress=None, **_options):
-        rec = mmcli.lmm.OptimizerRecord("fixed theta", 1, "fixed", tuple(x0), tuple(theta), 0.0)
-        return np.asarray(theta, dtype=float), float(fn(np.asarray(theta, dtype=float))), rec, True
-
-    monkeypatch.setattr(mmcli.lmm, "_optimize", fixed)
-    return gamm(formula, frame)
+def fit_at_theta(formula: str, frame: pd.DataFrame, theta: np.ndarray) -> GammFit:
+    """The gamm evaluated at a given theta (in lme4's term order), no optimizer."""
+    return gamm(formula, frame, theta=theta)
 
 
 def variances(r: dict[str, Any]) -> dict[str, float]:
@@ -164,7 +172,7 @@ def group_variance(g: GammFit, group: str) -> float:
 @pytest.mark.parametrize("key", ["cs", "cr5"])
 def test_at_gamm4_theta_everything_downstream_matches(key, sleep, fits, monkeypatch):
     r = REF[key]
-    g = fit_at_theta(monkeypatch, FORMULA[key], sleep, theta_from_varcorr(r, fits[key]))
+    g = fit_at_theta(FORMULA[key], sleep, theta_from_varcorr(r, fits[key]))
     assert abs(g.lmm.objective - r["REMLcrit"]) <= AT_THETA_CRIT_ATOL
     assert abs(g.lmm.sigma**2 / variances(r)["Residual"] - 1) <= 1e-10
     fit, se = g.predict(sleep_grid(r))
@@ -251,7 +259,7 @@ def test_cs_coefficients_and_curve(fits):
     # the curve is the basis times the coefficients, plus the intercept = the population prediction
     x = np.linspace(0, 9, 37)
     f, _ = g.smooth_curve(0, x)
-    assert np.allclose(f, g.smooths[0].predict_matrix(x) @ g.coefficients(0), atol=1e-9, rtol=0)
+    assert np.allclose(f, g.smooths[0].smooth.predict_matrix(x) @ g.coefficients(0), atol=1e-9, rtol=0)
     fit, _ = g.predict(pd.DataFrame({"Days": x}))
     assert np.allclose(fit, f + g.lmm.beta[0], atol=1e-9, rtol=0)
 
@@ -285,7 +293,7 @@ def test_linear_gamm_equals_lmer_reml(sleep):
 def test_smooth_alone_equals_penalized_least_squares(bs):
     frame = load(str(ENGINE), numeric=["wear", "size"], categorical=[]).frame
     g = gamm(f"wear ~ s(size, bs='{bs}', k=6)", frame)
-    sm, lam = g.smooths[0], g.lam(0)
+    sm, lam = g.smooths[0].smooth, g.lam(0)
     assert lam is not None and lam > 0
     assert [t.group for t in g.lmm.terms] == ["Xr"]
     y = frame["wear"].to_numpy(dtype=float)
@@ -325,7 +333,7 @@ def test_several_smooths_on_simulated_data():
     assert 1 - 1e-6 <= g.edf[0] <= 9 and 0 < g.edf[1] <= 9  # cr keeps its line; cs can shrink to nothing
     assert g.edf[0] > 4  # a full sine period needs wiggle
     assert g.lmm.beta[1] == pytest.approx(0.5, abs=0.1)
-    d = fit_dict(g.lmm, formula=g.spec.text, ngroups={"g": ng}, dropped_rows=0, data="sim")
+    d = fit_dict(g.lmm, formula=MULTI, ngroups={"g": ng}, dropped_rows=0, data="sim")
     rows = {(row["group"], row["term"]) for row in d["random_effects"]}
     assert {("Xr", "s(x2)"), ("Xr.0", "s(x3)"), ("g", "(Intercept)"), ("Residual", None)} == rows
     assert {fe["term"] for fe in d["fixed_effects"]} >= {"x1", "s(x2)Fx1"}
@@ -365,7 +373,7 @@ def test_several_smooths_against_gamm4(multi_ref, multi_frame):
 
 def test_several_smooths_at_gamm4_theta(multi_ref, multi_frame, monkeypatch):
     r = multi_ref
-    g = fit_at_theta(monkeypatch, MULTI, multi_frame, np.asarray(r["theta"]))
+    g = fit_at_theta(MULTI, multi_frame, np.asarray(r["theta"]))
     assert abs(g.lmm.objective - r["REMLcrit"]) <= AT_THETA_CRIT_ATOL
     fit, se = g.predict(pd.DataFrame(r["grid"]))
     assert np.max(np.abs(fit - r["predict"])) <= AT_THETA_PRED_ATOL

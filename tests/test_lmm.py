@@ -11,7 +11,7 @@ tests/reference/README.md). R is never needed to run these tests.
 3. The full fits are held to the optimizer tiers: the criterion at least as good as lme4's and within
    ``OPT_DEV``; theta, sigma, variance components and modes to ``OPT_PAR``; fixed effects to ``OPT_FIXEF``;
    standard errors to ``OPT_SE``.
-4. The blocked Cholesky ("fast") against the seed's dense V formulation, and the quick criterion (precomputed
+4. The blocked Cholesky ("fast") against the tutorial's dense V formulation, and the quick criterion (precomputed
    Schur-complement pattern) against the full factor, on seeded random unbalanced data.
 5. Invariances: row order, level labels, shifting and scaling the response.
 6. The checks lme4 makes before fitting (aliased columns, too few or too many levels).
@@ -45,18 +45,15 @@ from mmcli.formula import parse_formula
 from mmcli.lmm import (
     DENSE_MAX_ROWS,
     LmmFit,
-    OptimizerRecord,
+    LmmModel,
     ReTerm,
-    _criterion,
-    _DenseProblem,
-    _lower_bounds,
-    _Problem,
-    _results,
-    _results_dense,
     aliased_columns,
+    fit_at_theta,
     fit_lmm,
     indicator_term,
+    lower_bounds,
 )
+from mmcli.lmm.gram import Gram
 from mmcli.report import fit_dict, ranef_rows
 
 # --------------------------------------------------------------------------------------------------
@@ -77,7 +74,7 @@ def criterion_of(ref: dict) -> float:
 
 
 def lme4_group(name: str) -> str:
-    """lme4 prints the second term of (x || g) as group 'g.1'; mmcli (CONTRACT.md) names both 'g'."""
+    """lme4 prints the second term of (x || g) as group 'g.1'; mmcli (docs/cli.md) names both 'g'."""
     return re.sub(r"\.\d+$", "", name)
 
 
@@ -108,13 +105,21 @@ def reference_fit(case: LmmCase, method: str) -> LmmFit:
     return fit_lmm(d.X, d.y, d.terms, reml=method == "reml", xnames=d.xnames)
 
 
-def fit_at(X: np.ndarray, y: np.ndarray, terms, theta, reml: bool, xnames=None) -> LmmFit:
-    """Every result at a given theta (no optimizer), on the raw response: a deterministic evaluation."""
+def fit_at(X: np.ndarray, y: np.ndarray, terms, theta, reml: bool, xnames=None, method="fast") -> LmmFit:
+    """Every result at a given theta (no optimizer): a deterministic evaluation, through the public API."""
     theta = np.asarray(theta, dtype=float).ravel()
-    prob = _Problem(X, y, terms)
-    rec = OptimizerRecord("fixed theta", 0, "", tuple(theta), tuple(theta), 0.0)
-    names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
-    return _results(prob, theta, reml, 1.0, names, [], rec, True, _lower_bounds(terms))
+    return fit_at_theta(X, y, terms, theta, reml=reml, xnames=xnames, method=method)
+
+
+def objectives(X, y, terms, theta, reml: bool, monkeypatch) -> dict[str, float]:
+    """The criterion at theta by every formulation: the blocked factor with each strategy of the Schur
+    update (precomputed pairs, sparse product) and the tutorial's dense V."""
+    out = {"blocked": LmmModel(X, y, terms).objective(theta, reml)}
+    with monkeypatch.context() as m:
+        m.setattr("mmcli.lmm.gram.PAIRS_LIMIT", 0)
+        out["blocked, sparse update"] = LmmModel(X, y, terms).objective(theta, reml)
+    out["dense V"] = LmmModel(X, y, terms, method="dense").objective(theta, reml)
+    return out
 
 
 def fit_json(fit: LmmFit, design: Design) -> dict:
@@ -170,18 +175,15 @@ def test_design_is_lme4s(case):
 
 
 @pytest.mark.parametrize(("case", "method"), REF_PARAMS)
-def test_criterion_at_lme4_theta(case, method):
+def test_criterion_at_lme4_theta(case, method, monkeypatch):
     """The profiled deviance / REML criterion at lme4's theta-hat equals lme4's, by every formulation:
-    the blocked factor, the quick path (precomputed pattern, for several factors) and the dense V."""
+    the blocked factor with either Schur update (precomputed pairs for several factors, or a sparse product)
+    and the dense V."""
     ref = ref_of(case, method)
     d = reference_design(case)
-    reml = method == "reml"
     theta = np.atleast_1d(np.asarray(ref["theta"], dtype=float))
-    want = criterion_of(ref)
-    prob = _Problem(d.X, d.y, d.terms)
-    assert_close(prob.objective(theta, reml), want, EXACT, "quick objective")
-    assert_close(_criterion(prob.factor(theta), prob.n, prob.p, reml), want, EXACT, "blocked factor")
-    assert_close(_DenseProblem(d.X, d.y, d.terms).objective(theta, reml), want, EXACT, "dense V")
+    for how, value in objectives(d.X, d.y, d.terms, theta, method == "reml", monkeypatch).items():
+        assert_close(value, criterion_of(ref), EXACT, how)
 
 
 @pytest.mark.parametrize(("case", "method"), REF_PARAMS)
@@ -375,7 +377,7 @@ def test_fit_fitted_values(case, method):
 
 
 def test_design_md_check_points():
-    """The numbers DESIGN.md section 1 quotes: the criterion-based ones to their printed digits; theta and
+    """The check points of docs/methods.md: the criterion-based ones to their printed digits; theta and
     sigma, printed to 8 digits there, to the optimizer tier (the criterion is flat to ~1e-7 in them)."""
     case = LMM_CASES[0]
     fit = reference_fit(case, "ml")
@@ -387,7 +389,7 @@ def test_design_md_check_points():
 
 
 # --------------------------------------------------------------------------------------------------
-# 4. Two formulations: the blocked Cholesky against the seed's dense V, on random unbalanced data
+# 4. Two formulations: the blocked Cholesky against the tutorial's dense V, on random unbalanced data
 # --------------------------------------------------------------------------------------------------
 
 
@@ -464,7 +466,7 @@ def random_thetas(terms: list[ReTerm], count: int, seed: int) -> list[np.ndarray
     """Theta values to evaluate at: random diagonals in [0, 2] (one of them on the boundary 0) and
     off-diagonals in [-1, 1]."""
     rng = np.random.default_rng(seed)
-    lower = _lower_bounds(terms)
+    lower = lower_bounds(terms)
     diag = np.isfinite(lower)
     out = []
     for i in range(count):
@@ -477,27 +479,26 @@ def random_thetas(terms: list[ReTerm], count: int, seed: int) -> list[np.ndarray
 
 @pytest.mark.parametrize("kind", STRUCTURES)
 @pytest.mark.parametrize("reml", [False, True], ids=["ml", "reml"])
-def test_dense_and_fast_criteria_agree_at_fixed_theta(kind, reml):
+def test_dense_and_fast_criteria_agree_at_fixed_theta(kind, reml, monkeypatch):
     X, y, terms = random_model(kind)
-    fast, dense = _Problem(X, y, terms), _DenseProblem(X, y, terms)
     for theta in random_thetas(terms, 4, seed=len(kind)):
-        want = dense.objective(theta, reml)
-        assert_close(fast.objective(theta, reml), want, EXACT, f"objective at {theta}")
-        assert_close(_criterion(fast.factor(theta), fast.n, fast.p, reml), want, EXACT, f"factor at {theta}")
+        got = objectives(X, y, terms, theta, reml, monkeypatch)
+        for how, value in got.items():
+            assert_close(value, got["dense V"], EXACT, f"{how} at {theta}")
 
 
 @pytest.mark.parametrize("kind", SEVERAL_FACTORS)
-def test_quick_objective_uses_the_precomputed_pattern(kind):
-    """With several factors, _Problem.objective takes the quick path (no L_R0 formed): it must be the same
-    function as the criterion read off the full blocked factor."""
+def test_precomputed_pairs_and_sparse_update_agree(kind, monkeypatch):
+    """With several factors the Schur update uses the precomputed pairs of A_R0 (one sparse mat-vec per
+    theta): the criterion must be the same function as with the sparse product."""
     X, y, terms = random_model(kind)
-    prob = _Problem(X, y, terms)
-    assert prob.pairs is not None
-    assert prob.rest_scalar == (kind != "crossed_vector_rest")
+    g = Gram(X, y, terms)
+    assert g.pairs is not None
+    assert g.rest_scalar == (kind != "crossed_vector_rest")
     for reml in (False, True):
         for theta in random_thetas(terms, 6, seed=7):
-            want = _criterion(prob.factor(theta), prob.n, prob.p, reml)
-            assert_close(prob.objective(theta, reml), want, EXACT, f"quick objective at {theta}")
+            got = objectives(X, y, terms, theta, reml, monkeypatch)
+            assert_close(got["blocked"], got["blocked, sparse update"], EXACT, f"pairs vs sparse at {theta}")
 
 
 @functools.cache
@@ -523,11 +524,8 @@ def test_dense_and_fast_fits_agree(kind, reml):
 
 
 def dense_at(X: np.ndarray, y: np.ndarray, terms, theta, reml: bool) -> LmmFit:
-    """Every result at a given theta by the seed's dense formulas (GLS beta, b = Lambda Lambda'Z'V0^-1 r)."""
-    theta = np.asarray(theta, dtype=float)
-    rec = OptimizerRecord("fixed theta", 0, "", tuple(theta), tuple(theta), 0.0)
-    names = [f"x{i}" for i in range(X.shape[1])]
-    return _results_dense(_DenseProblem(X, y, terms), theta, reml, 1.0, names, [], rec, True, _lower_bounds(terms))
+    """Every result at a given theta by the tutorial's dense formulas (GLS beta, b = Lambda Lambda'Z'V0^-1 r)."""
+    return fit_at(X, y, terms, theta, reml, method="dense")
 
 
 @pytest.mark.parametrize("kind", [*STRUCTURES[:-1], "crossed_vector_rest"])
@@ -595,8 +593,8 @@ def test_row_order_does_not_matter(case):
     theta = np.atleast_1d(load_reference(f"{case.stem}_ml")["theta"])
     for reml in (False, True):
         assert_close(
-            _Problem(d1.X, d1.y, d1.terms).objective(theta, reml),
-            _Problem(d0.X, d0.y, d0.terms).objective(theta, reml),
+            LmmModel(d1.X, d1.y, d1.terms).objective(theta, reml),
+            LmmModel(d0.X, d0.y, d0.terms).objective(theta, reml),
             EXACT,
             "criterion at a fixed theta",
         )
@@ -654,8 +652,8 @@ def test_shifting_y_moves_only_the_intercept(case, method):
     shift = 100.0
     theta = np.atleast_1d(load_reference(f"{case.stem}_{method}")["theta"])
     assert_close(
-        _Problem(d.X, d.y + shift, d.terms).objective(theta, reml),
-        _Problem(d.X, d.y, d.terms).objective(theta, reml),
+        LmmModel(d.X, d.y + shift, d.terms).objective(theta, reml),
+        LmmModel(d.X, d.y, d.terms).objective(theta, reml),
         EXACT,
         "criterion at a fixed theta",
     )
@@ -699,8 +697,8 @@ def test_scaling_y(case, method, c):
     if c == 3.7:  # a plain evaluation; 1e+-150 would overflow/underflow the Gram matrix of the raw y
         theta = np.atleast_1d(load_reference(f"{case.stem}_{method}")["theta"])
         assert_close(
-            _Problem(d.X, c * d.y, d.terms).objective(theta, reml),
-            _Problem(d.X, d.y, d.terms).objective(theta, reml) + 2 * m * math.log(c),
+            LmmModel(d.X, c * d.y, d.terms).objective(theta, reml),
+            LmmModel(d.X, d.y, d.terms).objective(theta, reml) + 2 * m * math.log(c),
             EXACT,
             "criterion at a fixed theta",
         )

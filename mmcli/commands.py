@@ -1,0 +1,235 @@
+"""What each command computes, as one library function per command: read the data, build the design, fit,
+report. The command line only parses options, calls one of these and renders what it returns; a program
+can call them too. No printing here: notes come back with the result."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmcli import data as dataio
+from mmcli.errors import DataError, UsageError
+from mmcli.formula import ModelSpec, build_formula, parse_formula
+from mmcli.report import dropped_columns_note, fit_dict, gamm_dict, mixed_spline_dict, ranef_rows, spline_dict
+
+Progress = Callable[[int, float], None] | None
+
+
+@dataclass
+class Outcome:
+    """A command's result: the JSON object, the rows and columns of its CSV, the fitted object (for figures),
+    the notes for standard error, and whether the optimizer converged."""
+
+    data: dict[str, Any]
+    csv_rows: list[dict[str, Any]]
+    csv_columns: list[str]
+    result: Any = None
+    notes: list[str] = field(default_factory=list)
+    converged: bool = True
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The model as the options give it: a formula, or the columns that build one."""
+
+    formula: str | None = None
+    y: str | None = None
+    fixed: tuple[str, ...] = ()
+    group: tuple[str, ...] = ()
+    slope: tuple[str, ...] = ()
+    smooth: tuple[str, ...] = ()
+    bs: str = "cr"
+    k: int = 10
+    factor: tuple[str, ...] = ()
+    weights: str | None = None
+
+    def spec(self, *, smooths: bool) -> ModelSpec:
+        if self.formula and (self.y or self.fixed or self.group or self.slope or self.smooth):
+            raise UsageError("Give either a formula or the column options (--y, --fixed, --group, ...), not both.")
+        text = self.formula or build_formula(
+            self.y, list(self.fixed), list(self.group), list(self.slope), list(self.smooth), self.bs, self.k
+        )
+        return parse_formula(text, allow_smooths=smooths)
+
+
+def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions) -> dataio.Table:
+    """The columns the model uses: the response, smooth variables, weights and offsets numeric; grouping and
+    --factor columns categorical; the rest as read."""
+    used = spec.variables()
+    groups = [f for t in spec.random for f in t.factors]
+    numeric = [spec.response] + [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
+    numeric += [opts.weights] if opts.weights else []
+    numeric = list(dict.fromkeys(numeric))
+    categorical = list(dict.fromkeys(groups + [f for f in opts.factor if f in used]))
+    other = [c for c in used if c not in numeric and c not in categorical]
+    table = dataio.load(path, numeric=numeric, categorical=categorical, other=other)
+    for f in opts.factor:
+        if f not in used:
+            dataio.resolve(f, list(table.columns))
+    return table
+
+
+def _lmm_outcome(path: str, opts: ModelOptions, reml: bool, method: str, progress: Progress) -> Outcome:
+    from mmcli.design import build_design
+    from mmcli.lmm import fit_lmm
+
+    spec = opts.spec(smooths=False)
+    if not spec.random:
+        raise UsageError(
+            f"The model '{spec.text}' has no random-effects term: add one, e.g. '+ (1 | group)', or use --group COL."
+        )
+    table = _load_model_data(path, spec, opts)
+    design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
+    source, dropped_rows, notes = table.source, table.dropped_rows, list(table.notes)
+    del table  # the columns now live in the design: free the frame before the fit
+    gc.collect()  # pandas objects hold reference cycles: without this the frame outlives the fit
+    fit = fit_lmm(
+        design.X,
+        design.y,
+        design.terms,
+        reml=reml,
+        xnames=design.xnames,
+        weights=design.weights,
+        offset=design.offset,
+        method=method,
+        progress=progress,
+        overwrite_y=True,  # the design is not used again: y's memory holds the working response
+    )
+    d = fit_dict(
+        fit,
+        formula=spec.text,
+        ngroups=design.ngroups,
+        dropped_rows=dropped_rows,
+        data=source,
+        weights=opts.weights,
+        offset=[str(o) for o in spec.offsets],
+    )
+    notes += [n for n in [dropped_columns_note(fit.dropped_columns)] if n]
+    columns = ["term", "estimate", "std_error", "t_value"]
+    return Outcome(d, d["fixed_effects"], columns, fit, notes, fit.converged)
+
+
+def run_fit(path: str, opts: ModelOptions, *, reml: bool, method: str = "fast", progress: Progress = None) -> Outcome:
+    """`mmcli fit`: a linear mixed model by ML or REML."""
+    return _lmm_outcome(path, opts, reml, method, progress)
+
+
+def run_ranef(path: str, opts: ModelOptions, *, reml: bool, method: str = "fast", progress: Progress = None) -> Outcome:
+    """`mmcli ranef`: the conditional modes and standard deviations of the random effects."""
+    out = _lmm_outcome(path, opts, reml, method, progress)
+    rows = ranef_rows(out.result)
+    out.data = {"ranef": rows, "fit": out.data}
+    out.csv_rows, out.csv_columns = rows, ["group", "level", "term", "mode", "cond_sd"]
+    return out
+
+
+@dataclass(frozen=True)
+class SplineOptions:
+    x: str | None = None
+    y: str | None = None
+    knots: int | None = None
+    knot_values: list[float] | None = None
+    lam: float | str = "gcv"
+    as_mixed: bool = False
+    predict: str | None = None
+
+
+def _spline_table(path: str, x: str | None, y: str | None) -> tuple[dataio.Table, str, str]:
+    if x is not None and y is not None:
+        return dataio.load(path, numeric=[x, y], categorical=[]), x, y
+    table = dataio.load_all(path)
+    nums = dataio.numeric_columns(table)
+    if len(table.columns) != 2 and len(nums) != 2:
+        raise UsageError(
+            f"'{table.source}' has {len(nums)} numeric columns ({', '.join(nums) or 'none'}): "
+            "say which to use with --x COL --y COL."
+        )
+    x, y = nums if len(nums) == 2 else (table.columns[0], table.columns[1])
+    return dataio.subset(table, [x, y], numeric=[x, y]), x, y
+
+
+def run_spline(path: str, opts: SplineOptions) -> Outcome:
+    """`mmcli spline`: Wood's penalized regression spline, lambda given or chosen by GCV or REML."""
+    from mmcli.spline import check_lambda, fit_spline, mixed_form
+
+    lam = check_lambda(opts.lam)  # before reading the data: a bad option is a usage error
+    if opts.knots is not None and opts.knot_values is not None:
+        raise UsageError("Give --knots or --knot-values, not both.")
+    if (opts.x is None) != (opts.y is None):
+        raise UsageError("Give both --x and --y, or neither (for a file with exactly two numeric columns).")
+    table, x, y = _spline_table(path, opts.x, opts.y)
+    xs, ys = dataio.column(table, x), dataio.column(table, y)
+    result = fit_spline(xs, ys, knots=opts.knots, knot_values=opts.knot_values, lam=lam, x_name=x, y_name=y)
+    d = spline_dict(result)
+    d["dropped_rows"] = table.dropped_rows
+    if opts.as_mixed:
+        d["mixed_form"] = mixed_spline_dict(mixed_form(result))
+    rows = [{x: a, y: b, "fitted": c} for a, b, c in zip(xs, ys, d["fitted"])]
+    columns = [x, y, "fitted"]
+    if opts.predict:
+        new = _predict_table(opts.predict, numeric=[x], categorical=[])
+        px = dataio.column(new, x)
+        fit, se = result.predict(px)
+        d["predictions"] = rows = [{"x": float(a), "fit": float(b), "se": float(c)} for a, b, c in zip(px, fit, se)]
+        columns = ["x", "fit", "se"]
+    return Outcome(d, rows, columns, result, list(table.notes))
+
+
+def _predict_table(path: str, **columns: Any) -> dataio.Table:
+    """The --predict file, with errors that say which file they are about."""
+    try:
+        return dataio.load(path, **columns)
+    except DataError as e:
+        raise DataError(f"In the --predict file: {e}") from None
+
+
+def run_gamm(path: str, opts: ModelOptions, *, reml: bool = True, predict: str | None = None) -> Outcome:
+    """`mmcli gamm`: smooths and random effects as one mixed model (gamm4's construction)."""
+    from mmcli.design import build_design
+    from mmcli.gamm import fit_gamm
+
+    spec = opts.spec(smooths=True)
+    table = _load_model_data(path, spec, opts)
+    design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
+    g = fit_gamm(design, reml=reml)
+    notes = list(table.notes)
+    notes += [
+        f"{s.label} has no bs: mmcli uses bs='cr'. mgcv's default is 'tp', which mmcli does not implement, "
+        "so write bs='cr' in R to compare like with like."
+        for s in spec.smooths
+        if not s.bs_given
+    ]
+    notes += [n for n in [dropped_columns_note(g.lmm.dropped_columns)] if n]
+    ngroups = {t.group: t.nlevels for t in g.lmm.terms if t.indicator}
+    base = fit_dict(
+        g.lmm,
+        formula=spec.text,
+        ngroups=ngroups,
+        dropped_rows=table.dropped_rows,
+        data=table.source,
+        weights=opts.weights,
+        offset=[str(o) for o in spec.offsets],
+    )
+    d = gamm_dict(g, base)
+    rows, columns = d["fixed_effects"], ["term", "estimate", "std_error", "t_value"]
+    if predict:
+        d["predictions"] = rows = _gamm_predictions(predict, spec, opts, design, g)
+        columns = list(rows[0].keys()) if rows else ["fit", "se"]
+    return Outcome(d, rows, columns, g, notes, g.lmm.converged)
+
+
+def _gamm_predictions(path: str, spec: ModelSpec, opts: ModelOptions, design: Any, g: Any) -> list[dict[str, Any]]:
+    groups = {f for t in spec.random for f in t.factors}
+    need = [c for c in spec.variables() if c != spec.response and c not in groups]
+    svars = [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
+    new = _predict_table(
+        path,
+        numeric=[c for c in need if c in svars],
+        categorical=[c for c in need if c in opts.factor],
+        other=[c for c in need if c not in svars and c not in opts.factor],
+    )
+    fit, se = g.predict(design.new_rows(new.frame))
+    values = dataio.records(new, need)
+    return [{**v, "fit": float(f), "se": float(s)} for v, f, s in zip(values, fit, se)]

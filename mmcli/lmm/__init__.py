@@ -1,0 +1,48 @@
+"""The linear mixed-model core: the Gram matrix of [Z X y], the blocked Cholesky, profiled ML/REML, BOBYQA.
+
+The model is y = X beta + Z b + e with b = Lambda(theta) u, u ~ N(0, sigma^2 I), e ~ N(0, sigma^2 W^-1)
+(Bates, Maechler, Bolker & Walker 2015, sections 2-3), laid out as MixedModels.jl does (Bates, Alday &
+Kokandakar 2025). No n x n matrix is formed on the fast path; the tutorial's dense formulation is kept for
+small data and as the reference the tests check the fast path against.
+
+The modules, in the order of the chain theta -> update L -> criterion:
+
+- terms:     random-effects terms, the layout of theta, the blocks of Z by grouping factor
+- rank:      aliased fixed-effect columns (as R's qr)
+- transform: the working parametrization (weights, offset, conditioning) and the one way back
+- gram:      the Gram matrix, formed once
+- factor:    update_L, the blocked Cholesky at theta
+- criterion: the ML and REML criteria, the degrees of freedom of sigma^2
+- optimizer: BOBYQA
+- results:   beta, conditional modes and covariances at theta; the fitted model
+- dense:     the tutorial's V-based formulation
+- model:     the public entry points
+
+Only the names below are public; nothing outside this package uses another.
+"""
+
+from mmcli.lmm.dense import DENSE_MAX_ROWS
+from mmcli.lmm.model import LmmModel, check_terms, fit_at_theta, fit_lmm, xtvinvx
+from mmcli.lmm.optimizer import OptimizerRecord
+from mmcli.lmm.rank import aliased_columns
+from mmcli.lmm.results import SINGULAR_TOL, LmmFit
+from mmcli.lmm.terms import ReTerm, general_term, indicator_term, lower_bounds, templates, theta_offsets
+
+__all__ = [
+    "DENSE_MAX_ROWS",
+    "SINGULAR_TOL",
+    "LmmFit",
+    "LmmModel",
+    "OptimizerRecord",
+    "ReTerm",
+    "aliased_columns",
+    "check_terms",
+    "fit_at_theta",
+    "fit_lmm",
+    "general_term",
+    "indicator_term",
+    "lower_bounds",
+    "templates",
+    "theta_offsets",
+    "xtvinvx",
+]

@@ -1,0 +1,132 @@
+"""update_L: the blocked Cholesky factor of Omega(theta) (Bates et al. 2015, eq. 18; MixedModels.jl).
+
+    Omega = [[Lambda'Z'Z Lambda + I, Lambda'Z'X, Lambda'Z'y],
+             [X'Z Lambda,            X'X,        X'y       ],
+             [y'Z Lambda,            y'X,        y'y       ]]  = L L'
+
+Block 0 (the grouping factor with most levels) first: per level, M_j = Lambda_0'A_00,j Lambda_0 + I and
+its Cholesky factor. Eliminating block 0 leaves, with W_j = Lambda_0 M_j^-1 Lambda_0' per level,
+
+    K     = A_RR - A_R0 W A_R0'        K_XR = A_XR - A_X0 W A_R0'        K_XX = A_XX - A_X0 W A_X0'
+    S     = [[Lambda_R'K Lambda_R + I, .], [K_XR Lambda_R, K_XX]]
+
+whose dense Cholesky factor holds L_RR, L_XR, L_XX and, in its last diagonal entry, r (r^2 = the penalized
+residual sum of squares). K's update A_R0 W A_R0' is computed by one of two strategies: the precomputed pairs
+of A_R0's entries (one sparse mat-vec; :class:`~mmcli.lmm.gram.Gram`) or a sparse product.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmcli.lmm._lazy import sla
+from mmcli.lmm.gram import Gram, block_diagonal
+
+
+@dataclass(frozen=True, eq=False)
+class Factor:
+    """The pieces of L at one theta."""
+
+    templates: list[np.ndarray]  # the block templates at theta
+    L00: np.ndarray  # (nl0, p0, p0): per-level lower Cholesky factors of M_j
+    W: np.ndarray  # (nl0, p0, p0): Lambda_0 M_j^-1 Lambda_0'
+    Lrest: np.ndarray  # the lower factor of S: [L_RR; L_XR L_XX; l_yR l_yX r]
+    logdetZ: float  # log |L_ZZ|^2
+    logdetX: float  # log |L_XX|^2
+    pwrss: float  # r^2 (nan without y)
+
+
+def update_L(g: Gram, theta: np.ndarray) -> Factor:
+    """Factor Omega(theta) blockwise; see the module docstring."""
+    Ts = g.block_templates(theta)
+    L00, W, logdet0 = _first_block(g, Ts[0] if g.first is not None else None)
+    S = _schur_complement(g, Ts, W)
+    Lrest = _cholesky(S, numpy_only=g.qR == 0)
+    d = np.diagonal(Lrest)
+    qR, p = g.qR, g.p
+    logdetR = 2.0 * float(np.sum(np.log(d[:qR]))) if qR else 0.0
+    logdetX = 2.0 * float(np.sum(np.log(d[qR : qR + p]))) if p else 0.0
+    pwrss = float(d[-1] ** 2) if g.has_y else math.nan
+    return Factor(Ts, L00, W, Lrest, logdet0 + logdetR, logdetX, pwrss)
+
+
+def _first_block(g: Gram, T0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per level of block 0: L00 = chol(Lambda_0'A_00 Lambda_0 + I), W = Lambda_0 M^-1 Lambda_0', log|L_00|^2."""
+    if g.first is None or T0 is None:
+        empty = np.zeros((0, 0, 0))
+        return empty, empty, 0.0
+    p0 = g.first.p
+    M = np.einsum("ji,ljk,km->lim", T0, g.A00, T0, optimize=True)
+    M[:, np.arange(p0), np.arange(p0)] += 1.0
+    if p0 == 1:
+        L00 = np.sqrt(M)
+        W = T0[0, 0] ** 2 / M
+    else:
+        L00 = np.linalg.cholesky(M)
+        W = T0 @ np.linalg.solve(M, np.broadcast_to(T0.T, M.shape))
+    logdet0 = 2.0 * float(np.sum(np.log(np.diagonal(L00, axis1=1, axis2=2))))
+    return L00, W, logdet0
+
+
+def _schur_complement(g: Gram, Ts: list[np.ndarray], W: np.ndarray) -> np.ndarray:
+    """S of the module docstring, lower triangle filled (the upper may hold anything)."""
+    qR, p1 = g.qR, g.p1
+    S = np.empty((qR + p1, qR + p1))
+    AXW = None
+    if g.first is not None:  # A_X0 W, level by level
+        nl0, p0 = g.first.nlevels, g.first.p
+        AXW = np.einsum("alj,ljk->alk", g.AX0.reshape(p1, nl0, p0), W).reshape(p1, nl0 * p0)
+        S[qR:, qR:] = g.AXX - AXW @ g.AX0.T
+    else:
+        S[qR:, qR:] = g.AXX
+    if not qR:
+        return S
+    K, KXR = _update_K(g, W, AXW)
+    rest = g.rest_templates(Ts)
+    if g.rest_scalar:
+        lam = g.lambda_rest_diag(rest)
+        np.multiply(K, lam[:, None], out=S[:qR, :qR])
+        S[:qR, :qR] *= lam[None, :]
+        S[qR:, :qR] = KXR * lam
+    else:
+        LamR = g.lambda_rest(rest)
+        S[:qR, :qR] = LamR.T @ (LamR.T @ K).T
+        S[qR:, :qR] = np.asarray((LamR.T @ KXR.T).T)
+    S[np.arange(qR), np.arange(qR)] += 1.0
+    return S
+
+
+def _update_K(g: Gram, W: np.ndarray, AXW: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """K = A_RR - A_R0 W A_R0' (symmetric where it is read) and K_XR = A_XR - A_X0 W A_R0'."""
+    if g.AR0 is None or AXW is None:
+        return g.ARR, g.AXR
+    KXR = g.AXR - np.asarray((g.AR0 @ AXW.T).T)
+    if g.pairs is not None:
+        K = g.ARR.copy()
+        K.ravel()[g.pair_targets] -= g.pairs @ W.ravel()  # the lower triangle only
+        if not g.rest_scalar:
+            K = np.tril(K) + np.tril(K, -1).T
+        return K, KXR
+    WA = block_diagonal(W) @ g.AR0.T
+    return g.ARR - (g.AR0 @ WA).toarray(), KXR
+
+
+def _cholesky(S: np.ndarray, numpy_only: bool) -> np.ndarray:
+    """The lower Cholesky factor of S (numpy's when S is small: no scipy import for one-factor models). When
+    the y row makes S only semidefinite (a perfect fit), the leading block is factored and r = 0."""
+    try:
+        if numpy_only:
+            return np.linalg.cholesky(S)
+        return sla.cholesky(S, lower=True, check_finite=False, overwrite_a=True)
+    except np.linalg.LinAlgError:
+        pass
+    L = np.linalg.cholesky(S[:-1, :-1])
+    Ly = np.linalg.solve(L, S[-1, :-1])
+    out = np.zeros_like(S)
+    out[:-1, :-1] = L
+    out[-1, :-1] = Ly
+    out[-1, -1] = math.sqrt(max(S[-1, -1] - Ly @ Ly, 0.0))
+    return out

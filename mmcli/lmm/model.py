@@ -1,0 +1,230 @@
+"""The public core: a model prepared once, its criterion at any theta, the fit at a given theta, the fit.
+
+The objective is a chain of small steps: theta -> working theta -> update L -> read the criterion off it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from mmcli.errors import DataError, ModelError
+from mmcli.lmm.criterion import Dof, criterion
+from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
+from mmcli.lmm.factor import update_L
+from mmcli.lmm.gram import Gram
+from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, no_optimizer
+from mmcli.lmm.rank import aliased_columns_r
+from mmcli.lmm.results import SINGULAR_TOL, LmmFit, working_results
+from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
+from mmcli.lmm.transform import Working, WorkingFit, prepare, weighted_term
+
+POLISH_MAX_QR = 300  # the polishing pass runs when the dense part of the factor is at most this large ...
+POLISH_MAX_DENSE_ROWS = 1000  # ... or, for the dense formulation, the data this small
+
+
+class LmmModel:
+    """y = X beta + Z b + e, b ~ N(0, sigma^2 Lambda Lambda'), e ~ N(0, sigma^2 W^-1), with prior weights W
+    and a known offset in the linear predictor (Bates et al. 2015, sections 2-3).
+
+    Aliased columns of X are dropped (as lme4), the data are put in the working parametrization of
+    :mod:`mmcli.lmm.transform`, and the Gram matrix of [Z X y] is formed once (``method="fast"``) or the
+    tutorial's dense V is used (``method="dense"``, small data). ``overwrite_y`` lets the model keep its
+    working response in y's own memory (large data)."""
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        terms: Sequence[ReTerm],
+        *,
+        xnames: Sequence[str] | None = None,
+        weights: np.ndarray | None = None,
+        offset: np.ndarray | None = None,
+        method: str = "fast",
+        overwrite_y: bool = False,
+    ):
+        X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        self.n = n = y.shape[0]
+        if X.ndim != 2 or X.shape[0] != n:
+            raise DataError("X and y have different numbers of rows.")
+        self.weights = _check_vector(weights, n, "prior weights", positive=True)
+        offset = _check_vector(offset, n, "offset", positive=False)
+        names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
+        keep, drop, RX = aliased_columns_r(X)
+        self.dropped_columns = tuple(names[i] for i in drop)
+        self.xnames = tuple(names[i] for i in keep)
+        self.p = p = keep.size
+        check_terms(terms, n)
+        if n - p <= 0:
+            raise ModelError(f"{n} observations are too few for {p} fixed effects.")
+        if not terms:
+            raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
+        if drop.size:
+            X, RX = X[:, keep], RX[:, keep]
+        if method not in ("fast", "dense"):
+            raise ModelError(f"Unknown method '{method}': use fast or dense.")
+        if method == "dense" and n > DENSE_MAX_ROWS:
+            raise ModelError(
+                f"The dense formulation holds an n x n matrix and is limited to {DENSE_MAX_ROWS} rows; these "
+                f"data have {n}. Use the blocked Cholesky (method fast).",
+                param="method",
+            )
+        self.method = method
+        self.terms = list(terms)
+        self.work: Working = prepare(
+            X, y, terms, RX, weights=self.weights, offset=offset, dense=method == "dense", overwrite_y=overwrite_y
+        )
+        w = self.work
+        self._gram = Gram(w.X, w.y, w.terms) if method == "fast" else None
+        self._dense = DenseProblem(w.X, w.y, w.terms) if method == "dense" else None
+
+    @property
+    def lower(self) -> np.ndarray:
+        return lower_bounds(self.terms)
+
+    # ----------------------------------------------------------------------------------------------
+    # the chain: theta -> update L -> criterion
+
+    def _working_objective(self, theta_w: np.ndarray, dof: Dof) -> float:
+        if self._dense is not None:
+            return self._dense.objective(theta_w, dof)
+        assert self._gram is not None
+        f = update_L(self._gram, theta_w)
+        return criterion(f.logdetZ, f.logdetX, f.pwrss, dof)
+
+    def objective(self, theta: np.ndarray, reml: bool) -> float:
+        """-2 log L(theta) (ML) or the REML criterion at theta, profiled over beta and sigma."""
+        dof = Dof(self.n, self.p, reml)
+        th = self.work.theta_to_working(theta)
+        return self._working_objective(th, dof) + self.work.criterion_shift(dof)
+
+    def fit_at(self, theta: np.ndarray, reml: bool) -> LmmFit:
+        """Everything at a given theta, without the optimizer."""
+        theta = np.asarray(theta, dtype=float)
+        return self._fit_at_working(self.work.theta_to_working(theta), reml, no_optimizer(theta), True)
+
+    def fit(self, reml: bool, progress: Callable[[int, float], None] | None = None) -> LmmFit:
+        """theta by BOBYQA on the profiled criterion, then everything at the optimum (Bates et al. 2015,
+        sections 3.4-3.6). Near-zero variances are put on their bound when that is no worse, so that a
+        singular fit reports exactly zero (lme4's BOBYQA lands there exactly)."""
+        dof = Dof(self.n, self.p, reml)
+        lower = self.lower
+
+        def crit(th: np.ndarray) -> float:
+            return self._working_objective(th, dof)
+
+        cheap = self.n <= POLISH_MAX_DENSE_ROWS if self._dense is not None else self._gram.qR <= POLISH_MAX_QR  # type: ignore[union-attr]
+        theta, fval, rec, ok = bobyqa(crit, start_theta(self.work.terms), lower, progress, polish=cheap)
+        theta = np.where(np.abs(theta) < 1e-13, 0.0, theta)
+        for i in np.flatnonzero((lower == 0.0) & (theta > 0.0) & (theta < SINGULAR_TOL)):
+            trial = theta.copy()
+            trial[i] = 0.0
+            f0 = crit(trial)
+            if f0 <= fval + 1e-10 * max(1.0, abs(fval)):
+                theta, fval = trial, f0
+        return self._fit_at_working(theta, reml, rec, ok)
+
+    def _fit_at_working(self, theta_w: np.ndarray, reml: bool, rec: OptimizerRecord, ok: bool) -> LmmFit:
+        dof = Dof(self.n, self.p, reml)
+        wf: WorkingFit
+        if self._dense is not None:
+            wf = self._dense.results(theta_w, dof)
+            rec = dataclasses.replace(rec, name=rec.name + " (dense V)")
+        else:
+            assert self._gram is not None
+            wf = working_results(self._gram, update_L(self._gram, theta_w), theta_w, dof, self.work.X)
+        return LmmFit(
+            reml=reml,
+            n=self.n,
+            terms=tuple(self.terms),
+            xnames=self.xnames,
+            converged=ok,
+            optimizer=rec,
+            dropped_columns=self.dropped_columns,
+            weights=self.weights,
+            **self.work.back(wf, dof),
+        )
+
+
+def fit_lmm(
+    X: np.ndarray,
+    y: np.ndarray,
+    terms: Sequence[ReTerm],
+    *,
+    reml: bool = False,
+    xnames: Sequence[str] | None = None,
+    weights: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+    method: str = "fast",
+    progress: Callable[[int, float], None] | None = None,
+    overwrite_y: bool = False,
+) -> LmmFit:
+    """Fit the LMM by ML or REML: ``LmmModel(...).fit(reml)``."""
+    model = LmmModel(X, y, terms, xnames=xnames, weights=weights, offset=offset, method=method, overwrite_y=overwrite_y)
+    return model.fit(reml, progress)
+
+
+def fit_at_theta(
+    X: np.ndarray,
+    y: np.ndarray,
+    terms: Sequence[ReTerm],
+    theta: np.ndarray,
+    *,
+    reml: bool = False,
+    xnames: Sequence[str] | None = None,
+    weights: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+    method: str = "fast",
+) -> LmmFit:
+    """Everything at a given theta, with no optimizer: ``LmmModel(...).fit_at(theta, reml)``."""
+    return LmmModel(X, y, terms, xnames=xnames, weights=weights, offset=offset, method=method).fit_at(theta, reml)
+
+
+def xtvinvx(X: np.ndarray, terms: Sequence[ReTerm], theta: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """X' V0^-1 X with V0 = W^-1 + Z Lambda Lambda'Z' (the covariance of y over sigma^2), as L_XX L_XX' of the
+    blocked factor of [Z X] (no y). X is used as given: no column is dropped or transformed."""
+    X = np.asarray(X, dtype=float)
+    if weights is not None:
+        sw = np.sqrt(_check_vector(weights, X.shape[0], "prior weights", positive=True))
+        X, terms = X * sw[:, None], [weighted_term(t, sw) for t in terms]
+    g = Gram(X, None, terms)
+    f = update_L(g, np.asarray(theta, dtype=float))
+    LXX = f.Lrest[g.qR :, g.qR :]
+    return LXX @ LXX.T
+
+
+def check_terms(terms: Sequence[ReTerm], n: int) -> None:
+    """lme4's checks: every grouping factor has >= 2 levels and fewer levels than observations."""
+    for t in terms:
+        if not t.indicator:
+            continue
+        if t.nlevels < 2:
+            raise ModelError(
+                f"Grouping factor '{t.group}' has {t.nlevels} level; a random effect needs at least 2 levels."
+            )
+        if t.nlevels >= n:
+            raise ModelError(
+                f"Grouping factor '{t.group}' has as many levels ({t.nlevels}) as observations ({n}); "
+                "its variance cannot be told apart from the residual variance."
+            )
+        if t.nlevels * t.p >= n:
+            raise ModelError(
+                f"The term ({' + '.join(t.names)} | {t.group}) has {t.nlevels * t.p} random effects for {n} "
+                "observations; the variance parameters cannot be identified. Simplify the term."
+            )
+
+
+def _check_vector(v: np.ndarray | None, n: int, what: str, *, positive: bool) -> np.ndarray | None:
+    if v is None:
+        return None
+    v = np.asarray(v, dtype=float).ravel()
+    if v.size != n:
+        raise DataError(f"The {what}: {v.size} values for {n} observations.")
+    if not np.all(np.isfinite(v)):
+        raise DataError(f"The {what}: every value must be a finite number.")
+    if positive and np.any(v <= 0):
+        raise DataError(f"The {what}: every value must be positive; the smallest is {float(v.min()):g}.")
+    return v

@@ -1,0 +1,52 @@
+"""Rank-deficient fixed effects: which columns of X are aliased (lme4's chkRank.drop.cols, with R's qr())."""
+
+from __future__ import annotations
+
+import numpy as np
+
+RANK_TOL = 1e-7  # R's qr() tolerance, as lme4 calls it
+
+
+def aliased_columns(X: np.ndarray, tol: float = RANK_TOL) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of X to keep and to drop as linear combinations of earlier ones."""
+    keep, drop, _ = aliased_columns_r(X, tol)
+    return keep, drop
+
+
+def aliased_columns_r(X: np.ndarray, tol: float = RANK_TOL, block: int = 65536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keep, drop, R) with X = Q R. R's qr() (LINPACK's limited pivoting) moves a column to the end when what
+    is left of it after the earlier columns is below tol times its own norm, so the earlier of two aliased
+    columns is kept. The decision is made on unit-norm columns (scale-invariant), and R is accumulated over row
+    blocks (TSQR), so no copy of X is made; the rotations change no column norm or inner product."""
+    n, p = X.shape
+    if p == 0:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros((0, 0))
+    scale = np.sqrt(np.einsum("ij,ij->j", X, X))
+    scale[scale == 0] = 1.0
+    R: np.ndarray = np.zeros((0, p))
+    for start in range(0, n, block):
+        R = np.asarray(np.linalg.qr(np.vstack([R, X[start : start + block] / scale]), mode="r"))
+    keep = _independent_in_order(R, tol)
+    drop = np.setdiff1d(np.arange(p), keep)
+    return keep, drop, R * scale  # X / scale = Q R, so X = Q (R * scale)
+
+
+def _independent_in_order(R: np.ndarray, tol: float) -> np.ndarray:
+    """Columns of R kept in their order: a column whose residual after the kept ones is below tol times its
+    own norm is aliased (modified Gram-Schmidt, twice, on the small p x p R)."""
+    A = np.array(R, dtype=float)
+    basis: list[np.ndarray] = []
+    keep = []
+    for j in range(A.shape[1]):
+        v = A[:, j].copy()
+        norm0 = float(np.sqrt(v @ v))
+        if norm0 == 0.0:
+            continue
+        for _ in range(2):  # reorthogonalize: the decision rests on a small residual
+            for q in basis:
+                v -= (q @ v) * q
+        nv = float(np.sqrt(v @ v))
+        if nv > tol * norm0:
+            basis.append(v / nv)
+            keep.append(j)
+    return np.array(keep, dtype=int)

@@ -1,0 +1,201 @@
+"""Results at theta-hat, read off the factor (Bates et al. 2015, sections 3.5-3.6), and the fitted model.
+
+beta and u by back-substitution: beta = L_XX^-T l_yX, u_R = L_RR^-T (l_yR - L_XR' beta), and per level of
+block 0 u_0 = M^-1 Lambda_0'(A_0y - A_0X beta - A_0R Lambda_R u_R). vcov(beta) = sigma^2 (L_XX L_XX')^-1.
+The conditional covariance of u is sigma^2 times the diagonal blocks of (L_ZZ L_ZZ')^-1: for the rest blocks
+those of S_RR^-1 = (L_RR L_RR')^-1, for block 0 M^-1 + G_j' S_RR^-1 G_j with G = Lambda_R'A_R0 Lambda_0 M^-1.
+b = Lambda u, and its conditional covariance Lambda C_u Lambda'.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmcli.lmm._lazy import sla, sp
+from mmcli.lmm.criterion import Dof, criterion, sigma_hat
+from mmcli.lmm.factor import Factor
+from mmcli.lmm.gram import Gram, block_diagonal
+from mmcli.lmm.optimizer import OptimizerRecord
+from mmcli.lmm.terms import ReTerm, lower_bounds, templates, theta_offsets
+from mmcli.lmm.transform import WorkingFit
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4) on the diagonal entries of theta
+
+
+@dataclass(frozen=True, eq=False)
+class LmmFit:
+    """Everything a fitted LMM reports, on the user's scale. Built once by :class:`mmcli.lmm.LmmModel`."""
+
+    reml: bool
+    n: int
+    terms: tuple[ReTerm, ...]
+    xnames: tuple[str, ...]
+    theta: np.ndarray
+    sigma: float
+    beta: np.ndarray
+    vcov: np.ndarray
+    objective: float  # -2 log-likelihood (ML) or the REML criterion
+    ranef: list[np.ndarray]  # per term, (nlevels, p): conditional modes b
+    cond_cov: list[np.ndarray]  # per term, (nlevels, p, p)
+    fitted: np.ndarray  # X beta + Z b + offset
+    residuals: np.ndarray  # y - fitted
+    converged: bool
+    optimizer: OptimizerRecord
+    dropped_columns: tuple[str, ...] = ()
+    weights: np.ndarray | None = None  # prior weights
+
+    @property
+    def loglik(self) -> float:
+        return -0.5 * self.objective
+
+    @property
+    def npar(self) -> int:
+        return len(self.beta) + self.theta.size + 1
+
+    @property
+    def aic(self) -> float:
+        return self.objective + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return self.objective + math.log(self.n) * self.npar
+
+    @property
+    def df_resid(self) -> int:
+        return self.n - self.npar
+
+    @property
+    def cond_sd(self) -> list[np.ndarray]:
+        """Per term, (nlevels, p): conditional standard deviations of the random effects."""
+        return [np.sqrt(np.maximum(np.diagonal(C, axis1=1, axis2=2), 0.0)) for C in self.cond_cov]
+
+    @property
+    def theta_offsets(self) -> tuple[int, ...]:
+        """Where each term's entries start in theta (term i owns theta[off : off + terms[i].ntheta])."""
+        return theta_offsets(self.terms)
+
+    @property
+    def singular(self) -> bool:
+        diag = lower_bounds(self.terms) == 0.0
+        return bool(np.any(self.theta[diag] < SINGULAR_TOL))
+
+    @property
+    def pearson_residuals(self) -> np.ndarray:
+        """sqrt(w) (y - fitted): the residuals on the scale of the unit-weight model."""
+        return self.residuals if self.weights is None else self.residuals * np.sqrt(self.weights)
+
+    def term_covariances(self) -> list[np.ndarray]:
+        """sigma^2 Lambda_k Lambda_k' per term: the covariance matrix of one level's random effects."""
+        return [self.sigma**2 * (T @ T.T) for T in templates(self.terms, self.theta)]
+
+
+def working_results(g: Gram, f: Factor, theta: np.ndarray, dof: Dof, X: np.ndarray) -> WorkingFit:
+    """Everything at theta in the working parametrization, from the Gram matrix and the factor."""
+    p, qR = g.p, g.qR
+    beta, uR, u0 = _modes(g, f)
+    sigma = sigma_hat(f.pwrss, dof)
+    LXX = f.Lrest[qR : qR + p, qR : qR + p]
+    LXXinv = np.linalg.inv(LXX) if p else np.zeros((0, 0))
+    vcov = sigma**2 * (LXXinv.T @ LXXinv)
+    u_blocks, cov_u_blocks = _per_block(g, f, uR, u0)
+    ranef: list[np.ndarray] = [np.zeros(0)] * len(g.terms)
+    cond_cov: list[np.ndarray] = [np.zeros(0)] * len(g.terms)
+    fitted = X @ beta
+    for b, T, ub, Cu in zip(g.blocks, f.templates, u_blocks, cov_u_blocks):
+        bb = ub @ T.T  # b_level = T u_level
+        Cb = np.einsum("ij,ljk,mk->lim", T, Cu, T) * sigma**2
+        if b.indicator and b.codes is not None and b.T is not None:  # Z b by level codes, without forming Z
+            fitted += np.einsum("ij,ij->i", b.T, bb[b.codes]) if b.p > 1 else b.T[:, 0] * bb[b.codes, 0]
+        else:
+            fitted += b.Z @ bb.ravel()
+        for ti, off in zip(b.terms, b.offsets):
+            pt = g.terms[ti].p
+            ranef[ti] = bb[:, off : off + pt]
+            cond_cov[ti] = Cb[:, off : off + pt, off : off + pt]
+    objective = criterion(f.logdetZ, f.logdetX, f.pwrss, dof)
+    return WorkingFit(theta, sigma, beta, vcov, objective, ranef, cond_cov, fitted)
+
+
+def _modes(g: Gram, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """beta, u_R and u_0 by back-substitution (the y row of L holds the right-hand side)."""
+    p, qR = g.p, g.qR
+    Lr = f.Lrest
+    ly = Lr[-1, :]
+    beta = np.linalg.solve(Lr[qR : qR + p, qR : qR + p].T, ly[qR : qR + p]) if p else np.zeros(0)
+    uR = np.zeros(0)
+    if qR:
+        uR = sla.solve_triangular(Lr[:qR, :qR].T, ly[:qR] - Lr[qR : qR + p, :qR].T @ beta, lower=False)
+    if g.first is None:
+        return beta, uR, np.zeros(0)
+    nl0, p0 = g.first.nlevels, g.first.p
+    rhs = g.AX0[-1, :] - g.AX0[:p, :].T @ beta  # A_0y - A_0X beta
+    if g.AR0 is not None:
+        rhs = rhs - g.AR0.T @ (g.lambda_rest(g.rest_templates(f.templates)) @ uR)
+    rhs = (rhs.reshape(nl0, p0) @ f.templates[0]).reshape(nl0, p0, 1)  # Lambda_0' r per level
+    u0 = _solve_levels(f.L00, rhs).reshape(nl0, p0)
+    return beta, uR, u0.ravel()
+
+
+def _solve_levels(L: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """M_j^-1 rhs_j per level from the Cholesky factors L_j of M_j."""
+    if L.shape[1] == 1:
+        return rhs / L**2
+    z = np.linalg.solve(L, rhs)
+    return np.linalg.solve(np.transpose(L, (0, 2, 1)), z)
+
+
+def _per_block(g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """u and its conditional covariance (up to sigma^2) per block, as (nl, pb) and (nl, pb, pb) arrays."""
+    qR = g.qR
+    Sinv = _inverse_from_cholesky(f.Lrest[:qR, :qR]) if qR else np.zeros((0, 0))
+    u_blocks, cov_blocks = [], []
+    if g.first is not None:
+        nl0, p0 = g.first.nlevels, g.first.p
+        L00inv = 1.0 / f.L00 if p0 == 1 else np.linalg.inv(f.L00)
+        Minv = np.einsum("lki,lkj->lij", L00inv, L00inv)
+        C0 = Minv.copy()
+        if qR and g.AR0 is not None:
+            Lam0 = block_diagonal(np.broadcast_to(f.templates[0], (nl0, p0, p0)))
+            LamR = g.lambda_rest(g.rest_templates(f.templates))
+            G = (LamR.T @ g.AR0 @ Lam0 @ block_diagonal(Minv)).tocsc()
+            C0 += _sparse_quadratic_blocks(G, Sinv, nl0, p0)
+        u_blocks.append(u0.reshape(nl0, p0))
+        cov_blocks.append(C0)
+    off = 0
+    for b in g.rest:
+        idx = off + np.arange(b.q).reshape(b.nlevels, b.p)
+        u_blocks.append(uR[off : off + b.q].reshape(b.nlevels, b.p))
+        cov_blocks.append(Sinv[idx[:, :, None], idx[:, None, :]])
+        off += b.q
+    return u_blocks, cov_blocks
+
+
+def _inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
+    """(L L')^-1 from the lower Cholesky factor L (LAPACK dpotri), symmetrized."""
+    inv, info = sla.lapack.dpotri(L, lower=1)
+    if info != 0:
+        Li = sla.solve_triangular(L, np.eye(L.shape[0]), lower=True)
+        return Li.T @ Li
+    inv = np.tril(inv)
+    return inv + np.tril(inv, -1).T
+
+
+def _sparse_quadratic_blocks(H: sp.csc_matrix, M: np.ndarray, nl: int, p: int) -> np.ndarray:
+    """For each level j (columns j*p .. j*p+p-1 of the sparse H): H_j' M H_j, as an (nl, p, p) array.
+    M H is formed for a chunk of columns at a time (a sparse-dense product), then multiplied elementwise with
+    H and summed by column: about nnz(H) * rows(M) operations and bounded memory."""
+    q = H.shape[1]
+    out = np.zeros((nl, p, p))
+    step = max(p, ((1 << 23) // max(M.shape[0], 1)) // p * p)
+    for c0 in range(0, q, step):
+        Hc = H[:, c0 : c0 + step]
+        MH = np.asarray((Hc.T @ M).T)  # M symmetric: (H' M)' = M H
+        for a in range(p):
+            Ha = Hc[:, a::p]
+            for b in range(p):
+                v = np.asarray(Ha.multiply(MH[:, b::p]).sum(axis=0)).ravel()
+                out[c0 // p : c0 // p + v.size, a, b] = v
+    return out

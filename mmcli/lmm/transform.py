@@ -1,0 +1,238 @@
+"""The working parametrization, in which the criterion is optimized, and the one way back from it.
+
+From the user's y, X (its kept columns), terms, prior weights w and offset o:
+
+1. weights and offset: the rows of X, of y - o and of each term's template columns (or Z) are multiplied by
+   sqrt(w): the weighted model is then an unweighted one, whose -2 log L is the weighted one's plus sum(log w);
+2. X -> X M with M = R^-1 when X = QR is ill-conditioned (nearly collinear or wildly scaled columns), or
+   M = diag(1/|x_j|) for the dense formulation: beta = M beta_w, and the REML criterion shifts by -2 log|M|;
+3. template columns far from unit scale (RMS outside [1e-2, 1e2], e.g. a slope in seconds) are divided by
+   their RMS c, so that BOBYQA's start and steps suit them: theta_ij = theta_w,ij / c_i, b = b_w / c;
+4. y0 = (y~ - X~ b0) / s with b0 the least-squares coefficients and s the scale of what is left: sigma, beta
+   and b scale by s and the criterion shifts by 2 d log s (d = n or n - p), and the Gram matrix holds no
+   large entries that cancel (a response far from zero, or of magnitude 1e150, loses nothing).
+
+:meth:`Working.back` undoes all four at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmcli.errors import DataError
+from mmcli.lmm.criterion import Dof
+from mmcli.lmm.terms import ReTerm, theta_offsets
+
+BLOCK_ROWS = 65536  # row blocks for the n-vector updates (no n x p temporaries)
+
+
+@dataclass(frozen=True, eq=False)
+class WorkingFit:
+    """A fit in the working parametrization (see the module docstring)."""
+
+    theta: np.ndarray
+    sigma: float
+    beta: np.ndarray
+    vcov: np.ndarray
+    objective: float
+    ranef: list[np.ndarray]  # per term, (nlevels, p)
+    cond_cov: list[np.ndarray]  # per term, (nlevels, p, p)
+    fitted: np.ndarray  # X~ beta_w + Z~ b_w, on the working rows
+
+
+@dataclass(frozen=True, eq=False)
+class Working:
+    X: np.ndarray  # X~ (the user's X itself when nothing had to change: no copy)
+    y: np.ndarray  # y0
+    terms: list[ReTerm]  # weighted, column-scaled terms
+    user_terms: list[ReTerm]
+    M: np.ndarray | None
+    tscale: list[np.ndarray | None]
+    b0: np.ndarray
+    s: float
+    sqrtw: np.ndarray | None
+    offset: np.ndarray | None
+    log_w_sum: float
+
+    # ----------------------------------------------------------------------------------------------
+    # theta
+
+    def _row_scale(self) -> np.ndarray:
+        """For each theta entry, the scale c of its template row (1 where the term is not scaled)."""
+        out = np.ones(sum(t.ntheta for t in self.terms))
+        for t, c, k in zip(self.terms, self.tscale, theta_offsets(self.terms)):
+            if c is not None:
+                out[k : k + t.ntheta] = [c[i] for i, _ in t.template_positions()]
+        return out
+
+    def theta_to_working(self, theta: np.ndarray) -> np.ndarray:
+        return np.asarray(theta, dtype=float) * self._row_scale()
+
+    def theta_from_working(self, theta_w: np.ndarray) -> np.ndarray:
+        return np.asarray(theta_w, dtype=float) / self._row_scale()
+
+    def criterion_shift(self, dof: Dof) -> float:
+        """What turns the working criterion into the user's: 2 d log s, -2 log|M| (REML), -sum(log w)."""
+        shift = 2.0 * dof.resid * math.log(self.s) - self.log_w_sum
+        if dof.reml and self.M is not None:
+            shift -= 2.0 * float(np.linalg.slogdet(self.M)[1])
+        return shift
+
+    # ----------------------------------------------------------------------------------------------
+    # back
+
+    def back(self, wf: WorkingFit, dof: Dof) -> dict:
+        """The user's quantities from a working fit: theta, sigma, beta, vcov, objective, ranef, cond_cov,
+        fitted and residuals (as a dict of LmmFit fields)."""
+        s = self.s
+        beta = wf.beta * s + self.b0
+        vcov = wf.vcov * s**2
+        if self.M is not None:
+            beta, vcov = self.M @ beta, self.M @ vcov @ self.M.T
+        ranef, cond_cov = [], []
+        for b, C, c in zip(wf.ranef, wf.cond_cov, self.tscale):
+            cc = np.ones(b.shape[1]) if c is None else c
+            ranef.append(b * s / cc)
+            cond_cov.append(C * s**2 / np.outer(cc, cc))
+        resid = self.y - wf.fitted
+        resid *= s
+        fitted = wf.fitted
+        fitted *= s
+        subtract_xb(fitted, self.X, -self.b0)
+        if self.sqrtw is not None:
+            resid /= self.sqrtw
+            fitted /= self.sqrtw
+        if self.offset is not None:
+            fitted += self.offset
+        return {
+            "theta": self.theta_from_working(wf.theta),
+            "sigma": wf.sigma * s,
+            "beta": beta,
+            "vcov": vcov,
+            "objective": wf.objective + self.criterion_shift(dof),
+            "ranef": ranef,
+            "cond_cov": cond_cov,
+            "fitted": fitted,
+            "residuals": resid,
+        }
+
+
+def prepare(
+    X: np.ndarray,
+    y: np.ndarray,
+    terms: Sequence[ReTerm],
+    RX: np.ndarray,
+    *,
+    weights: np.ndarray | None,
+    offset: np.ndarray | None,
+    dense: bool,
+    overwrite_y: bool,
+) -> Working:
+    """The working parametrization of the module docstring; RX is R of X = QR (X's kept columns)."""
+    from mmcli.lmm.rank import aliased_columns_r
+
+    sqrtw = None if weights is None else np.sqrt(weights)
+    yw = y if overwrite_y and y.flags.writeable else y.copy()
+    if offset is not None:
+        yw -= offset
+    user_terms = list(terms)
+    if sqrtw is not None:
+        X = X * sqrtw[:, None]
+        yw *= sqrtw
+        terms = [weighted_term(t, sqrtw) for t in terms]
+        RX = aliased_columns_r(X)[2]
+    M = _x_transform(X, RX, dense)
+    if M is not None:
+        X = X @ M
+    terms, tscale = _scale_templates(terms)
+    b0 = _least_squares(X, yw)
+    subtract_xb(yw, X, b0)
+    s = _response_scale(yw)
+    if not 1e-153 < s < 1e153:  # sigma^2 and vcov must stay representable
+        raise DataError(
+            f"The response varies on a scale of {s:.3g}: its variance cannot be represented in double "
+            "precision. Rescale the response (divide it by a power of ten) and fit again."
+        )
+    yw /= s
+    log_w_sum = float(np.sum(np.log(weights))) if weights is not None else 0.0
+    return Working(X, yw, terms, user_terms, M, tscale, b0, s, sqrtw, offset, log_w_sum)
+
+
+def weighted_term(t: ReTerm, sqrtw: np.ndarray) -> ReTerm:
+    """The term with its rows multiplied by sqrt(w)."""
+    if t.indicator and t.T is not None:
+        return dataclasses.replace(t, T=t.T * sqrtw[:, None])
+    from mmcli.lmm._lazy import sp
+
+    return dataclasses.replace(t, Z=(sp.diags(sqrtw) @ t.zmat()).tocsc())
+
+
+def _x_transform(X: np.ndarray, RX: np.ndarray, dense: bool) -> np.ndarray | None:
+    """M with X M well conditioned, or None to use X as it is (no copy: the large-data path)."""
+    if X.shape[1] == 0:
+        return None
+    R = np.asarray(np.linalg.qr(RX, mode="r")) if RX.shape[0] != RX.shape[1] else RX
+    if np.abs(np.diag(R)).min() <= 0:
+        return None
+    cnorm = np.sqrt(np.sum(R * R, axis=0))
+    if np.linalg.cond(R / cnorm) > 1e4:
+        return np.linalg.inv(R)  # X R^-1 has orthonormal columns
+    return np.diag(1.0 / cnorm) if dense else None
+
+
+def _scale_templates(terms: Sequence[ReTerm]) -> tuple[list[ReTerm], list[np.ndarray | None]]:
+    """Indicator terms' template columns with RMS outside [1e-2, 1e2] divided by their RMS."""
+    out: list[ReTerm] = []
+    scales: list[np.ndarray | None] = []
+    for t in terms:
+        c = None
+        if t.indicator and t.T is not None and t.codes is not None:
+            rms = np.sqrt(np.mean(t.T * t.T, axis=0))
+            c = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), rms, 1.0)
+            c = None if np.all(c == 1.0) else c
+        out.append(t if c is None else dataclasses.replace(t, T=t.T / c))
+        scales.append(c)
+    return out, scales
+
+
+def _least_squares(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rough least-squares coefficients from the small normal equations (column-scaled). Only used to centre
+    y, so their accuracy does not matter: the fit is exactly invariant to them."""
+    if X.shape[1] == 0:
+        return np.zeros(0)
+    ymax = float(np.max(np.abs(y))) or 1.0
+    c = np.sqrt(np.einsum("ij,ij->j", X, X))
+    c[c == 0] = 1.0
+    G = (X.T @ X) / np.outer(c, c)
+    g = (X.T @ (y / ymax)) / c
+    b, *_ = np.linalg.lstsq(G, g, rcond=None)
+    return b / c * ymax
+
+
+def subtract_xb(y: np.ndarray, X: np.ndarray, b: np.ndarray, block: int = BLOCK_ROWS) -> None:
+    """y -= X b in place, in row blocks (no n-vector temporary)."""
+    for start in range(0, y.size, block):
+        y[start : start + block] -= X[start : start + block] @ b
+
+
+def _response_scale(y: np.ndarray, block: int = BLOCK_ROWS) -> float:
+    """The standard deviation of y (its largest magnitude when constant), computed in blocks on y / max|y|
+    so that neither huge nor tiny responses overflow and no copy of y is made."""
+    if y.size == 0:
+        return 1.0
+    m = float(np.max(np.abs(y)))
+    if not (m > 0 and np.isfinite(m)):
+        return 1.0
+    s1 = s2 = 0.0
+    for start in range(0, y.size, block):
+        v = y[start : start + block] / m
+        s1 += float(v.sum())
+        s2 += float(v @ v)
+    mean = s1 / y.size
+    var = max(s2 / y.size - mean * mean, 0.0)
+    return m * math.sqrt(var) if var > 1e-24 else m
