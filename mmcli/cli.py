@@ -286,7 +286,7 @@ def _parse_numbers(value: str, option: str) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: turns the project's exceptions into one `Error:` line and the exit codes of CONTRACT.md."""
+    """Entry point: turns the project's exceptions into one `Error:` line and the exit codes of docs/cli.md."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     import signal

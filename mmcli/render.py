@@ -107,8 +107,6 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
     head.append(title + "\n", style="bold")
     head.append(f"Formula: {d['formula']}\n")
     head.append(f"   Data: {d.get('data', '')}")
-    if d.get("dropped_rows"):
-        head.append(f"  ({d['dropped_rows']} incomplete rows dropped)")
     out.append(head)
 
     stats = _plain_table(
@@ -153,14 +151,6 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
         for x in fe:
             ft.add_row(x["term"], fixed(x["estimate"], dec), fixed(x["std_error"], dec), fixed(x["t_value"], 2))
         out.append(ft)
-    if d.get("dropped_columns"):
-        out.append(
-            Text(
-                f"fixed-effect model matrix is rank deficient so dropping {len(d['dropped_columns'])} "
-                f"columns / coefficients: {', '.join(d['dropped_columns'])}",
-                style="yellow",
-            )
-        )
     cf = d.get("fixed_correlation") or []
     if len(fe) > 1 and len(fe) <= 12:
         out.append(Text("\nCorrelation of Fixed Effects:", style="bold"))

@@ -11,7 +11,7 @@ Everything here follows mgcv 1.8-41 (Wood 2017, *Generalized Additive Models*, 2
 - ``PredictMat``: the same constrained basis at new x, extrapolated linearly beyond the end knots;
 - ``smooth2random``: S = U D U', X U₊ D₊^(-1/2) a random effect and X U₀ fixed (Wood 2017 §6.6).
 
-The ``rk`` kind is Wood (2006) §3.2's reproducing-kernel cubic spline on [0, 1] (DESIGN.md §2), given the
+The ``rk`` kind is Wood (2006) §3.2's reproducing-kernel cubic spline on [0, 1], given the
 same constraint absorption and scaling so that gamm can treat it as it treats ``cr``. mgcv has no ``rk``
 basis, so it mirrors no mgcv number and is checked only by its own properties.
 
@@ -201,7 +201,7 @@ def cs_shrink(
     between BLAS/LAPACK builds (except for k = 3, where b always comes first). This function builds a and b
     exactly and, by default, gives a the larger shrink·λ_{k-2} and b shrink²·λ_{k-2} for k > 3, the other
     way round for k = 3. For k > 3 that is one of R's two possible answers, fixed so that mmcli gives the
-    same penalty on every machine; it is R's answer for ``s(Days, bs = "cs")`` on sleepstudy (DESIGN.md §4)
+    same penalty on every machine; it is R's answer for ``s(Days, bs = "cs")`` on sleepstudy
     on the reference machine. ``line_first`` forces the order. The penalized part is S projected off the
     null plane P, so S_cs = P S P + λ_a aa' + λ_b bb'.
     """
@@ -230,7 +230,7 @@ def cs_shrink(
 
 
 def rk_kernel(x: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """The reproducing kernel of the cubic spline on [0, 1] (Wood 2006 §3.2; DESIGN.md §2).
+    """The reproducing kernel of the cubic spline on [0, 1] (Wood 2006 §3.2).
 
     R(x, z) = ((z-½)² - 1/12)((x-½)² - 1/12)/4 - ((|x-z|-½)⁴ - ½(|x-z|-½)² + 7/240)/24,
     returned as the len(x) × len(z) matrix R(x_i, z_j).
@@ -348,10 +348,6 @@ class Smooth:
         """
         return self.unconstrained_matrix(x) @ self.Z
 
-    def to_dict(self) -> dict:
-        """The facts a report needs: term, basis, k, knots."""
-        return {"term": self.term, "basis": self.bs, "k": self.k, "knots": [float(v) for v in self.knots]}
-
 
 def _finite(x: np.ndarray, var: str) -> np.ndarray:
     x = np.asarray(x, dtype=float).ravel()
@@ -456,7 +452,7 @@ def smooth_construct(
 
 @dataclass(frozen=True, eq=False)
 class MixedSmooth:
-    """A smooth in mixed-model form (mgcv's ``smooth2random``; Wood 2017 §6.6; DESIGN.md §3).
+    """A smooth in mixed-model form (mgcv's ``smooth2random``; Wood 2017 §6.6).
 
     With S = U diag(d) U' (d decreasing, rank r): the random part ``Zr`` = X U₊ D₊^(-1/2) (n×r) with
     coefficients b ~ N(0, σ²_smooth I), and the fixed part ``Xf`` = X U₀ (n×(m-r)): one column for cr and
