@@ -10,7 +10,7 @@ import functools
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -188,7 +188,9 @@ def spline(fmt: str, data: str, knot_values: str | None, plot_path: str | None, 
 
     kv = _parse_numbers(knot_values, "--knot-values") if knot_values is not None else None
     _check_plot_path(plot_path)
-    out = run_spline(data, SplineOptions(x=kw.pop("x_col"), y=kw.pop("y_col"), knot_values=kv, predict=kw.pop("predict_path"), **kw))
+    out = run_spline(
+        data, SplineOptions(x=kw.pop("x_col"), y=kw.pop("y_col"), knot_values=kv, predict=kw.pop("predict_path"), **kw)
+    )
     _plot(plot_path, "plot_spline", out.result)
     _emit(out, fmt, render.print_spline)
 
@@ -210,7 +212,9 @@ def spline(fmt: str, data: str, knot_values: str | None, plot_path: str | None, 
 @click.option("--predict", "predict_path", metavar="FILE.csv", help="Population-level predictions with se.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Each smooth with its 2 se band.")
 @output_options
-def gamm(fmt: str, data: str, formula: str | None, reml: bool, predict_path: str | None, plot_path: str | None, **kw: Any) -> None:
+def gamm(
+    fmt: str, data: str, formula: str | None, reml: bool, predict_path: str | None, plot_path: str | None, **kw: Any
+) -> None:
     """Fit smooths and random effects as one mixed model by REML (as gamm4).
 
     \b
@@ -357,7 +361,13 @@ def _main(args: list[str], debug: bool) -> None:
         sys.exit(1)
 
 
-_OPTION_OF = {"lambda": "--lambda", "knots": "--knots", "knot_values": "--knot-values", "k": "--k", "method": "--method"}
+_OPTION_OF = {
+    "lambda": "--lambda",
+    "knots": "--knots",
+    "knot_values": "--knot-values",
+    "k": "--k",
+    "method": "--method",
+}
 """The option that gives each argument a library error can be about."""
 
 _NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2

@@ -326,4 +326,7 @@ def column(table: Table, name: str) -> np.ndarray:
 def records(table: Table, columns: list[str]) -> list[dict[str, object]]:
     """Rows of the named columns as plain Python values (for echoing them beside predictions)."""
     frame = table.frame[columns]
-    return [{c: (v.item() if hasattr(v, "item") else v) for c, v in zip(columns, row)} for row in frame.itertuples(index=False)]
+    return [
+        {c: (v.item() if hasattr(v, "item") else v) for c, v in zip(columns, row)}
+        for row in frame.itertuples(index=False)
+    ]

@@ -260,9 +260,7 @@ def lme4_order(nlevels: list[int]) -> list[int]:
     return list(range(len(nlevels)))
 
 
-def build_design(
-    spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, weights: str | None = None
-) -> Design:
+def build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, weights: str | None = None) -> Design:
     """y, X and the random-effects terms of a model spec on these data: the parametric columns, then each
     smooth's unpenalized columns (its penalized part becomes a random-effects term, mgcv's smooth2random),
     and the terms in lme4's order."""

@@ -356,7 +356,9 @@ def _split_double(expr: str) -> list[str]:
     return (["1"] if has_int else []) + [f"0 + {p}" for p in out]
 
 
-_OFFSET = re.compile(r"^offset\s*\(\s*(?:(log)\s*\(\s*(`[^`]+`|[A-Za-z_.][A-Za-z0-9_.]*)\s*\)|(`[^`]+`|[A-Za-z_.][A-Za-z0-9_.]*))\s*\)$")
+_OFFSET = re.compile(
+    r"^offset\s*\(\s*(?:(log)\s*\(\s*(`[^`]+`|[A-Za-z_.][A-Za-z0-9_.]*)\s*\)|(`[^`]+`|[A-Za-z_.][A-Za-z0-9_.]*))\s*\)$"
+)
 
 
 def _parse_offset(p: str, off: int, whole: str) -> OffsetTerm:

@@ -102,7 +102,9 @@ def fit_gamm(design: Design, *, reml: bool = True, theta: np.ndarray | None = No
         raise ModelError(
             "The model has neither a smooth with a penalty nor a random-effects term; nothing to fit as a mixed model."
         )
-    model = LmmModel(design.X, design.y, design.terms, xnames=design.xnames, weights=design.weights, offset=design.offset)
+    model = LmmModel(
+        design.X, design.y, design.terms, xnames=design.xnames, weights=design.weights, offset=design.offset
+    )
     fit = model.fit(reml) if theta is None else model.fit_at(theta, reml)
     Vg, edf = _bayes_cov(fit, design)
     keep = [design.xnames.index(n) for n in fit.xnames]

@@ -314,9 +314,13 @@ def _choose_knots(
         if np.any(np.diff(values) == 0):
             raise UsageError("Knot values must be distinct.", param="knot_values")
         if values[0] < x_min or values[-1] > x_max:
-            raise UsageError(f"Knot values must lie within the range of x, [{x_min:g}, {x_max:g}].", param="knot_values")
+            raise UsageError(
+                f"Knot values must lie within the range of x, [{x_min:g}, {x_max:g}].", param="knot_values"
+            )
         if values.size > limit:
-            raise UsageError(f"At most {limit} knots fit these data ({n_unique} distinct x values); give fewer.", param="knot_values")
+            raise UsageError(
+                f"At most {limit} knots fit these data ({n_unique} distinct x values); give fewer.", param="knot_values"
+            )
         return values, (values - x_min) / (x_max - x_min)
     if knots is None:
         K = default_knots(n_unique)

@@ -65,4 +65,6 @@ class DenseProblem:
             cond_cov.append(Cb[idx[:, :, None], idx[:, None, :]])
             off += t.nlevels * t.p
         fitted = self.X @ beta + self.Z @ b
-        return WorkingFit(theta, float(np.sqrt(sigma2)), beta, vcov, self.objective(theta, dof), ranef, cond_cov, fitted)
+        return WorkingFit(
+            theta, float(np.sqrt(sigma2)), beta, vcov, self.objective(theta, dof), ranef, cond_cov, fitted
+        )

@@ -187,8 +187,9 @@ def xtvinvx(X: np.ndarray, terms: Sequence[ReTerm], theta: np.ndarray, weights: 
     """X' V0^-1 X with V0 = W^-1 + Z Lambda Lambda'Z' (the covariance of y over sigma^2), as L_XX L_XX' of the
     blocked factor of [Z X] (no y). X is used as given: no column is dropped or transformed."""
     X = np.asarray(X, dtype=float)
-    if weights is not None:
-        sw = np.sqrt(_check_vector(weights, X.shape[0], "prior weights", positive=True))
+    w = _check_vector(weights, X.shape[0], "prior weights", positive=True)
+    if w is not None:
+        sw = np.sqrt(w)
         X, terms = X * sw[:, None], [weighted_term(t, sw) for t in terms]
     g = Gram(X, None, terms)
     f = update_L(g, np.asarray(theta, dtype=float))

@@ -13,7 +13,9 @@ def aliased_columns(X: np.ndarray, tol: float = RANK_TOL) -> tuple[np.ndarray, n
     return keep, drop
 
 
-def aliased_columns_r(X: np.ndarray, tol: float = RANK_TOL, block: int = 65536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def aliased_columns_r(
+    X: np.ndarray, tol: float = RANK_TOL, block: int = 65536
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(keep, drop, R) with X = Q R. R's qr() (LINPACK's limited pivoting) moves a column to the end when what
     is left of it after the earlier columns is below tol times its own norm, so the earlier of two aliased
     columns is kept. The decision is made on unit-norm columns (scale-invariant), and R is accumulated over row

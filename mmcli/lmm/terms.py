@@ -158,7 +158,7 @@ def make_blocks(terms: Sequence[ReTerm]) -> list[Block]:
         p = sum(t.p for t in ts)
         offsets = tuple(int(x) for x in np.cumsum([0] + [t.p for t in ts[:-1]]))
         if ts[0].indicator and all(t.codes is not None and t.T is not None for t in ts):
-            T = ts[0].T if len(ts) == 1 else np.column_stack([t.T for t in ts])
+            T = ts[0].T if len(ts) == 1 else np.column_stack([t.T for t in ts if t.T is not None])
             blocks.append(Block(tuple(idx), ts[0].nlevels, p, True, offsets, codes=ts[0].codes, T=T))
         else:
             blocks.append(Block(tuple(idx), ts[0].nlevels, p, ts[0].indicator, offsets, Zgiven=ts[0].zmat().tocsc()))
