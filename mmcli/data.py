@@ -135,32 +135,7 @@ def load(
     wanted = list(dict.fromkeys(numeric + categorical + other))
     for c in wanted:
         resolve(c, columns)
-    dtypes: dict[str, str] = {c: "category" for c in categorical}
-    # Parsing straight to float64 is about twice as fast as inferring and converting; the columns of
-    # unknown type are guessed from the first rows, and any surprise falls back to the inferring parser,
-    # whose messages name the offending line.
-    fast = dict(dtypes, **{c: "float64" for c in numeric})
-    try:
-        sample = pd.read_csv(src, usecols=[c for c in other], nrows=200, **_CSV) if other else None  # type: ignore[call-overload]
-        if sample is not None:
-            fast.update({c: "float64" for c in other if sample[c].dtype.kind in "fiu"})
-    except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
-        pass
-    finally:
-        src.seek(0) if hasattr(src, "seek") else None  # type: ignore[union-attr]
-    frame = None
-    try:
-        frame = pd.read_csv(src, usecols=wanted, dtype=fast, **_CSV)  # type: ignore[call-overload]
-    except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
-        if hasattr(src, "seek"):
-            src.seek(0)  # type: ignore[union-attr]
-    if frame is None:
-        try:
-            frame = pd.read_csv(src, usecols=wanted, dtype=dtypes, **_CSV)  # type: ignore[call-overload]
-        except UnicodeDecodeError as e:
-            raise _not_utf8(name, e) from None
-        except (pd.errors.ParserError, ValueError) as e:
-            raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
+    frame = _read_columns(src, name, wanted, numeric, categorical, other)
     frame = frame[wanted]
     n_all = len(frame)
     if n_all == 0:
@@ -180,6 +155,37 @@ def load(
     frame, dropped, notes = _drop_incomplete(frame, name)
     _release_parser_memory()
     return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
+
+
+def _read_columns(
+    src: object, name: str, wanted: list[str], numeric: list[str], categorical: list[str], other: list[str]
+) -> pd.DataFrame:
+    """The wanted columns, typed. Parsing straight to float64 is about twice as fast as inferring and
+    converting; the columns of unknown type are guessed from the first rows, and any surprise falls back to
+    the inferring parser, whose messages name the offending line."""
+    import pandas as pd
+
+    dtypes: dict[str, str] = {c: "category" for c in categorical}
+    fast = dict(dtypes, **{c: "float64" for c in numeric})
+    try:
+        sample = pd.read_csv(src, usecols=list(other), nrows=200, **_CSV) if other else None  # type: ignore[call-overload]
+        if sample is not None:
+            fast.update({c: "float64" for c in other if sample[c].dtype.kind in "fiu"})
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
+        pass
+    finally:
+        src.seek(0) if hasattr(src, "seek") else None  # type: ignore[attr-defined]
+    try:
+        return pd.read_csv(src, usecols=wanted, dtype=fast, **_CSV)  # type: ignore[call-overload]
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
+        if hasattr(src, "seek"):
+            src.seek(0)  # type: ignore[attr-defined]
+    try:
+        return pd.read_csv(src, usecols=wanted, dtype=dtypes, **_CSV)  # type: ignore[call-overload]
+    except UnicodeDecodeError as e:
+        raise _not_utf8(name, e) from None
+    except (pd.errors.ParserError, ValueError) as e:
+        raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
 
 
 def _drop_incomplete(frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame, int, list[str]]:

@@ -208,7 +208,38 @@ def _matching_paren(s: str, i: int) -> int:
 
 
 def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
-    """Parse ``y ~ fixed + (expr | group) + s(x, ...)`` into a :class:`ModelSpec`."""
+    """Parse ``y ~ fixed + (expr | group) + s(x, ...) + offset(x)`` into a :class:`ModelSpec`."""
+    response, rhs, rhs_off = _split_response(text)
+    terms = _Terms()
+    for piece, pos, sep in _split_top(rhs, "+-", rhs_off, text):
+        p = piece.strip()
+        lead = pos + (len(piece) - len(piece.lstrip()))
+        if not p:
+            if pos == rhs_off:  # a leading sign: "y ~ -1 + x"
+                continue
+            raise FormulaError("Empty term", text, pos)
+        terms.add(p, lead, sep, text, allow_smooths)
+    fixed_display = " + ".join(terms.fixed).replace("+ - ", "- ") if terms.fixed else "1"
+    # formulaic gets the intercept removal first ("0 + ..."), which also keeps plain formulas on the fast path
+    no_int = [fp for fp in terms.fixed if fp.replace(" ", "") in ("-1", "0", "+0")]
+    kept = [fp for fp in terms.fixed if fp not in no_int]
+    fixed_text = " + ".join(["0"] + kept) if no_int else fixed_display
+    fixed = r_powers(FACTOR_CALL.sub(lambda m: f"`factor({m.group(1)})`", fixed_text))
+    if fixed_display != "1":
+        _check_fixed(fixed, terms.fixed_at, text)
+    return ModelSpec(
+        response=response,
+        fixed=fixed,
+        fixed_display=fixed_display,
+        random=tuple(terms.random),
+        smooths=tuple(terms.smooths),
+        factor_calls=tuple(dict.fromkeys(FACTOR_CALL.findall(fixed_display))),
+        offsets=tuple(terms.offsets),
+    )
+
+
+def _split_response(text: str) -> tuple[str, str, int]:
+    """The response, the right-hand side and where it starts in the text."""
     if text.count("~") != 1:
         pos = text.find("~", text.find("~") + 1) if text.count("~") > 1 else len(text)
         raise FormulaError("A formula needs exactly one '~' between the response and the terms", text, pos)
@@ -219,72 +250,58 @@ def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
     response = _strip_backticks(response)
     if not NAME.match(response) and not _is_quoted_name(lhs.strip()):
         raise FormulaError(f"The response must be a column name, not '{response}'", text, 0)
-    rhs_off = len(lhs) + 1
     if not rhs.strip():
         raise FormulaError("The formula has no terms after '~'", text, len(text))
-    fixed_parts: list[str] = []
-    fixed_at: list[tuple[str, int]] = []  # each fixed term as written, and where it starts in the text
-    random: list[RandomTerm] = []
-    smooths: list[SmoothTerm] = []
-    offsets: list[OffsetTerm] = []
-    for piece, pos, sep in _split_top(rhs, "+-", rhs_off, text):
-        p = piece.strip()
-        lead = pos + (len(piece) - len(piece.lstrip()))
-        if not p:
-            if pos == rhs_off:  # a leading sign: "y ~ -1 + x"
-                continue
-            raise FormulaError("Empty term", text, pos)
+    return response, rhs, len(lhs) + 1
+
+
+@dataclass
+class _Terms:
+    """The right-hand side's terms by kind, as they are read."""
+
+    fixed: list[str] = field(default_factory=list)
+    fixed_at: list[tuple[str, int]] = field(default_factory=list)  # each fixed term as written, and where
+    random: list[RandomTerm] = field(default_factory=list)
+    smooths: list[SmoothTerm] = field(default_factory=list)
+    offsets: list[OffsetTerm] = field(default_factory=list)
+
+    def add(self, p: str, lead: int, sep: str, text: str, allow_smooths: bool) -> None:
+        kind = "fixed"
         if p.startswith("(") and _matching_paren(p, 0) == len(p) - 1 and _has_top_bar(p[1:-1]):
-            if sep == "-":
-                raise FormulaError("A random-effects term cannot be subtracted", text, lead)
-            random += _parse_bar(p[1:-1], lead + 1, text)
+            kind = "random-effects term"
         elif re.match(r"^s\s*\(", p):
+            kind = "smooth"
             if not allow_smooths:
                 raise FormulaError("Smooth terms s(...) belong to 'mmcli gamm', not this command", text, lead)
-            if sep == "-":
-                raise FormulaError("A smooth cannot be subtracted", text, lead)
-            smooths.append(_parse_smooth(p, lead, text))
         elif re.match(r"^offset\s*\(", p):
-            if sep == "-":
-                raise FormulaError("An offset cannot be subtracted", text, lead)
-            offsets.append(_parse_offset(p, lead, text))
+            kind = "offset"
+        if sep == "-" and kind != "fixed":
+            raise FormulaError(f"A{'n' if kind == 'offset' else ''} {kind} cannot be subtracted", text, lead)
+        if kind == "random-effects term":
+            self.random += _parse_bar(p[1:-1], lead + 1, text)
+        elif kind == "smooth":
+            self.smooths.append(_parse_smooth(p, lead, text))
+        elif kind == "offset":
+            self.offsets.append(_parse_offset(p, lead, text))
+        elif "|" in p:
+            bar = _top_bar_index(p)
+            where = lead + (bar if bar >= 0 else p.index("|"))
+            raise FormulaError("A random-effects term must be in parentheses: (expr | group)", text, where)
         else:
-            if "|" in p:
-                bar = _top_bar_index(p)
-                raise FormulaError(
-                    "A random-effects term must be in parentheses: (expr | group)",
-                    text,
-                    lead + (bar if bar >= 0 else p.index("|")),
-                )
-            fixed_parts.append(("- " if sep == "-" else "") + p)
-            fixed_at.append((p, lead))
-    fixed_display = " + ".join(fixed_parts).replace("+ - ", "- ")
-    if not fixed_parts:
-        fixed_display = "1"
-    factor_calls = tuple(dict.fromkeys(FACTOR_CALL.findall(fixed_display)))
-    # formulaic gets the intercept removal first ("0 + ..."), which also keeps plain formulas on the fast path
-    no_int = [fp for fp in fixed_parts if fp.replace(" ", "") in ("-1", "0", "+0")]
-    kept = [fp for fp in fixed_parts if fp not in no_int]
-    fixed_text = " + ".join(["0"] + kept) if no_int else fixed_display
-    fixed = r_powers(FACTOR_CALL.sub(lambda m: f"`factor({m.group(1)})`", fixed_text))
-    if fixed_display != "1":
-        try:
-            fixed_variables(fixed)  # syntax check now, with the user's text in the message
-        except FormulaError:
-            for p, lead in fixed_at:  # point at the term, and the place in it, that formulaic cannot read
-                err = _syntax_error(p)
-                if err is not None:
-                    raise FormulaError(f"Cannot read the term '{p}': {err[0]}", text, lead + err[1]) from None
-            raise
-    return ModelSpec(
-        response=response,
-        fixed=fixed,
-        fixed_display=fixed_display,
-        random=tuple(random),
-        smooths=tuple(smooths),
-        factor_calls=factor_calls,
-        offsets=tuple(offsets),
-    )
+            self.fixed.append(("- " if sep == "-" else "") + p)
+            self.fixed_at.append((p, lead))
+
+
+def _check_fixed(fixed: str, fixed_at: list[tuple[str, int]], text: str) -> None:
+    """A syntax check of the fixed part now, pointing at the term (and the place in it) that cannot be read."""
+    try:
+        fixed_variables(fixed)
+    except FormulaError:
+        for p, lead in fixed_at:
+            err = _syntax_error(p)
+            if err is not None:
+                raise FormulaError(f"Cannot read the term '{p}': {err[0]}", text, lead + err[1]) from None
+        raise
 
 
 def _strip_backticks(s: str) -> str:

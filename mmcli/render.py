@@ -98,35 +98,42 @@ def _decimals(values: list[float | None]) -> int:
 
 
 def fit_renderables(d: dict[str, Any]) -> list[Any]:
-    out: list[Any] = []
+    """lme4's summary() of a fit: header, criteria, scaled residuals, random and fixed effects, flags."""
     reml = d["method"] == "REML"
-    title = "Linear mixed model fit by " + ("REML" if reml else "maximum likelihood")
-    if d.get("model") == "gamm":
-        title = "Generalized additive mixed model fit by " + ("REML" if reml else "maximum likelihood")
+    kind = "Generalized additive mixed model" if d.get("model") == "gamm" else "Linear mixed model"
     head = Text()
-    head.append(title + "\n", style="bold")
+    head.append(f"{kind} fit by {'REML' if reml else 'maximum likelihood'}\n", style="bold")
     head.append(f"Formula: {d['formula']}\n")
     head.append(f"   Data: {d.get('data', '')}")
-    out.append(head)
-
+    out: list[Any] = [head]
     stats = _plain_table(
         "AIC", "BIC", "logLik", "deviance" if not reml else "REML crit.", "df.resid", right=(0, 1, 2, 3, 4)
     )
     crit = d["reml_criterion"] if reml else d["deviance"]
     stats.add_row(fixed(d["aic"], 1), fixed(d["bic"], 1), fixed(d["loglik"], 1), fixed(crit, 1), str(d["df_resid"]))
     out.append(stats)
-
     if d.get("scaled_residuals"):
-        q = d["scaled_residuals"]
         res = _plain_table("Min", "1Q", "Median", "3Q", "Max", right=(0, 1, 2, 3, 4))
-        res.add_row(*[fixed(v, 4) for v in q])
-        out.append(Text("\nScaled residuals:", style="bold"))
-        out.append(res)
+        res.add_row(*[fixed(v, 4) for v in d["scaled_residuals"]])
+        out += [Text("\nScaled residuals:", style="bold"), res]
+    out += _random_effects(d) + _fixed_effects(d)
+    if d.get("smooths"):
+        st = _plain_table("term", "basis", "k", "edf", "lambda", right=(2, 3, 4))
+        for s in d["smooths"]:
+            st.add_row(s["term"], s["basis"], str(s["k"]), fixed(s["edf"], 3), sig(s["lambda"]))
+        out += [Text("\nSmooth terms:", style="bold"), st]
+    if d.get("singular"):
+        out.append(
+            Text("boundary (singular) fit: a variance component is estimated as zero (see theta)", style="yellow")
+        )
+    if not d.get("converged", True):
+        out.append(Text(f"The optimizer did not converge: {d['optimizer']['message']}", style="red"))
+    return out
 
-    out.append(Text("\nRandom effects:", style="bold"))
-    corr_by_group: dict[tuple[str, str], float | None] = {}
-    for c in d.get("correlations", []):
-        corr_by_group[(c["group"], c["term2"])] = c["corr"]
+
+def _random_effects(d: dict[str, Any]) -> list[Any]:
+    """lme4's VarCorr print, then the number of observations and of levels."""
+    corr_by_group = {(c["group"], c["term2"]): c["corr"] for c in d.get("correlations", [])}
     has_corr = bool(corr_by_group)
     cols = ["Groups", "Name", "Variance", "Std.Dev."] + (["Corr"] if has_corr else [])
     rt = _plain_table(*cols, right=(2, 3, 4))
@@ -139,38 +146,27 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
             row.append(fixed(c, 2) if c is not None else "")
         rt.add_row(*row)
         prev = g
-    out.append(rt)
     groups = ", ".join(f"{g}, {n}" for g, n in d["ngroups"].items())
-    out.append(Text(f"Number of obs: {d['nobs']}, groups:  {groups}"))
+    return [Text("\nRandom effects:", style="bold"), rt, Text(f"Number of obs: {d['nobs']}, groups:  {groups}")]
 
+
+def _fixed_effects(d: dict[str, Any]) -> list[Any]:
+    """The fixed effects with standard errors and t values, and their correlations (2 to 12 of them)."""
     fe = d["fixed_effects"]
+    out: list[Any] = []
     if fe:
-        out.append(Text("\nFixed effects:", style="bold"))
         dec = _decimals([x["std_error"] for x in fe])
         ft = _plain_table("", "Estimate", "Std. Error", "t value", right=(1, 2, 3))
         for x in fe:
             ft.add_row(x["term"], fixed(x["estimate"], dec), fixed(x["std_error"], dec), fixed(x["t_value"], 2))
-        out.append(ft)
+        out += [Text("\nFixed effects:", style="bold"), ft]
     cf = d.get("fixed_correlation") or []
-    if len(fe) > 1 and len(fe) <= 12:
-        out.append(Text("\nCorrelation of Fixed Effects:", style="bold"))
+    if 1 < len(fe) <= 12:
         short = [_abbrev(x["term"]) for x in fe]
         ct = _plain_table("", *short[:-1], right=tuple(range(1, len(fe))))
         for i in range(1, len(fe)):
             ct.add_row(short[i], *[fixed(cf[i][j], 3) if j < i else "" for j in range(len(fe) - 1)])
-        out.append(ct)
-    if d.get("smooths"):
-        out.append(Text("\nSmooth terms:", style="bold"))
-        st = _plain_table("term", "basis", "k", "edf", "lambda", right=(2, 3, 4))
-        for s in d["smooths"]:
-            st.add_row(s["term"], s["basis"], str(s["k"]), fixed(s["edf"], 3), sig(s["lambda"]))
-        out.append(st)
-    if d.get("singular"):
-        out.append(
-            Text("boundary (singular) fit: a variance component is estimated as zero (see theta)", style="yellow")
-        )
-    if not d.get("converged", True):
-        out.append(Text(f"The optimizer did not converge: {d['optimizer']['message']}", style="red"))
+        out += [Text("\nCorrelation of Fixed Effects:", style="bold"), ct]
     return out
 
 

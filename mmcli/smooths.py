@@ -357,6 +357,48 @@ def _finite(x: np.ndarray, var: str) -> np.ndarray:
     return x
 
 
+def _check_smooth(x: np.ndarray, var: str, bs: str, k: object) -> tuple[int, np.ndarray]:
+    """The basis name, k (a whole number, at least 3, at most the number of unique x) and finite x."""
+    if bs not in VALID_BASES:
+        raise UsageError(f"Unknown smooth basis '{bs}'. Valid bases are: {', '.join(VALID_BASES)}.")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ModelError(f"k must be a whole number for s({var}), got {k!r}.")
+    k = int(k)
+    if k < 3:
+        raise ModelError(f"k = {k} is too small for s({var}): a {bs} smooth needs k >= 3.")
+    x = _finite(x, var)
+    n_unique = np.unique(x).size
+    if k > n_unique:
+        raise ModelError(f"s({var}) has {n_unique} unique values, too few for k = {k}: use k <= {n_unique}.")
+    return k, x
+
+
+def _rk_unconstrained(
+    x: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, None, tuple[float, float, np.ndarray]]:
+    """The rk basis and penalty on k - 2 interior knots j/(k-1) of x rescaled to [0, 1] (Wood 2006 §3.2)."""
+    xmin, xrange = float(x.min()), float(x.max() - x.min())
+    unit_knots = np.arange(1, k - 1) / (k - 1)
+    X0 = rk_basis((x - xmin) / xrange, unit_knots)
+    return X0, rk_penalty(unit_knots), xmin + unit_knots * xrange, None, (xmin, xrange, unit_knots)
+
+
+def _cr_unconstrained(
+    x: np.ndarray, k: int, term: str, var: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The cr basis, its penalty, knots and F (mgcv's smooth.construct.cr.smooth.spec)."""
+    knots = cr_knots(x, k)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        F, S0 = cr_F_S(knots)
+    if not (np.all(np.isfinite(F)) and np.all(np.isfinite(S0))):
+        gap = float(np.min(np.diff(knots)))
+        raise ModelError(
+            f"{term}: two of its knots are only {gap:.3g} apart, too close for a cubic spline on x from "
+            f"{knots[0]:g} to {knots[-1]:g}. Use a smaller k, or round the values of '{var}'."
+        )
+    return cr_basis(x, knots, F), S0, knots, F
+
+
 def smooth_construct(
     x: np.ndarray, *, var: str, bs: str = "cr", k: int = 10, cs_line_first: bool | None = None
 ) -> Smooth:
@@ -373,45 +415,15 @@ def smooth_construct(
     ``cs_line_first`` picks which of R's two possible ``cs`` penalties to build (see :func:`cs_shrink`);
     the default is mmcli's fixed choice.
     """
-    if bs not in VALID_BASES:
-        raise UsageError(f"Unknown smooth basis '{bs}'. Valid bases are: {', '.join(VALID_BASES)}.")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ModelError(f"k must be a whole number for s({var}), got {k!r}.")
-    k = int(k)
+    k, x = _check_smooth(x, var, bs, k)
     term = f"s({var})"
-    if k < 3:
-        raise ModelError(f"k = {k} is too small for {term}: a {bs} smooth needs k >= 3.")
-    x = _finite(x, var)
-    n_unique = np.unique(x).size
-    if k > n_unique:
-        raise ModelError(
-            f"{term} has {n_unique} unique values, too few for k = {k}: use k <= {n_unique} (--k {n_unique})."
-        )
-
     # 1. unconstrained basis and penalty
-    F = None
-    xmin, xrange = 0.0, 1.0
-    unit_knots = np.zeros(0)
     if bs == "rk":
-        xmin = float(x.min())
-        xrange = float(x.max() - x.min())
-        K = k - 2
-        unit_knots = np.arange(1, K + 1) / (K + 1)
-        X0 = rk_basis((x - xmin) / xrange, unit_knots)
-        S0 = rk_penalty(unit_knots)
-        knots = xmin + unit_knots * xrange
-        rank, null_dim = K, 2
+        X0, S0, knots, F, (xmin, xrange, unit_knots) = _rk_unconstrained(x, k)
+        rank, null_dim = k - 2, 2
     else:
-        knots = cr_knots(x, k)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            F, S0 = cr_F_S(knots)
-        if not (np.all(np.isfinite(F)) and np.all(np.isfinite(S0))):
-            gap = float(np.min(np.diff(knots)))
-            raise ModelError(
-                f"{term}: two of its knots are only {gap:.3g} apart, too close for a cubic spline on x from "
-                f"{knots[0]:g} to {knots[-1]:g}. Use a smaller k, or round the values of '{var}'."
-            )
-        X0 = cr_basis(x, knots, F)
+        X0, S0, knots, F = _cr_unconstrained(x, k, term, var)
+        xmin, xrange, unit_knots = 0.0, 1.0, np.zeros(0)
         rank, null_dim = k - 2, 2
         if bs == "cs":
             S0 = cs_shrink(S0, knots, line_first=cs_line_first)

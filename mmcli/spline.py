@@ -478,20 +478,7 @@ def fit_spline(
     pls = PenalizedLS.build(X, y, mat_sqrt(S))
     n = y.size
 
-    search: dict[str, Any] | None = None
-    mixed: MixedSplineForm | None = None
-    if method == "gcv":
-        lam_value, search = _gcv_search(pls)
-        lam_method = "gcv"
-    elif method == "reml":
-        mixed = _fit_mixed(X, S, y, x_name)
-        lam_value = mixed.lam
-        lam_method = "reml"
-        search = {"criterion": "REML"}  # the rest is the mixed form's (see the report)
-    else:
-        assert isinstance(method, float)
-        lam_value, lam_method = method, "fixed"
-
+    lam_value, lam_method, search, mixed = _choose_lambda(method, pls, X, S, y, x_name)
     at = pls.at(lam_value)
     resid_df = n - at.edf
     sigma2 = at.rss / resid_df if resid_df > 0 else math.nan
@@ -523,6 +510,20 @@ def fit_spline(
         lambda_search=search,
         mixed=mixed,
     )
+
+
+def _choose_lambda(
+    method: float | str, pls: PenalizedLS, X: np.ndarray, S: np.ndarray, y: np.ndarray, x_name: str
+) -> tuple[float, str, dict[str, Any] | None, MixedSplineForm | None]:
+    """lambda, how it was chosen ("fixed", "gcv", "reml"), the search's record, and the mixed form (REML)."""
+    if method == "gcv":
+        lam, search = _gcv_search(pls)
+        return lam, "gcv", search, None
+    if method == "reml":
+        mixed = _fit_mixed(X, S, y, x_name)
+        return mixed.lam, "reml", {"criterion": "REML"}, mixed  # the rest of its record is the mixed form's
+    assert isinstance(method, float)
+    return method, "fixed", None, None
 
 
 def mixed_form(fit: SplineFit) -> MixedSplineForm:
