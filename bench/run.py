@@ -1,4 +1,4 @@
-"""Benchmark mmcli against its baselines, as /work/shared/BENCH.md measures them.
+"""Benchmark mmcli against its baselines, as README.md describes: whole processes side by side, paired ratios, medians.
 
 Every goal is a ratio between two whole processes run one after the other on the same machine in the same
 run (medians of at least three runs each). The one exception is lme4, whose ``lmer(...)`` call is timed inside
@@ -591,7 +591,7 @@ def build_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Ca
             digits,
         )
         formula = "y ~ x1 + x2 + (1 | g)"
-        goals_here = n == biggest  # BENCH.md sets goals for the 1e6-row file only
+        goals_here = n == biggest  # the goals are set for the 1e6-row file only
         cases.append(
             Case(
                 name,
@@ -925,7 +925,7 @@ def main(argv: list[str] | None = None) -> int:
         "--digits",
         type=int,
         default=None,
-        help="significant digits of simulated floats (default: full precision, BENCH.md's ~63 MB file)",
+        help="significant digits of simulated floats (default: full precision, the ~63 MB file of the goals)",
     )
     ap.add_argument("--mmcli", default=None, help="mmcli executable (default .venv/bin/mmcli)")
     ap.add_argument("--save", type=Path, default=None, help="also write the report (markdown) to this file")
@@ -988,8 +988,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         cmd = " ".join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
         args.save.write_text(
-            f"# mmcli benchmark results\n\nProduced by `.venv/bin/python {cmd}` (see bench/run.py and "
-            "/work/shared/BENCH.md for how each goal is measured).\n\n"
+            f"# mmcli benchmark results\n\nProduced by `.venv/bin/python {cmd}` (bench/run.py says how each "
+            "goal is measured).\n\n"
             f"{text}\n"
         )
         log(f"saved to {args.save}")
