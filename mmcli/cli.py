@@ -18,7 +18,7 @@ import click
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
 
 
-def _split(values: tuple[str, ...]) -> list[str]:
+def split_list(values: tuple[str, ...]) -> list[str]:
     """Repeatable options that also take comma-separated lists: --fixed x1,x2 --fixed x3."""
     out: list[str] = []
     for v in values:
@@ -75,7 +75,7 @@ def _model(formula: str | None, **kw: Any) -> Any:
     """The model options as the library takes them (repeatable options may hold comma-separated lists)."""
     from mmcli.commands import ModelOptions
 
-    lists = {k: tuple(_split(v)) for k, v in kw.items() if isinstance(v, tuple)}
+    lists = {k: tuple(split_list(v)) for k, v in kw.items() if isinstance(v, tuple)}
     return ModelOptions(formula=formula, **{**kw, **lists})
 
 

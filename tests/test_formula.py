@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import data_path
 
-from mmcli.cli import _split
+from mmcli.cli import split_list
 from mmcli.data import level_order, load
 from mmcli.design import build_design, group_codes, lme4_order, r_name
 from mmcli.errors import FormulaError, UsageError
@@ -307,9 +307,9 @@ def test_build_formula(args, formula):
 
 def test_comma_separated_options():
     """--fixed x1,x2 --fixed x3 is --fixed x1 --fixed x2 --fixed x3."""
-    assert _split(("x1,x2", "x3")) == ["x1", "x2", "x3"]
-    assert _split(("x1, x2,",)) == ["x1", "x2"]
-    assert build_formula("y", _split(("x1,x2",)), _split(("g",)), []) == build_formula("y", ["x1", "x2"], ["g"], [])
+    assert split_list(("x1,x2", "x3")) == ["x1", "x2", "x3"]
+    assert split_list(("x1, x2,",)) == ["x1", "x2"]
+    assert build_formula("y", split_list(("x1,x2",)), split_list(("g",)), []) == build_formula("y", ["x1", "x2"], ["g"], [])
 
 
 @pytest.mark.parametrize(
