@@ -309,7 +309,8 @@ def test_comma_separated_options():
     """--fixed x1,x2 --fixed x3 is --fixed x1 --fixed x2 --fixed x3."""
     assert split_list(("x1,x2", "x3")) == ["x1", "x2", "x3"]
     assert split_list(("x1, x2,",)) == ["x1", "x2"]
-    assert build_formula("y", split_list(("x1,x2",)), split_list(("g",)), []) == build_formula("y", ["x1", "x2"], ["g"], [])
+    want = build_formula("y", ["x1", "x2"], ["g"], [])
+    assert build_formula("y", split_list(("x1,x2",)), split_list(("g",)), []) == want
 
 
 @pytest.mark.parametrize(

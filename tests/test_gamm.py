@@ -28,9 +28,9 @@ from conftest import EXACT, OPT_DEV, OPT_FIXEF, OPT_PAR, OPT_SE, R_FLOOR, ROUNDI
 
 from mmcli.cli import main
 from mmcli.data import load
+from mmcli.design import build_design, smooth_group_names
 from mmcli.errors import UsageError
 from mmcli.formula import parse_formula
-from mmcli.design import build_design, smooth_group_names
 from mmcli.gamm import GammFit, fit_gamm
 from mmcli.plot import plot_gamm
 from mmcli.report import fit_dict

@@ -180,3 +180,41 @@ def test_offset_log_and_bad_offset_terms():
     assert r.json()["offset"] == ["offset(log(w))"]
     bad = run_in_process(["fit", path, "Reaction ~ Days + offset(w * 2) + (1|Subject)"])
     assert bad.code == 2 and "offset takes a column" in bad.err
+
+
+# --------------------------------------------------------------------------------------------------
+# gamm with weights and an offset, against gamm4 (tests/reference/make_gamm_weights.R)
+
+
+def gamm_weighted(theta=None):
+    import pandas as pd
+
+    from mmcli.gamm import fit_gamm
+
+    ref = load_reference("gamm_weights_offset")
+    spec = parse_formula("y ~ x1 + s(x2, bs='cr') + offset(off) + (1|g)", allow_smooths=True)
+    table = load(
+        str(REFERENCE_DIR / "gamm_weighted.csv"), numeric=["y", "x2", "off", "w"], categorical=["g"], other=["x1"]
+    )
+    design = build_design(spec, table.frame, set(), weights="w")
+    g = fit_gamm(design, theta=theta)
+    fit, se = g.predict(design.new_rows(pd.DataFrame(ref["grid"])))
+    return ref, g, fit, se
+
+
+def test_gamm_with_weights_and_offset_at_gamm4_theta():
+    ref, g, fit, se = gamm_weighted(theta=np.asarray(load_reference("gamm_weights_offset")["theta"]))
+    assert [t.group for t in g.lmm.terms] == [n.split(".")[0] for n in ref["theta_names"]]
+    assert close(g.lmm.objective, ref["REMLcrit"], EXACT)
+    assert close(fit, ref["predict"], EXACT)
+    assert close(se, ref["predict_se"], EXACT)
+    assert close(g.edf[0], ref["gam_edf"], EXACT, scale=1.0)
+
+
+def test_gamm_with_weights_and_offset_fit():
+    ref, g, fit, se = gamm_weighted()
+    assert g.lmm.objective <= ref["REMLcrit"] + EXACT * ref["REMLcrit"]
+    assert ref["REMLcrit"] - g.lmm.objective <= OPT_DEV
+    assert close(fit, ref["predict"], OPT_PAR, scale=max(ref["predict_se"]))
+    assert close(se, ref["predict_se"], OPT_PAR)
+    assert close(g.edf[0], ref["gam_edf"], OPT_PAR, scale=1.0)
