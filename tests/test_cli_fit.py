@@ -1,8 +1,8 @@
-"""`mmcli fit` and `mmcli ranef` end to end: the table, JSON and CSV of CONTRACT.md, and the errors.
+"""`mmcli fit` and `mmcli ranef` end to end: the table, JSON and CSV of docs/cli.md, and the errors.
 
 Most runs call ``mmcli.cli.main`` in this process (conftest.run_in_process); a few go through
 ``python -m mmcli`` in a subprocess, for the real entry point and real standard streams. Numbers are checked
-against lme4 1.1-31 (tests/reference, provenance in its README.md) and the printed values of CONTRACT.md.
+against lme4 1.1-31 (tests/reference, provenance in its README.md) and the printed values of docs/cli.md.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from conftest import (
     run_in_process,
     run_subprocess,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 SLEEP = data_path("sleepstudy.csv")
@@ -145,7 +145,7 @@ def test_table_numbers_are_the_json_numbers_printed():
 
 def test_table_for_reml_and_a_singular_fit():
     r = run_in_process(["fit", data_path("dyestuff2.csv"), "Yield ~ 1 + (1 | Batch)", "--reml"])
-    assert r.code == 0  # a singular fit is a success (CONTRACT.md), flagged
+    assert r.code == 0  # a singular fit is a success (docs/cli.md), flagged
     assert "Linear mixed model fit by REML" in r.out
     assert "REML crit." in r.out
     assert "singular" in r.out
@@ -202,7 +202,7 @@ def test_json_has_every_contract_field():
 
 
 def test_json_matches_the_contract_example():
-    """CONTRACT.md's example object, to the digits it prints."""
+    """The example object of docs/cli.md, to the digits it prints."""
     d = fit_json(*DEMO[1:])
     (intercept, days) = d["fixed_effects"]
     subject, residual = d["random_effects"]
@@ -345,7 +345,8 @@ def test_rows_with_missing_values_are_dropped_and_counted(tmp_path):
     assert abs(d["loglik"] - want["loglik"]) <= OPT_DEV
     assert rel(d["sigma"], want["sigma"]) <= OPT_PAR
     table = run_in_process(["fit", path, *DEMO[2:]])
-    assert "5 incomplete rows dropped" in " ".join(table.out.split())  # a long path may wrap the line
+    assert table.err.count("Dropped 5 of 180 rows") == 1  # the note, once, on standard error
+    assert "Dropped" not in table.out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -417,9 +418,10 @@ def test_dense_method_agrees_with_fast():
     for a, b in zip(fast["theta"], dense["theta"], strict=True):
         assert abs(a - b) <= OPT_PAR * max(abs(b), 1.0)
     assert rel(fast["sigma"], dense["sigma"]) <= OPT_PAR
+    scale = max(abs(b["estimate"]) for b in dense["fixed_effects"])
     for a, b in zip(fast["fixed_effects"], dense["fixed_effects"], strict=True):
-        assert abs(a["estimate"] - b["estimate"]) <= OPT_FIXEF * 251.4
-        assert rel(a["std_error"], b["std_error"]) <= OPT_PAR
+        assert abs(a["estimate"] - b["estimate"]) <= OPT_FIXEF * scale
+        assert rel(a["std_error"], b["std_error"]) <= OPT_SE
     assert "dense" in dense["optimizer"]["name"]
 
 
@@ -428,7 +430,7 @@ def test_dense_method_is_refused_beyond_5000_rows(tmp_path):
     rows = ["y,x,g"] + [f"{(i * 7919) % 101 / 10},{i % 13},g{i % 40}" for i in range(5001)]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     r = run_in_process(["fit", path, "--y", "y", "--fixed", "x", "--group", "g", "--method", "dense"])
-    assert_one_error_line(r, 1, "5000", "5001", "--method fast")
+    assert_one_error_line(r, 1, "5000", "5001", "method fast", "(option --method)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -522,10 +524,11 @@ def test_rank_deficient_fixed_effects_are_dropped_and_named(tmp_path):
     assert abs(d["loglik"] - want["loglik"]) <= OPT_DEV
     assert d["df_resid"] == want["df_resid"]
     table = run_in_process(["fit", path, "Reaction ~ Days + Days2 + (1 | Subject)"])
-    assert "dropping 1 columns / coefficients: Days2" in " ".join(table.out.split())
+    assert table.err.count("rank deficient so dropping 1 column / coefficient: Days2") == 1  # once, on stderr
+    assert "rank deficient" not in table.out
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60)  # derandomized, without deadline or example database: conftest's "ci" profile
 @given(
     header=st.lists(st.sampled_from(["y", "x", "g", "Y", "y ", ""]), max_size=4),
     rows=st.lists(
@@ -609,5 +612,6 @@ def test_r_style_transforms_equal_precomputed_columns(tmp_path):
     assert [e["term"] for e in power["fixed_effects"]] == ["(Intercept)", "x", "I(x^2)"]
     assert [e["term"] for e in poly["fixed_effects"]] == ["(Intercept)", "poly(x, 2)1", "poly(x, 2)2"]
     for other in (power, poly):
-        assert abs(other["loglik"] - want["loglik"]) <= 1e-6
-    assert abs(power["fixed_effects"][2]["estimate"] - want["fixed_effects"][2]["estimate"]) <= 1e-6
+        assert abs(other["loglik"] - want["loglik"]) <= OPT_DEV
+    scale = max(abs(e["estimate"]) for e in want["fixed_effects"])
+    assert abs(power["fixed_effects"][2]["estimate"] - want["fixed_effects"][2]["estimate"]) <= OPT_FIXEF * scale

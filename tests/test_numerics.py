@@ -9,7 +9,7 @@
   and balanced one-way data give the ANOVA estimates that REML reproduces in closed form.
 - The spline and the additive mixed model under the same rescalings.
 
-Failures of the core (mmcli/lmm.py) are strict xfails with the reason starting "BUG:"; each is a reproduction.
+Failures of the core (mmcli/lmm/) are strict xfails with the reason starting "BUG:"; each is a reproduction.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import OPT_DEV, OPT_FIXEF, OPT_PAR, OPT_SE, data_path, run_in_process
+from conftest import EXACT, OPT_DEV, OPT_FIXEF, OPT_PAR, OPT_SE, ROUNDING, data_path, run_in_process
 
 from mmcli.design import build_design
 from mmcli.errors import DataError
@@ -55,17 +55,14 @@ def assert_same_fit(f: LmmFit, g: LmmFit, *, c: float = 1.0, xscale: np.ndarray 
     assert np.all(np.isfinite(f.beta)) and math.isfinite(f.sigma) and np.all(np.isfinite(f.vcov))
     n, p = f.n, len(f.beta)
     shift = 2.0 * ((n - p) if f.reml else n) * math.log(c)
-    assert abs((f.objective - shift) - g.objective) <= OPT_DEV * max(1.0, abs(g.objective) * 1e-3), (
-        f.objective - shift,
-        g.objective,
-    )
+    assert abs((f.objective - shift) - g.objective) <= OPT_DEV, (f.objective - shift, g.objective)
     assert rel(f.sigma / c, g.sigma) <= OPT_PAR
     scale = np.max(np.abs(g.beta * c))
     assert np.max(np.abs(f.beta / xs - g.beta * c)) <= OPT_FIXEF * scale + OPT_PAR * np.max(
         np.sqrt(np.diag(g.vcov)) * abs(c)
     )
     se_f, se_g = np.sqrt(np.diag(f.vcov)) / xs, np.sqrt(np.diag(g.vcov)) * abs(c)
-    assert rel(se_f, se_g) <= 10 * OPT_SE
+    assert rel(se_f, se_g) <= OPT_SE
     assert np.max(np.abs(f.theta - g.theta)) <= OPT_PAR * max(1.0, np.max(np.abs(g.theta)))
     for bf, bg in zip(f.ranef, g.ranef):
         assert np.max(np.abs(bf / c - bg), initial=0.0) <= OPT_PAR * max(np.max(np.abs(bg), initial=0.0), g.sigma)
@@ -109,10 +106,11 @@ def test_response_scaled_cli(tmp_path, c: float) -> None:
     got = run_in_process(["fit", tmp_path / "s.csv", "Reaction ~ Days + (Days | Subject)", "--json"]).json()
     assert rel(got["sigma"] / c, base["sigma"]) <= OPT_PAR
     assert (
-        rel([e["estimate"] / c for e in got["fixed_effects"]], [e["estimate"] for e in base["fixed_effects"]]) <= 1e-6
+        rel([e["estimate"] / c for e in got["fixed_effects"]], [e["estimate"] for e in base["fixed_effects"]])
+        <= OPT_FIXEF
     )
-    assert rel(np.array(got["vcov"]) / c**2, np.array(base["vcov"])) <= 10 * OPT_SE
-    assert abs(got["deviance"] - 2 * 180 * math.log(c) - base["deviance"]) <= OPT_DEV * 10
+    assert rel(np.array(got["vcov"]) / c**2, np.array(base["vcov"])) <= OPT_SE
+    assert abs(got["deviance"] - 2 * 180 * math.log(c) - base["deviance"]) <= OPT_DEV
 
 
 def test_response_near_float_max_core() -> None:
@@ -139,9 +137,9 @@ def test_response_shifted(offset: float) -> None:
     base = fit(df, "Reaction ~ Days + (1 | Subject)")
     df["Reaction"] = df["Reaction"] + offset
     f = fit(df, "Reaction ~ Days + (1 | Subject)")
-    assert abs(f.objective - base.objective) <= OPT_DEV * 10
+    assert abs(f.objective - base.objective) <= OPT_DEV
     assert rel(f.sigma, base.sigma) <= OPT_PAR
-    assert abs(f.beta[0] - offset - base.beta[0]) <= 1e-6 * offset
+    assert abs(f.beta[0] - offset - base.beta[0]) <= OPT_FIXEF * np.max(np.abs(f.beta))
     assert rel(f.beta[1], base.beta[1]) <= OPT_PAR
 
 
@@ -197,7 +195,7 @@ def test_random_slope_predictor_scaled(slope_fits: dict, c: float) -> None:
     df["Days"] = df["Days"] * c
     f = fit(df, "Reaction ~ Days + (Days | Subject)")
     g = slope_fits["fast", False]
-    assert abs(f.objective - g.objective) <= OPT_DEV * 10, (f.objective, g.objective)
+    assert abs(f.objective - g.objective) <= OPT_DEV, (f.objective, g.objective)
     assert rel(f.sigma, g.sigma) <= OPT_PAR
     assert rel(f.beta[1] * c, g.beta[1]) <= OPT_PAR
 
@@ -210,7 +208,7 @@ def test_predictor_with_large_offset(offset: float) -> None:
     df["Days"] = df["Days"] + offset
     f = fit(df, "Reaction ~ Days + (1 | Subject)")
     assert f.xnames == ("(Intercept)", "Days")
-    assert abs(f.objective - base.objective) <= OPT_DEV * 10
+    assert abs(f.objective - base.objective) <= OPT_DEV
     assert rel(f.sigma, base.sigma) <= OPT_PAR
     assert rel(f.beta[1], base.beta[1]) <= OPT_PAR
 
@@ -251,11 +249,11 @@ def assert_fast_matches_dense(df: pd.DataFrame, formula: str, reml: bool = False
     f = fit(df, formula, reml=reml)
     d = fit(df, formula, reml=reml, method="dense")
     assert f.converged and d.converged
-    assert abs(f.objective - d.objective) <= OPT_DEV * 10, (f.objective, d.objective)
+    assert abs(f.objective - d.objective) <= OPT_DEV, (f.objective, d.objective)
     assert rel(f.sigma, d.sigma) <= OPT_PAR
     scale = max(np.max(np.abs(d.beta)), 1.0)
-    assert np.max(np.abs(f.beta - d.beta)) <= 1e-5 * scale
-    assert np.max(np.abs(f.theta - d.theta)) <= 1e-3 * max(1.0, np.max(np.abs(d.theta)))
+    assert np.max(np.abs(f.beta - d.beta)) <= OPT_FIXEF * scale
+    assert np.max(np.abs(f.theta - d.theta)) <= OPT_PAR * max(1.0, np.max(np.abs(d.theta)))
     return f, d
 
 
@@ -269,9 +267,9 @@ def test_nearly_collinear_predictors(eps: float) -> None:
     assert f.xnames == ("(Intercept)", "x", "x2")
     # the same model written with d = (x2 - x) / eps, a well-conditioned column
     g = fit(df.assign(d=(df["x2"] - df["x"]) / eps), "y ~ x + d + (1 | g)")
-    assert abs(f.objective - g.objective) <= OPT_DEV * 10
-    assert rel(f.beta[2] * eps, g.beta[2]) <= 1e-4
-    assert rel(f.beta[1] + f.beta[2], g.beta[1]) <= 1e-4
+    assert abs(f.objective - g.objective) <= OPT_DEV
+    assert rel(f.beta[2] * eps, g.beta[2]) <= OPT_PAR
+    assert rel(f.beta[1] + f.beta[2], g.beta[1]) <= OPT_PAR
 
 
 def test_variance_component_at_zero() -> None:
@@ -279,7 +277,7 @@ def test_variance_component_at_zero() -> None:
     df = one_way([6] * 10, 0.0, 3, x=False)
     df["y"] = df["y"] - df.groupby("g")["y"].transform("mean") + 10.0  # every group mean exactly 10
     f, _ = assert_fast_matches_dense(df, "y ~ 1 + (1 | g)")
-    assert f.singular and f.theta[0] < 1e-4
+    assert f.singular and f.theta[0] < OPT_PAR
 
 
 def test_correlation_at_the_boundary() -> None:
@@ -310,9 +308,10 @@ def test_balanced_one_way_equals_anova() -> None:
     msw = float(((df["y"] - groups.transform("mean")) ** 2).sum() / (k * (m - 1)))
     msb = float(m * ((groups.mean() - df["y"].mean()) ** 2).sum() / (k - 1))
     assert msb > msw
-    assert rel(f.sigma**2, msw) <= 2 * OPT_PAR
-    assert rel((f.theta[0] * f.sigma) ** 2, (msb - msw) / m) <= 2 * OPT_PAR
-    assert rel(f.beta[0], df["y"].mean()) <= 1e-10
+    assert rel(f.sigma, math.sqrt(msw)) <= OPT_PAR
+    assert rel(f.theta[0] * f.sigma, math.sqrt((msb - msw) / m)) <= OPT_PAR
+    # in a balanced design the GLS intercept is the grand mean whatever theta: no optimizer in between
+    assert rel(f.beta[0], df["y"].mean()) <= EXACT
 
 
 def test_balanced_crossed() -> None:
@@ -352,7 +351,7 @@ def test_row_order_and_labels_do_not_matter() -> None:
     shuffled["g"] = shuffled["g"].map(lambda s: f"renamed_{s[::-1]}")
     g = fit(shuffled, "y ~ x + (1 | g)")
     assert abs(f.objective - g.objective) <= OPT_DEV
-    assert rel(f.beta, g.beta) <= 1e-6 and rel(f.sigma, g.sigma) <= OPT_PAR
+    assert rel(f.beta, g.beta) <= OPT_FIXEF and rel(f.sigma, g.sigma) <= OPT_PAR
 
 
 # --------------------------------------------------------------------------------------------------
@@ -374,14 +373,15 @@ def test_spline_rescaled(cx: float, cy: float, lam: float | str) -> None:
     x, y = e["size"].to_numpy(), e["wear"].to_numpy()
     base = fit_spline(x, y, lam=lam)
     f = fit_spline(x * cx, y * cy, lam=lam)
-    assert rel(f.lam, base.lam) <= 1e-5 if lam != "reml" else rel(f.lam, base.lam) <= 1e-3
-    assert rel(f.edf, base.edf) <= 1e-5
-    assert rel(f.fitted / cy, base.fitted) <= 1e-5
-    assert rel(f.knots / cx, base.knots) <= 1e-12
-    assert rel(f.sigma / cy, base.sigma) <= 1e-5
+    tol = EXACT if isinstance(lam, float) else OPT_PAR  # a given lambda, or one found by a search
+    assert rel(f.lam, base.lam) <= tol
+    assert rel(f.edf, base.edf) <= tol
+    assert rel(f.fitted / cy, base.fitted) <= tol
+    assert rel(f.knots / cx, base.knots) <= ROUNDING
+    assert rel(f.sigma / cy, base.sigma) <= tol
     fx, se = f.predict(np.array([1.5, 2.0]) * cx)
     bx, bse = base.predict(np.array([1.5, 2.0]))
-    assert rel(fx / cy, bx) <= 1e-5 and rel(se / cy, bse) <= 1e-4
+    assert rel(fx / cy, bx) <= tol and rel(se / cy, bse) <= tol
 
 
 @pytest.mark.parametrize("cy", [1e-150, 1e150], ids=lambda c: f"y{c:g}")
@@ -391,12 +391,14 @@ def test_gamm_rescaled(cx: float, cy: float) -> None:
 
     spec = parse_formula("Reaction ~ s(Days, bs = 'cr', k = 5) + (1 | Subject)", allow_smooths=True)
     df = sleep()
-    base = fit_gamm(spec, df, set())
+    base_design = build_design(spec, df, set())
+    base = fit_gamm(base_design)
     df["Days"], df["Reaction"] = df["Days"] * cx, df["Reaction"] * cy
-    g = fit_gamm(spec, df, set())
-    assert abs(g.lmm.objective - 2 * (g.lmm.n - len(g.lmm.beta)) * math.log(cy) - base.lmm.objective) <= 1e-4
-    assert rel(g.edf, base.edf) <= 1e-4
+    design = build_design(spec, df, set())
+    g = fit_gamm(design)
+    assert abs(g.lmm.objective - 2 * (g.lmm.n - len(g.lmm.beta)) * math.log(cy) - base.lmm.objective) <= OPT_DEV
+    assert rel(g.edf, base.edf) <= OPT_PAR
     assert rel(g.lmm.sigma / cy, base.lmm.sigma) <= OPT_PAR
-    fit_b, se_b = base.predict(pd.DataFrame({"Days": [0.5, 4.0, 8.5]}))
-    fit_g, se_g = g.predict(pd.DataFrame({"Days": np.array([0.5, 4.0, 8.5]) * cx}))
-    assert rel(fit_g / cy, fit_b) <= 1e-5 and rel(se_g / cy, se_b) <= 1e-3
+    fit_b, se_b = base.predict(base_design.new_rows(pd.DataFrame({"Days": [0.5, 4.0, 8.5]})))
+    fit_g, se_g = g.predict(design.new_rows(pd.DataFrame({"Days": np.array([0.5, 4.0, 8.5]) * cx})))
+    assert rel(fit_g / cy, fit_b) <= OPT_PAR and rel(se_g / cy, se_b) <= OPT_PAR

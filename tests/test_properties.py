@@ -4,8 +4,9 @@ Whatever hypothesis makes, a run of ``mmcli`` ends in exit 0, 1, 2 or 3; it neve
 "internal error"; a failure is one ``Error:`` line (after any notes); and a success prints JSON whose every
 number is finite. The command line runs in this process (``mmcli.cli.main``), so each example costs one fit.
 
-The examples are derandomized so that ``make test`` is reproducible; set ``MMCLI_HYPOTHESIS_RANDOM=1`` (and
-raise ``MMCLI_HYPOTHESIS_EXAMPLES``) to search afresh.
+The examples are derandomized (conftest's hypothesis profile "ci": no example database, no deadline) so that
+``make test`` is reproducible on any machine; set ``MMCLI_HYPOTHESIS_RANDOM=1`` (and raise
+``MMCLI_HYPOTHESIS_EXAMPLES``) to search afresh.
 """
 
 from __future__ import annotations
@@ -18,17 +19,11 @@ from typing import Any
 
 import pytest
 from conftest import run_in_process
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("MMCLI_HYPOTHESIS_EXAMPLES", "60"))
-SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=not os.environ.get("MMCLI_HYPOTHESIS_RANDOM"),
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
+SETTINGS = settings(max_examples=EXAMPLES)  # the rest comes from conftest's profile
 
 # --------------------------------------------------------------------------------------------------
 # The property every run must have

@@ -127,8 +127,8 @@ out <- list(
     logLik = as.numeric(logLik(ml$m))
   ),
   ## The name is the one tests/test_spline.py reads.
-  seed_matsqrt_variant = list(
-    note = paste("the seed's matSqrt returns crossprod(U) %*% sqrt(D) = sqrt(D), not a square root of S;",
+  tutorial_matsqrt_variant = list(
+    note = paste("the tutorial's matSqrt returns crossprod(U) %*% sqrt(D) = sqrt(D), not a square root of S;",
                  "its fit at lambda 1e-4 is given for comparison only"),
     coef = I(fw$coef),
     fitted = I(fw$fitted)
