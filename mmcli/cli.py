@@ -124,6 +124,7 @@ def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, **kw:
       mmcli fit sleepstudy.csv "Reaction ~ Days + (Days || Subject)" --reml
       mmcli fit pastes.csv "strength ~ 1 + (1 | batch/cask)" --json
       mmcli fit cake.csv "angle ~ recipe * temperature + (1 | recipe:replicate)" --factor temperature
+      mmcli fit trials.csv "y ~ dose + offset(log(exposure)) + (1 | centre)" --weights n
     """
     from mmcli import render
     from mmcli.commands import run_fit
