@@ -193,6 +193,8 @@ def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str], extra: int = 0) 
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"Cannot build the model matrix for '{rhs.replace('`', '')}': {msg}") from None
     names = [r_name(str(c)) for c in mm.columns]
+    used = {str(v) for v in mm.model_spec.required_variables}
+    levels = {c: lv for c, lv in levels.items() if c in used}
     X = np.asarray(mm, dtype=float)
     if extra:
         X = np.column_stack([X, np.empty((n, extra))])

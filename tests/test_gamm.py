@@ -509,3 +509,37 @@ def test_cli_help_has_an_example(capsys):
     code, out, _ = run(capsys, "gamm", "--help")
     assert code == 0
     assert "Examples:" in out and "mmcli gamm sleepstudy.csv" in out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# predictions rebuild the fixed part from the new rows alone (formulaic's model spec and the fitted levels)
+
+
+def test_predictions_with_factors_rebuild_the_training_rows():
+    """Predicting at the training rows through the stored model spec gives the population fit that the
+    training design gives (y minus the population residuals): the two ways of building rows agree."""
+    cake = load(
+        str(ROOT / "sample_data" / "cake.csv"),
+        numeric=["angle", "temp"],
+        categorical=["replicate"],
+        other=["recipe", "temperature"],
+    ).frame
+    formula = "angle ~ recipe * factor(temperature) + (1|replicate)"
+    g = gamm(formula, cake)
+    y = cake["angle"].to_numpy(dtype=float)
+    fit, _ = g.predict(cake[["recipe", "temperature", "temp"]])
+    assert close(fit, y - g.resid_population, ROUNDING, scale=float(np.max(np.abs(y))))
+    shuffled = cake.iloc[::-1].reset_index(drop=True)
+    fit_r, _ = g.predict(shuffled[["recipe", "temperature", "temp"]])
+    assert close(fit_r, fit[::-1], ROUNDING, scale=float(np.max(np.abs(y))))
+
+
+def test_prediction_for_an_unseen_factor_level_is_an_error():
+    from mmcli.errors import DataError
+
+    cake = load(
+        str(ROOT / "sample_data" / "cake.csv"), numeric=["angle", "temp"], categorical=["replicate"], other=["recipe"]
+    ).frame
+    g = gamm("angle ~ recipe + s(temp, k=4) + (1|replicate)", cake)
+    with pytest.raises(DataError, match="level 'D'"):
+        g.predict(pd.DataFrame({"recipe": ["A", "D"], "temp": [180.0, 190.0]}))
