@@ -24,22 +24,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 
 from mmcli.errors import DataError, ModelError, UsageError
 from mmcli.lmm import OptimizerRecord
-from mmcli.smooths import rk_kernel  # R(x_i, z_j) as a len(x) x len(z) matrix, shared with gamm
+from mmcli.penalized import GCV_GRID, GCV_XATOL, AtLambda, PenalizedLS, fit_at_lambda, gcv_search
+from mmcli.smooths import rk_basis, rk_kernel, rk_penalty  # the rk basis and penalty, shared with gamm's rk smooths
+
+__all__ = [  # with the names of the penalized least squares it is built on
+    "GCV_GRID",
+    "GCV_XATOL",
+    "AtLambda",
+    "MixedSplineForm",
+    "PenalizedLS",
+    "SplineFit",
+    "check_lambda",
+    "default_knots",
+    "fit_at_lambda",
+    "fit_spline",
+    "gcv_search",
+    "mat_sqrt",
+    "mixed_form",
+    "mixed_matrices",
+    "rk_basis",
+    "rk_kernel",
+    "rk_penalty",
+]
 
 DEFAULT_KNOTS = 7
 """Default number of interior knots, capped at (unique x - 2) for small data; see `default_knots`."""
-
-GCV_GRID = 1e-8 * 1.5 ** np.arange(60)
-"""Wood's (2006, section 3.2.3) lambda grid for GCV: 1e-8 * 1.5^i, i = 0..59 (1e-8 to about 240)."""
-
-GCV_XATOL = 1e-10
-"""Tolerance on log(lambda) of the bounded Brent refinement of the GCV minimum."""
-
 
 # ----------------------------------------------------------------------------------------------------------
 # basis, penalty and its square root
@@ -55,22 +67,6 @@ def default_knots(n_unique: int) -> int:
     a small data set (as few as 3 distinct x) still gets a valid basis.
     """
     return max(1, min(DEFAULT_KNOTS, n_unique - 2))
-
-
-def rk_basis(x_scaled: np.ndarray, knots_scaled: np.ndarray) -> np.ndarray:
-    """The model matrix X = [1, x, R(x, x*_1), ..., R(x, x*_K)], x scaled to [0, 1] (Wood 2006 §3.2.1)."""
-    x_scaled = np.asarray(x_scaled, dtype=float)
-    rk = rk_kernel(x_scaled.ravel(), np.asarray(knots_scaled, dtype=float).ravel())
-    return np.column_stack([np.ones_like(x_scaled), x_scaled, rk])
-
-
-def rk_penalty(knots_scaled: np.ndarray) -> np.ndarray:
-    """The penalty S: R(x*_i, x*_j) in the lower-right K x K block, zeros elsewhere (Wood 2006 §3.2.2)."""
-    knots_scaled = np.asarray(knots_scaled, dtype=float)
-    K = knots_scaled.size
-    S = np.zeros((K + 2, K + 2))
-    S[2:, 2:] = rk_kernel(knots_scaled, knots_scaled)
-    return (S + S.T) / 2
 
 
 def mat_sqrt(S: np.ndarray) -> np.ndarray:
@@ -104,70 +100,6 @@ def mixed_matrices(X: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 # ----------------------------------------------------------------------------------------------------------
 # the fit at one lambda
-
-
-@dataclass(frozen=True, eq=False)
-class AtLambda:
-    """The penalized least-squares fit at one lambda."""
-
-    lam: float
-    coef: np.ndarray
-    fitted: np.ndarray
-    rss: float
-    edf: float
-    Rinv: np.ndarray  # (X'X + lam S)^-1 = Rinv Rinv'
-
-
-@dataclass(frozen=True, eq=False)
-class PenalizedLS:
-    """min ||y - X beta||^2 + lam ||B beta||^2 for any lam, with X = Q0 R0 factored once (Wood 2006 §3.2.2).
-
-    The augmented system [X; sqrt(lam) B] beta ~ [y; 0] has the same solution as the p + p rows
-    [R0; sqrt(lam) B] beta ~ [Q0'y; 0], so each lambda costs O(p^3) and not O(n p^2): with that QR
-    [R0; sqrt(lam) B] = Q R, beta = R^-1 Q'[Q0'y; 0], A = Q0 Q_1 Q_1' Q0' with Q_1 the first p rows of Q, so
-    EDF = tr A = ||Q_1||_F^2, and (X'X + lam S)^-1 = R^-1 R^-T. No normal equations are formed.
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    B: np.ndarray
-    R0: np.ndarray
-    Qty: np.ndarray
-    null: np.ndarray  # columns outside the penalty (B e_j = 0): the fit as lam -> inf uses only these
-
-    @classmethod
-    def build(cls, X: np.ndarray, y: np.ndarray, B: np.ndarray) -> PenalizedLS:
-        Q0, R0 = np.linalg.qr(X)
-        norms = np.sqrt(np.sum(B**2, axis=0))
-        null = np.flatnonzero(norms <= 1e-8 * max(float(norms.max()), np.finfo(float).tiny))
-        return cls(X, y, B, R0, Q0.T @ y, null)
-
-    def at(self, lam: float) -> AtLambda:
-        """The fit at lam > 0; lam = inf fits the unpenalized columns only (the limit lam -> inf)."""
-        p = self.X.shape[1]
-        if math.isinf(lam):
-            Q, R = np.linalg.qr(self.X[:, self.null])
-            Rinv = np.zeros((p, p))
-            Rinv[np.ix_(self.null, self.null)] = scipy.linalg.solve_triangular(R, np.eye(self.null.size))
-            coef = np.zeros(p)
-            coef[self.null] = scipy.linalg.solve_triangular(R, Q.T @ self.y)
-            edf = float(self.null.size)
-        else:
-            Q, R = np.linalg.qr(np.vstack([self.R0, math.sqrt(lam) * self.B]))
-            coef = scipy.linalg.solve_triangular(R, Q[:p].T @ self.Qty)
-            edf = float(np.sum(Q[:p] ** 2))
-            Rinv = scipy.linalg.solve_triangular(R, np.eye(p))
-        fitted = self.X @ coef
-        return AtLambda(lam, coef, fitted, float(np.sum((self.y - fitted) ** 2)), edf, Rinv)
-
-
-def fit_at_lambda(X: np.ndarray, y: np.ndarray, B: np.ndarray, lam: float) -> AtLambda:
-    """Penalized least squares at lambda with any B'B = S (Wood 2006 §3.2.2); see `PenalizedLS`."""
-    return PenalizedLS.build(X, y, B).at(lam)
-
-
-def _gcv(n: int, at: AtLambda) -> float:
-    return n * at.rss / (n - at.edf) ** 2
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -341,46 +273,6 @@ def _choose_knots(
 # choosing lambda
 
 
-def _gcv_search(pls: PenalizedLS) -> tuple[float, dict[str, Any]]:
-    """lambda minimizing GCV(lambda) = n RSS / (n - EDF)^2 (Wood 2006 section 3.2.3).
-
-    Wood's grid 1e-8 * 1.5^i first, so that a local minimum does not trap the search; then a bounded Brent
-    search on log lambda between the best grid point's neighbours.
-    """
-    n = pls.y.size
-    grid_gcv = np.array([_gcv(n, pls.at(float(lam))) for lam in GCV_GRID])
-    i = int(np.argmin(grid_gcv))
-    lo, hi = np.log(GCV_GRID[max(i - 1, 0)]), np.log(GCV_GRID[min(i + 1, GCV_GRID.size - 1)])
-    res = scipy.optimize.minimize_scalar(
-        lambda rho: _gcv(n, pls.at(math.exp(rho))),
-        bounds=(lo, hi),
-        method="bounded",
-        options={"xatol": GCV_XATOL, "maxiter": 500},
-    )
-    lam, best = math.exp(float(res.x)), float(res.fun)
-    if not best <= grid_gcv[i]:  # never do worse than the grid
-        lam, best = float(GCV_GRID[i]), float(grid_gcv[i])
-    record = {
-        "criterion": "GCV",
-        "grid": [float(v) for v in GCV_GRID],
-        "grid_gcv": [float(v) for v in grid_gcv],
-        "grid_best_lambda": float(GCV_GRID[i]),
-        "grid_best_gcv": float(grid_gcv[i]),
-        "at_grid_edge": i in (0, GCV_GRID.size - 1),
-        "refine": {
-            "method": "bounded Brent on log(lambda)",
-            "bounds": [math.exp(lo), math.exp(hi)],
-            "xatol": GCV_XATOL,
-            "evaluations": int(res.nfev),
-            "converged": bool(res.success),
-            "message": str(res.message),
-        },
-        "lambda": lam,
-        "gcv": best,
-    }
-    return lam, record
-
-
 REML_START_FACTORS = (1.0, 1e-3, 1e3)
 """Starts of the REML search, as multiples of the GCV lambda (see `_fit_mixed`)."""
 
@@ -398,7 +290,7 @@ def _fit_mixed(X: np.ndarray, S: np.ndarray, y: np.ndarray, x_name: str = "x") -
     from mmcli.lmm import fit_lmm, general_term
 
     Xf, Z, U_F, U_R, d_pos = mixed_matrices(X, S)
-    lam_gcv, _ = _gcv_search(PenalizedLS.build(X, y, mat_sqrt(S)))
+    lam_gcv, _ = gcv_search(PenalizedLS.build(X, y, mat_sqrt(S)))
     best: tuple[float, float, Any] | None = None
     starts = []
     for factor in REML_START_FACTORS:
@@ -517,7 +409,7 @@ def _choose_lambda(
 ) -> tuple[float, str, dict[str, Any] | None, MixedSplineForm | None]:
     """lambda, how it was chosen ("fixed", "gcv", "reml"), the search's record, and the mixed form (REML)."""
     if method == "gcv":
-        lam, search = _gcv_search(pls)
+        lam, search = gcv_search(pls)
         return lam, "gcv", search, None
     if method == "reml":
         mixed = _fit_mixed(X, S, y, x_name)
