@@ -16,10 +16,11 @@ from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
 from mmcli.formula import NAME, ModelSpec, OffsetTerm
 from mmcli.lmm import ReTerm, general_term, indicator_term
-from mmcli.smooths import MixedSmooth, Smooth, smooth_construct, smooth_to_mixed
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from mmcli.smooths import MixedSmooth, Smooth
 
 
 @dataclass(frozen=True, eq=False)
@@ -276,6 +277,8 @@ def build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, wei
         raise ModelError("Each column can be smoothed once: remove the repeated s(...) term.")
     Xp, fixed = model_matrix(spec.fixed, frame, cats, extra=0 if spec.smooths else 1)
     smooths, tagged, xcols, xnames = [], [], [Xp], list(fixed.names)
+    if spec.smooths:  # scipy comes with the bases: a model without smooths does not pay for its import
+        from mmcli.smooths import smooth_construct, smooth_to_mixed
     for s, gname in zip(spec.smooths, smooth_group_names(len(spec.smooths))):
         x = frame[s.var].to_numpy(dtype=float)
         sm = smooth_construct(x, var=s.var, bs=s.bs, k=s.k)
