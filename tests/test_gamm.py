@@ -180,13 +180,6 @@ def test_reml_criterion_against_gamm4(key, fits):
     assert want - crit <= OPT_DEV
 
 
-def test_gamm4_differs_between_r_processes_and_the_reference_is_its_best():
-    """gamm4's cs fit is not the same in every R process: one of its two answers stops 7.4e-5 above the other."""
-    runs = REF["cs"]["runs_REMLcrit"]
-    assert REF["cs"]["REMLcrit"] == min(runs)
-    assert max(runs) - min(runs) > 5e-5
-
-
 @pytest.mark.parametrize("key", ["cs", "cr5"])
 def test_predictions_and_se_on_the_reference_grid(key, fits):
     r = REF[key]
