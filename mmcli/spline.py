@@ -372,12 +372,6 @@ def fit_spline(
 
     lam_value, lam_method, search, mixed = _choose_lambda(method, pls, X, S, y, x_name)
     at = pls.at(lam_value)
-    resid_df = n - at.edf
-    sigma2 = at.rss / resid_df if resid_df > 0 else math.nan
-    tss = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1 - at.rss / tss if tss > 0 else math.nan
-    # mgcv's summary.gam r.sq: 1 - (RSS/(n - EDF)) / (TSS/(n - 1))
-    adj_r2 = 1 - sigma2 / (tss / (n - 1)) if tss > 0 else math.nan
     return SplineFit(
         x_name=x_name,
         y_name=y_name,
@@ -393,15 +387,27 @@ def fit_spline(
         coef=at.coef,
         edf=at.edf,
         rss=at.rss,
-        sigma=math.sqrt(sigma2) if sigma2 >= 0 else math.nan,
-        gcv=n * at.rss / resid_df**2 if resid_df > 0 else math.nan,
-        r_squared=r2,
-        adj_r_squared=adj_r2,
         fitted=at.fitted,
-        Vp=sigma2 * (at.Rinv @ at.Rinv.T),
         lambda_search=search,
         mixed=mixed,
+        **_fit_statistics(at, y),
     )
+
+
+def _fit_statistics(at: AtLambda, y: np.ndarray) -> dict[str, Any]:
+    """sigma^2 = RSS / (n - EDF), GCV, R^2, mgcv's adjusted r.sq 1 - (RSS/(n - EDF)) / (TSS/(n - 1)), and
+    Vp = sigma^2 (X'X + lambda S)^-1."""
+    n = y.size
+    resid_df = n - at.edf
+    sigma2 = at.rss / resid_df if resid_df > 0 else math.nan
+    tss = float(np.sum((y - y.mean()) ** 2))
+    return {
+        "sigma": math.sqrt(sigma2) if sigma2 >= 0 else math.nan,
+        "gcv": n * at.rss / resid_df**2 if resid_df > 0 else math.nan,
+        "r_squared": 1 - at.rss / tss if tss > 0 else math.nan,
+        "adj_r_squared": 1 - sigma2 / (tss / (n - 1)) if tss > 0 else math.nan,
+        "Vp": sigma2 * (at.Rinv @ at.Rinv.T),
+    }
 
 
 def _choose_lambda(
