@@ -49,16 +49,12 @@ def quantiles_type7(x: np.ndarray) -> list[float]:
 # linear mixed models
 
 
-def group_labels(fit: LmmFit) -> list[str]:
-    """Each term's group as lme4's VarCorr names it."""
-    return [t.group for t in fit.terms]
-
-
 def random_effect_rows(fit: LmmFit) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Variance components per term and column (lme4's VarCorr), then the correlations within terms."""
     rows: list[dict[str, Any]] = []
     corrs: list[dict[str, Any]] = []
-    for t, group, C in zip(fit.terms, group_labels(fit), fit.term_covariances()):
+    for t, C in zip(fit.terms, fit.term_covariances()):
+        group = t.group
         sd = np.sqrt(np.maximum(np.diag(C), 0.0))
         for i, name in enumerate(t.names):
             rows.append({"group": group, "term": name, "variance": finite(C[i, i]), "std_dev": finite(sd[i])})
@@ -139,7 +135,8 @@ def fit_dict(
 def ranef_rows(fit: LmmFit) -> list[dict[str, Any]]:
     """Conditional modes and standard deviations, one row per group, level and term (lme4's ranef, condVar)."""
     rows = []
-    for t, group, b, sd in zip(fit.terms, group_labels(fit), fit.ranef, fit.cond_sd):
+    for t, b, sd in zip(fit.terms, fit.ranef, fit.cond_sd):
+        group = t.group
         if not t.indicator:
             continue
         for j, level in enumerate(t.levels):

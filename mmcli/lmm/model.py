@@ -72,7 +72,6 @@ class LmmModel:
                 f"data have {n}. Use the blocked Cholesky (method fast).",
                 param="method",
             )
-        self.method = method
         self.terms = list(terms)
         self.work: Working = prepare(
             X, y, terms, RX, weights=self.weights, offset=offset, dense=method == "dense", overwrite_y=overwrite_y
