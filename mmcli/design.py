@@ -14,49 +14,14 @@ import numpy as np
 
 from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
-from mmcli.formula import NAME, ModelSpec, OffsetTerm
+from mmcli.fixed import FixedPart, model_matrix
+from mmcli.formula import ModelSpec, OffsetTerm
 from mmcli.lmm import ReTerm, general_term, indicator_term
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from mmcli.smooths import MixedSmooth, Smooth
-
-
-@dataclass(frozen=True, eq=False)
-class FixedPart:
-    """How the fixed-effects columns are built, kept so that new rows need nothing but themselves: the plain
-    numeric columns (no formula library), or formulaic's model spec with the training data's factor levels."""
-
-    names: list[str]
-    plain: list[str] | None  # the columns, in order, after an optional intercept
-    intercept: bool
-    spec: Any = None  # formulaic's ModelSpec
-    levels: dict[str, list[str]] = field(default_factory=dict)  # categorical columns -> training levels
-
-    def rows(self, frame: pd.DataFrame) -> np.ndarray:
-        """The columns for new rows; a factor level the fit has not seen is an error naming it."""
-        n = len(frame)
-        if self.plain is not None:
-            cols = ([np.ones(n)] if self.intercept else []) + [frame[c].to_numpy(dtype=float) for c in self.plain]
-            return np.column_stack(cols) if cols else np.zeros((n, 0))
-        import pandas as pd
-
-        df = pd.DataFrame(index=frame.index)
-        for c in frame.columns:
-            df[c] = frame[c]
-        for col, labels in self.levels.items():
-            src = col[len("factor(") : -1] if col.startswith("factor(") else col
-            numeric = all(_is_number(v) for v in labels)
-            values = frame[src].astype(str).str.strip().map(lambda v, num=numeric: _r_label(v, num))
-            unseen = sorted(set(values) - set(labels))
-            if unseen:
-                raise DataError(
-                    f"Column '{src}' has the level '{unseen[0]}', which the fitted data do not have: a fixed effect "
-                    "cannot be predicted for it."
-                )
-            df[col] = pd.Categorical(values, categories=labels)
-        return np.asarray(self.spec.get_model_matrix(df, na_action="raise"), dtype=float)
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,87 +105,6 @@ def response(frame: pd.DataFrame, name: str) -> np.ndarray:
     return y
 
 
-_BRACKET = re.compile(r"\[(?:T\.)?(.*?)\]")
-
-
-def r_name(col: str) -> str:
-    """formulaic's column name -> R's: ``recipe[T.B]:temperature[T.185]`` -> ``recipeB:temperature185``."""
-    if col == "Intercept":
-        return "(Intercept)"
-    return _BRACKET.sub(lambda m: m.group(1), col.replace("`", "").replace(" ** ", "^"))
-
-
-def model_matrix(rhs: str, frame: pd.DataFrame, cats: set[str], extra: int = 0) -> tuple[np.ndarray, FixedPart]:
-    """The fixed-effects (or random-term) model matrix of a right-hand side, with R's column names, and how to
-    build it again for new rows. ``extra`` trailing columns are left for the caller to fill (the response,
-    without a copy of X)."""
-    rhs = rhs.strip()
-    n = len(frame)
-    parts: list[str]
-    if rhs in ("1", "1 + 1"):
-        parts, intercept = [], True
-    elif rhs in ("0", "-1", "0 + 1 - 1", "- 1"):
-        parts, intercept = [], False
-    else:
-        parts = [p.strip() for p in rhs.split("+")]
-        intercept = True
-        if parts and parts[0] == "0":
-            intercept, parts = False, parts[1:]
-        elif parts and parts[0] == "1":
-            parts = parts[1:]
-    # plain numeric columns: no formula library needed (the common case, and the large-data one)
-    if all(NAME.match(p) and p in frame.columns and p not in cats for p in parts):
-        names = (["(Intercept)"] if intercept else []) + parts
-        out = np.empty((n, len(names) + extra))
-        for i, nm in enumerate(names):
-            out[:, i] = 1.0 if nm == "(Intercept)" else frame[nm].to_numpy(dtype=float)
-        return out, FixedPart(names, parts, intercept)
-    import pandas as pd
-    from formulaic import model_matrix as fm
-
-    df = pd.DataFrame(index=frame.index)
-    levels: dict[str, list[str]] = {}
-    for c in frame.columns:
-        df[c] = frame[c]
-    factor_cols = [(c, c) for c in frame.columns if c in cats]
-    factor_cols += [(f"factor({c})", c) for c in re.findall(r"`factor\((.*?)\)`", rhs)]
-    for name, src in factor_cols:
-        labels, codes = level_order(frame[src])
-        df[name] = pd.Categorical.from_codes(codes, categories=labels)  # type: ignore[call-overload]
-        levels[name] = labels
-    try:
-        mm = fm(rhs, df, na_action="raise")
-    except Exception as e:  # formulaic reports unknown names, bad operators, ...
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"Cannot build the model matrix for '{rhs.replace('`', '')}': {msg}") from None
-    names = [r_name(str(c)) for c in mm.columns]
-    used = {str(v) for v in mm.model_spec.required_variables}
-    levels = {c: lv for c, lv in levels.items() if c in used}
-    X = np.asarray(mm, dtype=float)
-    if extra:
-        X = np.column_stack([X, np.empty((n, extra))])
-    return X, FixedPart(names, None, intercept, spec=mm.model_spec, levels=levels)
-
-
-def _r_label(value: str, numeric: bool) -> str:
-    """A new row's level as level_order labels it (185, not 185.0, when the levels are numbers)."""
-    if not numeric:
-        return value
-    try:
-        x = float(value)
-    except ValueError:
-        return value
-    return str(int(x)) if math.isfinite(x) and x.is_integer() and abs(x) < 1e15 else value
-
-
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
-
-
 def offset_values(frame: pd.DataFrame, offsets: Sequence[OffsetTerm]) -> np.ndarray | None:
     """The sum of the offset terms, or None without any."""
     if not offsets:
@@ -275,7 +159,7 @@ def build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, wei
             raise DataError(f"Cannot smooth '{s.var}': it is not a numeric column. A smooth needs numeric x.")
     if len({s.var for s in spec.smooths}) < len(spec.smooths):
         raise ModelError("Each column can be smoothed once: remove the repeated s(...) term.")
-    Xp, fixed = model_matrix(spec.fixed, frame, cats, extra=0 if spec.smooths else 1)
+    Xp, fixed = model_matrix(spec.fixed_terms, frame, cats, extra=0 if spec.smooths else 1)
     smooths, tagged, xcols, xnames = [], [], [Xp], list(fixed.names)
     if spec.smooths:  # scipy comes with the bases: a model without smooths does not pay for its import
         from mmcli.smooths import smooth_construct, smooth_to_mixed
@@ -290,7 +174,7 @@ def build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, wei
             tagged.append((general_term(gname, ms.term, ms.Zr), len(smooths) - 1))
     for rt in spec.random:
         codes, labels = group_codes(frame, rt.factors)
-        T, part = model_matrix(rt.expr, frame, cats)
+        T, part = model_matrix(rt.terms, frame, cats)
         if part.names == ["(Intercept)"]:
             T = np.broadcast_to(np.ones((1, 1)), T.shape)  # a view of one number: no n-vector of ones
         if T.shape[1] == 0:

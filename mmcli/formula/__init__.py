@@ -1,0 +1,378 @@
+"""lme4 / mgcv formula text -> a model spec: the fixed part, random-effects terms, smooths and offsets. No data.
+
+The text is parsed into a syntax tree (mmcli.formula.syntax) and the tree is checked against the grammar
+mmcli evaluates itself: Wilkinson's operators on terms (``+ - * / : ^ %in%``), lme4's ``(expr | g)``,
+``(expr || g)`` and nested ``g1/g2``, mgcv's ``s(x, bs =, k =)``, ``offset()``, and a short list of transforms
+(:data:`TRANSFORMS`). A formula is data: nothing in it is ever run as code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mmcli.errors import FormulaError, UsageError
+from mmcli.formula.syntax import BinOp, Call, Name, Node, Num, Paren, Str, Unary, deparse, names_in, parse, quote_name
+
+SMOOTH_BASES = ("cr", "cs", "rk")
+ARITHMETIC = ("log", "log1p", "log2", "log10", "exp", "sqrt", "abs")  # functions of numbers, anywhere in a term
+TRANSFORMS = ("I", "factor", "scale", "center", "poly", *ARITHMETIC)  # what a fixed or random term may call
+_WILKINSON = ("+", "-", "*", "/", ":", "^", "%in%")
+_ALLOWED_TEXT = "I(), factor(), scale(), center(), poly(), " + ", ".join(f"{f}()" for f in ARITHMETIC)
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One lme4 random-effects term after expansion: ``(expr | g1:g2)``.
+
+    ``expr`` is the term's own model formula as R prints it (``1 + Days``, ``0 + Days``); ``factors`` are the
+    columns whose interaction is the grouping factor, in the order lme4 names it (``cask:batch``).
+    """
+
+    expr: str
+    factors: tuple[str, ...]
+    node: Node | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def group(self) -> str:
+        return ":".join(self.factors)
+
+    @property
+    def terms(self) -> tuple[tuple[str, Node], ...]:
+        """The term's own formula as signed terms."""
+        return signed_terms(self.node) if self.node is not None else (("+", Num(0, 1.0)),)
+
+    def __str__(self) -> str:
+        return f"({self.expr} | {self.group})"
+
+
+@dataclass(frozen=True)
+class SmoothTerm:
+    """An mgcv smooth ``s(x, bs = "cr", k = 10)``."""
+
+    var: str
+    bs: str = "cr"
+    k: int = 10
+    bs_given: bool = True  # False when the formula left bs out (mgcv would then use "tp")
+
+    @property
+    def label(self) -> str:
+        return f"s({quote_name(self.var)})"
+
+    def __str__(self) -> str:
+        return f's({quote_name(self.var)}, bs = "{self.bs}", k = {self.k})'
+
+
+@dataclass(frozen=True)
+class OffsetTerm:
+    """``offset(x)`` or ``offset(log(x))``: a known part of the linear predictor, with coefficient 1 (lme4)."""
+
+    var: str
+    log: bool = False
+
+    def __str__(self) -> str:
+        v = quote_name(self.var)
+        return f"offset(log({v}))" if self.log else f"offset({v})"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    response: str
+    fixed: str  # the fixed part as R prints it ("1" for the intercept alone)
+    fixed_terms: tuple[tuple[str, Node], ...] = ()  # its terms, each with its sign
+    random: tuple[RandomTerm, ...] = ()
+    smooths: tuple[SmoothTerm, ...] = ()
+    offsets: tuple[OffsetTerm, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The formula fitted, written as lme4/gamm4 would print it."""
+        parts = [self.fixed] if self.fixed else []
+        parts += [str(o) for o in self.offsets]
+        parts += [str(s) for s in self.smooths]
+        parts += [str(t) for t in self.random]
+        return f"{quote_name(self.response)} ~ " + " + ".join(parts)
+
+    def variables(self) -> list[str]:
+        """The data columns this model uses, response first, each once."""
+        out = [self.response]
+        out += [n for _, t in self.fixed_terms for n in names_in(t)]
+        for rt in self.random:
+            out += [n for _, t in rt.terms for n in names_in(t)] + list(rt.factors)
+        out += [s.var for s in self.smooths] + [o.var for o in self.offsets]
+        return list(dict.fromkeys(out))
+
+
+def signed_terms(node: Node) -> tuple[tuple[str, Node], ...]:
+    """The top-level terms of a sum, each with its sign: ``a + b - 1`` -> (+ a), (+ b), (- 1)."""
+    if isinstance(node, BinOp) and node.op in ("+", "-"):
+        left = signed_terms(node.left)
+        return (*left, (node.op, node.right))
+    if isinstance(node, Unary) and node.op in ("+", "-"):
+        return ((node.op, node.operand),)
+    return (("+", node),)
+
+
+def join_terms(terms: tuple[tuple[str, Node], ...] | list[tuple[str, Node]]) -> str:
+    """Signed terms back to R's text: ``x - 1``, ``0 + x``."""
+    out = ""
+    for i, (sign, t) in enumerate(terms):
+        text = deparse(t)
+        out += (f"-{text}" if sign == "-" else text) if i == 0 else f" {sign} {text}"
+    return out
+
+
+def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
+    """Parse ``y ~ fixed + (expr | group) + s(x, ...) + offset(x)`` into a :class:`ModelSpec`."""
+    tree = parse(text)
+    if isinstance(tree, Unary) and tree.op == "~":
+        raise FormulaError("The formula has no response before '~'", text, 0)
+    assert isinstance(tree, BinOp) and tree.op == "~"
+    lhs = tree.left
+    if not isinstance(lhs, Name):
+        raise FormulaError(f"The response must be a column name, not '{deparse(lhs)}'", text, lhs.pos)
+    fixed: list[tuple[str, Node]] = []
+    random: list[RandomTerm] = []
+    smooths: list[SmoothTerm] = []
+    offsets: list[OffsetTerm] = []
+    for sign, term in signed_terms(tree.right):
+        kind = _kind(term, text)
+        if sign == "-" and kind != "fixed":
+            raise FormulaError(f"A{'n' if kind == 'offset' else ''} {kind} cannot be subtracted", text, term.pos)
+        if kind == "random-effects term":
+            assert isinstance(term, Paren) and isinstance(term.inner, BinOp)
+            random += _random_terms(term.inner, text)
+        elif kind == "smooth":
+            if not allow_smooths:
+                raise FormulaError("Smooth terms s(...) belong to 'mmcli gamm', not this command", text, term.pos)
+            assert isinstance(term, Call)
+            smooths.append(_smooth(term, text))
+        elif kind == "offset":
+            assert isinstance(term, Call)
+            offsets.append(_offset(term, text))
+        else:
+            check_wilkinson(term, text)
+            fixed.append((sign, term))
+    return ModelSpec(
+        response=lhs.name,
+        fixed=join_terms(fixed) if fixed else "1",
+        fixed_terms=tuple(fixed),
+        random=tuple(random),
+        smooths=tuple(smooths),
+        offsets=tuple(offsets),
+    )
+
+
+def _kind(term: Node, text: str) -> str:
+    if isinstance(term, Paren) and isinstance(term.inner, BinOp) and term.inner.op in ("|", "||"):
+        return "random-effects term"
+    if isinstance(term, BinOp) and term.op in ("|", "||"):
+        raise FormulaError("A random-effects term must be in parentheses: (expr | group)", text, term.op_pos)
+    if isinstance(term, Call) and term.func == "s":
+        return "smooth"
+    if isinstance(term, Call) and term.func == "offset":
+        return "offset"
+    return "fixed"
+
+
+def check_wilkinson(node: Node, text: str) -> None:
+    """A term of Wilkinson's algebra: operators on columns, 0/1 for the intercept, and allowed transforms."""
+    if isinstance(node, Name):
+        if node.name == ".":
+            raise FormulaError("'.' (all other columns) is not supported: name the columns", text, node.pos)
+    elif isinstance(node, Num):
+        if node.value not in (0.0, 1.0):
+            raise FormulaError(f"A number in a formula term must be 0 or 1, not {deparse(node)} (use I())", text, node.pos)  # fmt: skip
+    elif isinstance(node, Paren):
+        check_wilkinson(node.inner, text)
+    elif isinstance(node, Unary) and node.op in ("-", "+"):
+        check_wilkinson(node.operand, text)
+    elif isinstance(node, BinOp) and node.op in _WILKINSON:
+        check_wilkinson(node.left, text)
+        if node.op == "^":
+            if not (
+                isinstance(node.right, Num) and node.right.value >= 1 and node.right.value == int(node.right.value)
+            ):
+                raise FormulaError("The power of a group of terms must be a whole number (for x squared write I(x^2))", text, node.right.pos)  # fmt: skip
+        else:
+            check_wilkinson(node.right, text)
+    elif isinstance(node, BinOp) and node.op in ("|", "||"):
+        raise FormulaError("A random-effects term must be in parentheses, on its own: (expr | group)", text, node.op_pos)  # fmt: skip
+    elif isinstance(node, Call):
+        check_transform(node, text)
+    elif isinstance(node, Str):
+        raise FormulaError("A string is not a term (column names with spaces go between backquotes)", text, node.pos)
+    else:
+        raise FormulaError(f"Cannot read the term '{deparse(node)}'", text, node.pos)
+
+
+def unsupported(call: Call, text: str) -> FormulaError:
+    where = "a smooth term (mmcli fits s() smooths)" if call.func in ("te", "ti", "t2", "gp") else "a formula term"
+    return FormulaError(f"Unsupported function '{call.func}' in {where}; mmcli knows {_ALLOWED_TEXT}", text, call.pos)
+
+
+def check_transform(call: Call, text: str) -> None:
+    """The arguments each transform takes; their insides are arithmetic on columns."""
+    f = call.func
+    if f not in TRANSFORMS:
+        raise unsupported(call, text)
+    allowed = {"poly": ("raw",), "scale": ("center", "scale")}.get(f, ())
+    for k, v in call.kwargs:
+        if k not in allowed:
+            raise FormulaError(f"Unsupported argument '{k}' in {f}()", text, v.pos)
+        if not (isinstance(v, Num) and v.value in (0.0, 1.0)):
+            raise FormulaError(f"Argument {k} of {f}() must be TRUE or FALSE", text, v.pos)
+    nargs = 2 if f == "poly" else 1
+    if len(call.args) != nargs:
+        shape = "poly(x, degree)" if f == "poly" else f"{f}(x)"
+        raise FormulaError(f"{f}() takes {'two arguments' if nargs == 2 else 'one argument'}: {shape}", text, call.pos)
+    if f == "factor":
+        if not isinstance(call.args[0], Name):
+            raise FormulaError("factor() takes a column name", text, call.args[0].pos)
+        return
+    if f == "poly":
+        d = call.args[1]
+        if not (isinstance(d, Num) and d.value >= 1 and d.value == int(d.value)):
+            raise FormulaError("The degree of poly() must be a whole number of at least 1", text, d.pos)
+    check_arithmetic(call.args[0], text)
+
+
+def check_arithmetic(node: Node, text: str) -> None:
+    """Numbers, numeric columns, + - * / ^ and the functions of numbers."""
+    if isinstance(node, (Name, Num)):
+        return
+    if isinstance(node, Paren):
+        check_arithmetic(node.inner, text)
+    elif isinstance(node, Unary) and node.op in ("-", "+"):
+        check_arithmetic(node.operand, text)
+    elif isinstance(node, BinOp) and node.op in ("+", "-", "*", "/", "^"):
+        check_arithmetic(node.left, text)
+        check_arithmetic(node.right, text)
+    elif isinstance(node, Call) and node.func in ARITHMETIC:
+        if len(node.args) != 1 or node.kwargs:
+            raise FormulaError(f"{node.func}() takes one argument", text, node.pos)
+        check_arithmetic(node.args[0], text)
+    elif isinstance(node, Call):
+        raise FormulaError(
+            f"Unsupported function '{node.func}' inside a transform; mmcli knows {', '.join(ARITHMETIC)}",
+            text,
+            node.pos,
+        )
+    else:
+        what = f"operator '{node.op}'" if isinstance(node, BinOp) else f"'{deparse(node)}'"
+        raise FormulaError(f"Unsupported {what} inside a transform (arithmetic is + - * / ^)", text, node.pos)
+
+
+def _random_terms(bar: BinOp, text: str) -> list[RandomTerm]:
+    """``expr | g`` or ``expr || g``; ``g`` may be ``a/b`` (nested) or ``a:b``."""
+    if isinstance(bar.left, BinOp) and bar.left.op in ("|", "||"):
+        raise FormulaError("Only one '|' is allowed in a random-effects term", text, bar.op_pos)
+    expr = bar.left
+    for _, t in signed_terms(expr):
+        check_wilkinson(t, text)
+    # a/b/c -> a, b:a, c:b:a  (lme4 names the nested factor 'cask:batch' for batch/cask)
+    nested = [_interaction(g, text) for g in _split(bar.right, "/", text)]
+    groups: list[tuple[str, ...]] = []
+    for k in range(len(nested)):
+        groups.append(tuple(f for g in reversed(nested[: k + 1]) for f in g))
+    out: list[RandomTerm] = []
+    pieces = _split_double(expr) if bar.op == "||" else [expr]
+    for factors in groups:
+        out += [RandomTerm(join_terms(signed_terms(p)), factors, p) for p in pieces]
+    return out
+
+
+def _split(node: Node, op: str, text: str) -> list[Node]:
+    if isinstance(node, BinOp) and node.op == op:
+        return _split(node.left, op, text) + _split(node.right, op, text)
+    return [node]
+
+
+def _interaction(node: Node, text: str) -> tuple[str, ...]:
+    names = _split(node, ":", text)
+    for n in names:
+        if not isinstance(n, Name):
+            raise FormulaError(f"The grouping factor must be a column name, not '{deparse(n)}'", text, n.pos)
+    return tuple(n.name for n in names if isinstance(n, Name))
+
+
+def _split_double(expr: Node) -> list[Node]:
+    """lme4's expandDoubleVerts: (x || g) = (1 | g) + (0 + x | g), one term per column of the formula."""
+    has_int = True
+    out: list[Node] = []
+    for sign, t in signed_terms(expr):
+        if isinstance(t, Num):
+            if (sign == "-" and t.value == 1) or (sign == "+" and t.value == 0):
+                has_int = False
+            continue
+        if sign == "+":
+            out.append(BinOp(t.pos, "+", Num(t.pos, 0.0), t))
+    return ([Num(expr.pos, 1.0)] if has_int else []) + out
+
+
+def _smooth(call: Call, text: str) -> SmoothTerm:
+    """``s(x, bs = 'cs', k = 10)``."""
+    if len(call.args) != 1 or not isinstance(call.args[0], Name):
+        raise FormulaError("A smooth takes one column: s(x, bs = 'cr', k = 10)", text, call.pos)
+    bs, k, bs_given = "cr", 10, False
+    for key, v in call.kwargs:
+        if key == "bs":
+            if not isinstance(v, Str):
+                raise FormulaError("bs in s() must be a quoted basis name, such as 'cr'", text, v.pos)
+            if v.value not in SMOOTH_BASES:
+                raise UsageError(f"Unknown smooth basis '{v.value}'. Use one of: {', '.join(SMOOTH_BASES)}.")
+            bs, bs_given = v.value, True
+        elif key == "k":
+            if not (isinstance(v, Num) and v.value == int(v.value)):
+                raise FormulaError("k in s() must be a whole number", text, v.pos)
+            k = int(v.value)
+        else:
+            raise FormulaError(f"Unsupported argument '{key}' in s(): mmcli knows bs and k", text, call.pos)
+    return SmoothTerm(call.args[0].name, bs, k, bs_given)
+
+
+def _offset(call: Call, text: str) -> OffsetTerm:
+    """``offset(x)`` or ``offset(log(x))``."""
+    arg = call.args[0] if len(call.args) == 1 and not call.kwargs else None
+    if isinstance(arg, Name):
+        return OffsetTerm(arg.name)
+    if isinstance(arg, Call) and arg.func == "log" and len(arg.args) == 1 and isinstance(arg.args[0], Name):
+        return OffsetTerm(arg.args[0].name, log=True)
+    raise FormulaError("An offset takes a column or the log of a column: offset(x), offset(log(x))", text, call.pos)
+
+
+def build_formula(
+    y: str | None,
+    fixed: list[str],
+    groups: list[str],
+    slopes: list[str],
+    smooths: list[str] | None = None,
+    bs: str = "cr",
+    k: int = 10,
+) -> str:
+    """The formula that the column options (--y --fixed --group --slope --smooth) stand for."""
+    if not y:
+        raise UsageError("Give a formula, or the response with --y COL (and --group COL for the random intercept).")
+    rhs = [quote_name(f) for f in fixed] or ["1"]
+    for s in smooths or []:
+        rhs.append(f"s({quote_name(s)}, bs = '{bs}', k = {k})")
+    if slopes and not groups:
+        raise UsageError("--slope needs --group: the slope varies by the levels of a grouping column.")
+    for g in groups:
+        expr = " + ".join(["1"] + [quote_name(s) for s in slopes])
+        rhs.append(f"({expr} | {quote_name(g)})")
+    return f"{quote_name(y)} ~ " + " + ".join(rhs)
+
+
+__all__ = [
+    "ARITHMETIC",
+    "SMOOTH_BASES",
+    "TRANSFORMS",
+    "ModelSpec",
+    "OffsetTerm",
+    "RandomTerm",
+    "SmoothTerm",
+    "build_formula",
+    "join_terms",
+    "parse_formula",
+    "signed_terms",
+]
