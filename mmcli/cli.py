@@ -39,8 +39,16 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )
     @click.option("--json", "as_json", is_flag=True, help="Short for --format json.")
     @click.option("--debug", is_flag=True, help="Show the Python traceback of an error.")
+    @click.option(
+        "--max-memory",
+        metavar="SIZE",
+        help="Largest array to allocate, e.g. 8G (default: 1G or half the available memory, whichever is larger).",
+    )
     @functools.wraps(f)
-    def wrapper(*args: Any, fmt: str, as_json: bool, debug: bool, **kw: Any) -> Any:
+    def wrapper(*args: Any, fmt: str, as_json: bool, debug: bool, max_memory: str | None, **kw: Any) -> Any:
+        from mmcli.memory import parse_size, set_limit
+
+        set_limit(parse_size(max_memory) if max_memory is not None else None)
         return f(*args, fmt="json" if as_json else fmt, **kw)
 
     return wrapper

@@ -25,14 +25,15 @@ def set_limit(nbytes: int | None) -> None:
 def limit() -> int:
     if _limit is not None:
         return _limit
-    return max(GIB, _available() // 2)
+    return max(GIB, _meminfo("MemAvailable:") // 2)
 
 
-def _available() -> int:
+def _meminfo(key: str) -> int:
+    """A figure of /proc/meminfo in bytes (0 where there is none)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
@@ -51,10 +52,14 @@ def check_allocation(nbytes: float, what: str) -> None:
     """Refuse an array of ``nbytes`` (an estimate) above the limit, naming what it is for."""
     if nbytes <= (GIB if _limit is None else _limit) or nbytes <= limit():  # /proc read only for large ones
         return
+    what = f"{what[:1].upper()}{what[1:]} would need {human(nbytes)}"
+    total = _meminfo("MemTotal:")
+    if total and nbytes > total:
+        raise ModelError(f"{what}, more than this machine's memory ({human(total)}): simplify the model.")
     need = math.ceil(nbytes / GIB * 1.25)
     raise ModelError(
-        f"{what[:1].upper()}{what[1:]} would need {human(nbytes)}, more than the memory limit of {human(limit())}: "
-        f"simplify the model, or raise the limit with --max-memory {need}G if the machine has the memory."
+        f"{what}, more than the memory limit of {human(limit())}: simplify the model, or raise the limit with "
+        f"--max-memory {need}G if the machine has the memory."
     )
 
 

@@ -202,6 +202,10 @@ def _check_smooth(x: np.ndarray, var: str, bs: str, k: object) -> tuple[int, np.
     n_unique = np.unique(x).size
     if k > n_unique:
         raise ModelError(f"s({var}) has {n_unique} unique values, too few for k = {k}: use k <= {n_unique}.")
+    from mmcli.memory import check_allocation
+
+    check_allocation(8.0 * x.size * k, f"the basis of s({var}) with k = {k} ({x.size} x {k})")
+    check_allocation(8.0 * k * k, f"the penalty of s({var}) with k = {k} ({k} x {k})")
     return k, x
 
 

@@ -365,6 +365,9 @@ def fit_spline(
     x_min, x_max = float(x.min()), float(x.max())
     knots_orig, knots_scaled = _choose_knots(x, knots, knot_values, x_min, x_max)
 
+    from mmcli.memory import check_allocation
+
+    check_allocation(8.0 * x.size * (knots_scaled.size + 2), f"the spline basis ({x.size} x {knots_scaled.size + 2})")
     X = rk_basis((x - x_min) / (x_max - x_min), knots_scaled)
     S = rk_penalty(knots_scaled)
     pls = PenalizedLS.build(X, y, mat_sqrt(S))

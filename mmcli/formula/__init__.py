@@ -42,7 +42,7 @@ class RandomTerm:
         return signed_terms(self.node) if self.node is not None else (("+", Num(0, 1.0)),)
 
     def __str__(self) -> str:
-        return f"({self.expr} | {self.group})"
+        return f"({self.expr} | {':'.join(quote_name(f) for f in self.factors)})"
 
 
 @dataclass(frozen=True)
@@ -206,8 +206,11 @@ def check_wilkinson(node: Node, text: str) -> None:
 
 
 def unsupported(call: Call, text: str) -> FormulaError:
-    where = "a smooth term (mmcli fits s() smooths)" if call.func in ("te", "ti", "t2", "gp") else "a formula term"
-    return FormulaError(f"Unsupported function '{call.func}' in {where}; mmcli knows {_ALLOWED_TEXT}", text, call.pos)
+    if call.func in ("te", "ti", "t2", "gp"):
+        what = f"mmcli fits smooths of one column, s(x, bs = {' | '.join(repr(b) for b in SMOOTH_BASES)})"
+    else:
+        what = f"a term may use {_ALLOWED_TEXT}"
+    return FormulaError(f"Unsupported function '{call.func}': {what}", text, call.pos)
 
 
 def check_transform(call: Call, text: str) -> None:

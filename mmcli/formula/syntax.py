@@ -30,6 +30,7 @@ class Name(Node):
 @dataclass(frozen=True)
 class Num(Node):
     value: float
+    logical: bool = False  # written TRUE or FALSE
 
 
 @dataclass(frozen=True)
@@ -274,9 +275,9 @@ class _Parser:
             if tok.kind == "name" and self.tok.kind == "op" and self.tok.text == "(":
                 return self.call(tok)
             if tok.kind == "name" and tok.text in ("TRUE", "T"):
-                return Num(tok.pos, 1.0)
+                return Num(tok.pos, 1.0, logical=True)
             if tok.kind == "name" and tok.text in ("FALSE", "F"):
-                return Num(tok.pos, 0.0)
+                return Num(tok.pos, 0.0, logical=True)
             return Name(tok.pos, str(tok.value))
         if tok.kind == "op" and tok.text == "(":
             self.i += 1
@@ -379,7 +380,7 @@ def deparse(node: Node) -> str:
     if isinstance(node, Name):
         return quote_name(node.name)
     if isinstance(node, Num):
-        return r_number(node.value)
+        return ("TRUE" if node.value else "FALSE") if node.logical else r_number(node.value)
     if isinstance(node, Str):
         return '"' + node.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(node, Paren):

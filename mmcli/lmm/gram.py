@@ -14,6 +14,7 @@ import numpy as np
 
 from mmcli.lmm._lazy import sp
 from mmcli.lmm.terms import Block, ReTerm, make_blocks, theta_offsets
+from mmcli.memory import check_allocation
 
 PAIRS_LIMIT = 40_000_000
 """The precomputed-pairs Schur update is used when it needs at most this many stored products."""
@@ -42,6 +43,10 @@ class Gram:
         self.qR = sum(b.q for b in self.rest)
         self.AR0 = None
         if self.rest:
+            check_allocation(
+                8.0 * (self.qR + self.p1) ** 2,
+                f"the crossed random effects' matrix ({self.qR} x {self.qR}, one row and column per level)",
+            )
             ZR = sp.hstack([b.Z for b in self.rest]).tocsc()
             self.ARR = np.asarray((ZR.T @ ZR).todense())
             ZtX = np.asarray((ZR.T @ X).T).reshape(self.p, -1)
