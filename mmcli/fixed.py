@@ -24,7 +24,15 @@ from mmcli.memory import check_allocation
 if TYPE_CHECKING:
     import pandas as pd
 
-_FUNCS = {"log": np.log, "log1p": np.log1p, "log2": np.log2, "log10": np.log10, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs}  # fmt: skip
+_FUNCS = {
+    "log": np.log,
+    "log1p": np.log1p,
+    "log2": np.log2,
+    "log10": np.log10,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+}
 
 
 @dataclass
@@ -185,7 +193,11 @@ def _collect(node: Node, cats: set[str], out: dict[str, Variable]) -> str:
     if isinstance(node, BinOp):
         op = ":" if node.op == "%in%" else node.op
         left = _collect(node.left, cats, out)
-        right = str(int(node.right.value)) if node.op == "^" and isinstance(node.right, Num) else _collect(node.right, cats, out)  # fmt: skip
+        right = (
+            str(int(node.right.value))
+            if node.op == "^" and isinstance(node.right, Num)
+            else _collect(node.right, cats, out)
+        )
         return f"({left}){op}({right})"
     label = quote_name(node.name) if isinstance(node, Name) else deparse(node)
     if label not in out:

@@ -18,8 +18,8 @@ from mmcli.cli import split_list
 from mmcli.data import level_order, load
 from mmcli.design import build_design, group_codes, lme4_order
 from mmcli.errors import FormulaError, UsageError
-from mmcli.formula.syntax import names_in
 from mmcli.formula import RandomTerm, build_formula, parse_formula
+from mmcli.formula.syntax import names_in
 
 
 def fixed_variables(spec) -> list[str]:

@@ -27,7 +27,12 @@ def _design(ref: dict) -> tuple:
     spec = parse_formula(ref["formula"])
     groups = [f for t in spec.random for f in t.factors]
     used = spec.variables()
-    table = load(_path(ref["data"]), numeric=[spec.response], categorical=groups, other=[c for c in used if c != spec.response and c not in groups])  # fmt: skip
+    table = load(
+        _path(ref["data"]),
+        numeric=[spec.response],
+        categorical=groups,
+        other=[c for c in used if c != spec.response and c not in groups],
+    )
     return spec, build_design(spec, table.frame, set())
 
 
@@ -83,7 +88,9 @@ def test_a_non_syntactic_name_keeps_its_backquotes_as_in_r(tmp_path):
     frame.columns = ["my y", "Days count", "Subj ID"]
     path = tmp_path / "names.csv"
     frame.to_csv(path, index=False)
-    res = run_in_process(["fit", path, "`my y` ~ `Days count` + I(`Days count`^2) + (`Days count` | `Subj ID`)", "--json"]).json()  # fmt: skip
+    res = run_in_process(
+        ["fit", path, "`my y` ~ `Days count` + I(`Days count`^2) + (`Days count` | `Subj ID`)", "--json"]
+    ).json()
     assert [r["term"] for r in res["fixed_effects"]] == ["(Intercept)", "`Days count`", "I(`Days count`^2)"]
     est = [r["estimate"] for r in res["fixed_effects"]]
     np.testing.assert_allclose(est, ref["fixef"], rtol=0, atol=OPT_FIXEF * np.abs(ref["fixef"]).max())

@@ -21,7 +21,11 @@ from conftest import data_path, run_in_process, run_subprocess
 TOUCH = "touch {canary}"
 PROBES = [
     # the spelling that reached os.system through formulaic's evaluation of I()
-    ("y ~ I(x . __getattribute__('__init__=' [:-1]) . __globals__['os'] . system('" + TOUCH + "')) + (1 | g)", 2, r"Missing an operator|Unexpected"),  # fmt: skip
+    (
+        "y ~ I(x . __getattribute__('__init__=' [:-1]) . __globals__['os'] . system('" + TOUCH + "')) + (1 | g)",
+        2,
+        r"Missing an operator|Unexpected",
+    ),
     ("y ~ I(__import__('os').system('" + TOUCH + "')) + (1 | g)", 2, r"Missing an operator .* before '\.system'"),
     ("y ~ I(__import__('os')) + (1 | g)", 2, r"Unsupported function '__import__' inside a transform"),
     ("y ~ x + eval(\"__import__('os').system('" + TOUCH + "')\") + (1 | g)", 2, r"Unsupported function 'eval'"),
@@ -125,7 +129,9 @@ def names_csv(tmp_path: Path) -> Path:
     lines = ["Ozone,Solar.R,my x,x-y,Subj ID,Größe"]
     for i in range(90):
         s, x = rng.uniform(0, 300), rng.uniform(0, 1)
-        lines.append(f"{np.sin(s / 50) + x + rng.normal() * 0.3:.4f},{s:.2f},{x:.4f},{rng.normal():.3f},S {i % 6},Ä{i % 3}")  # fmt: skip
+        lines.append(
+            f"{np.sin(s / 50) + x + rng.normal() * 0.3:.4f},{s:.2f},{x:.4f},{rng.normal():.3f},S {i % 6},Ä{i % 3}"
+        )
     path = tmp_path / "names.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -138,8 +144,16 @@ def names_csv(tmp_path: Path) -> Path:
         (["fit", "{f}", "Ozone ~ `x-y` + Solar.R + (1 | `Subj ID`)"], ["(Intercept)", "`x-y`", "Solar.R"], "Subj ID"),
         (["fit", "{f}", "Ozone ~ Größe + (1 | `Subj ID`)"], ["(Intercept)", "GrößeÄ1", "GrößeÄ2"], "Subj ID"),
         (["fit", "{f}", "Ozone ~ 1 + (1 | Größe)"], ["(Intercept)"], "Größe"),
-        (["gamm", "{f}", "Ozone ~ s(Solar.R, bs = 'cr') + (1 | `Subj ID`)"], ["(Intercept)", "s(Solar.R)Fx1"], "Subj ID"),
-        (["gamm", "{f}", "--y", "Ozone", "--smooth", "my x", "--group", "Subj ID"], ["(Intercept)", "s(my x)Fx1"], "Subj ID"),
+        (
+            ["gamm", "{f}", "Ozone ~ s(Solar.R, bs = 'cr') + (1 | `Subj ID`)"],
+            ["(Intercept)", "s(Solar.R)Fx1"],
+            "Subj ID",
+        ),
+        (
+            ["gamm", "{f}", "--y", "Ozone", "--smooth", "my x", "--group", "Subj ID"],
+            ["(Intercept)", "s(my x)Fx1"],
+            "Subj ID",
+        ),
     ],
 )
 def test_every_column_name_is_usable(args, terms, group, names_csv):
@@ -176,23 +190,41 @@ def big_csvs(tmp_path_factory) -> dict[str, Path]:
     n = 200_000
     x = rng.permutation(n) / n
     smooth = d / "smooth.csv"
-    smooth.write_text("y,x,g\n" + "".join(f"{v:.4f},{a:.6f},g{i % 20}\n" for i, (v, a) in enumerate(zip(rng.normal(size=n), x))))  # fmt: skip
+    smooth.write_text(
+        "y,x,g\n" + "".join(f"{v:.4f},{a:.6f},g{i % 20}\n" for i, (v, a) in enumerate(zip(rng.normal(size=n), x)))
+    )
     m = 50_000
     levels = d / "levels.csv"
-    levels.write_text("y,f,h,g\n" + "".join(f"{v:.4f},L{i},M{(7 * i) % m},g{i % 10}\n" for i, v in enumerate(rng.normal(size=m))))  # fmt: skip
+    levels.write_text(
+        "y,f,h,g\n" + "".join(f"{v:.4f},L{i},M{(7 * i) % m},g{i % 10}\n" for i, v in enumerate(rng.normal(size=m)))
+    )
     crossed = d / "crossed.csv"
     k = 30_000
-    crossed.write_text("y,a,b\n" + "".join(f"{v:.4f},A{i % k},B{(7 * i + i // k) % k}\n" for i, v in enumerate(rng.normal(size=2 * k))))  # fmt: skip
+    crossed.write_text(
+        "y,a,b\n" + "".join(f"{v:.4f},A{i % k},B{(7 * i + i // k) % k}\n" for i, v in enumerate(rng.normal(size=2 * k)))
+    )
     return {"smooth": smooth, "levels": levels, "crossed": crossed}
 
 
 @pytest.mark.parametrize(
     ("file", "args", "pattern"),
     [
-        ("smooth", ["gamm", "y ~ s(x, bs = 'cr', k = 50000) + (1 | g)"], r"basis of s\(x\) with k = 50000 .*would need 80\.0 GB"),  # fmt: skip
-        ("levels", ["fit", "y ~ f + (1 | g)", "--max-memory", "2G"], r"model matrix of 'f' \(50001 columns\) would need 20\.0 GB"),  # fmt: skip
+        (
+            "smooth",
+            ["gamm", "y ~ s(x, bs = 'cr', k = 50000) + (1 | g)"],
+            r"basis of s\(x\) with k = 50000 .*would need 80\.0 GB",
+        ),
+        (
+            "levels",
+            ["fit", "y ~ f + (1 | g)", "--max-memory", "2G"],
+            r"model matrix of 'f' \(50001 columns\) would need 20\.0 GB",
+        ),
         ("levels", ["fit", "y ~ f:h + (1 | g)"], r"model matrix of 'f:h' .*would need 1\.0 PB"),
-        ("crossed", ["fit", "y ~ 1 + (1 | a) + (1 | b)", "--max-memory", "2G"], r"30000 x 30000.*would need 7\.2 GB"),  # fmt: skip
+        (
+            "crossed",
+            ["fit", "y ~ 1 + (1 | a) + (1 | b)", "--max-memory", "2G"],
+            r"30000 x 30000.*would need 7\.2 GB",
+        ),
     ],
 )
 def test_a_model_too_large_is_refused_before_allocating(file, args, pattern, big_csvs):
@@ -204,7 +236,11 @@ def test_a_model_too_large_is_refused_before_allocating(file, args, pattern, big
 
 
 def test_max_memory_takes_a_size():
-    got = run_in_process(["fit", data_path("sleepstudy.csv"), "Reaction ~ Days + (1 | Subject)", "--max-memory", "lots"])
+    got = run_in_process(
+        ["fit", data_path("sleepstudy.csv"), "Reaction ~ Days + (1 | Subject)", "--max-memory", "lots"]
+    )
     assert got.code == 2 and re.search(r"--max-memory takes a size such as 4G", got.err)
-    ok = run_in_process(["fit", data_path("sleepstudy.csv"), "Reaction ~ Days + (1 | Subject)", "--max-memory", "1.5GiB"])
+    ok = run_in_process(
+        ["fit", data_path("sleepstudy.csv"), "Reaction ~ Days + (1 | Subject)", "--max-memory", "1.5GiB"]
+    )
     assert ok.code == 0, ok.err

@@ -181,7 +181,9 @@ def check_wilkinson(node: Node, text: str) -> None:
             raise FormulaError("'.' (all other columns) is not supported: name the columns", text, node.pos)
     elif isinstance(node, Num):
         if node.value not in (0.0, 1.0):
-            raise FormulaError(f"A number in a formula term must be 0 or 1, not {deparse(node)} (use I())", text, node.pos)  # fmt: skip
+            raise FormulaError(
+                f"A number in a formula term must be 0 or 1, not {deparse(node)} (use I())", text, node.pos
+            )
     elif isinstance(node, Paren):
         check_wilkinson(node.inner, text)
     elif isinstance(node, Unary) and node.op in ("-", "+"):
@@ -192,11 +194,17 @@ def check_wilkinson(node: Node, text: str) -> None:
             if not (
                 isinstance(node.right, Num) and node.right.value >= 1 and node.right.value == int(node.right.value)
             ):
-                raise FormulaError("The power of a group of terms must be a whole number (for x squared write I(x^2))", text, node.right.pos)  # fmt: skip
+                raise FormulaError(
+                    "The power of a group of terms must be a whole number (for x squared write I(x^2))",
+                    text,
+                    node.right.pos,
+                )
         else:
             check_wilkinson(node.right, text)
     elif isinstance(node, BinOp) and node.op in ("|", "||"):
-        raise FormulaError("A random-effects term must be in parentheses, on its own: (expr | group)", text, node.op_pos)  # fmt: skip
+        raise FormulaError(
+            "A random-effects term must be in parentheses, on its own: (expr | group)", text, node.op_pos
+        )
     elif isinstance(node, Call):
         check_transform(node, text)
     elif isinstance(node, Str):

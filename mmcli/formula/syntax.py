@@ -14,7 +14,23 @@ from dataclasses import dataclass
 
 from mmcli.errors import FormulaError
 
-RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE", "NULL", "Inf", "NaN", "NA", "in"}  # fmt: skip
+RESERVED = {
+    "if",
+    "else",
+    "repeat",
+    "while",
+    "function",
+    "for",
+    "next",
+    "break",
+    "TRUE",
+    "FALSE",
+    "NULL",
+    "Inf",
+    "NaN",
+    "NA",
+    "in",
+}
 
 
 @dataclass(frozen=True)
@@ -302,7 +318,11 @@ class _Parser:
             return Call(name.pos, name.text, (), ())
         while True:
             t = self.tok
-            if t.kind in ("name", "qname", "str") and self.toks[self.i + 1].text == "=" and self.toks[self.i + 1].kind == "op":  # fmt: skip
+            if (
+                t.kind in ("name", "qname", "str")
+                and self.toks[self.i + 1].text == "="
+                and self.toks[self.i + 1].kind == "op"
+            ):
                 self.i += 2
                 kwargs.append((str(t.value), self.bar()))
             else:
