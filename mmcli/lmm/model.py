@@ -16,6 +16,7 @@ from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
 from mmcli.lmm.factor import update_L
 from mmcli.lmm.gram import Gram
 from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, no_optimizer
+from mmcli.lmm.stationarity import verify
 from mmcli.lmm.rank import aliased_columns_r
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit, working_results
 from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
@@ -116,15 +117,25 @@ class LmmModel:
             return self._working_objective(th, dof)
 
         cheap = self.n <= POLISH_MAX_DENSE_ROWS if self._dense is not None else self._gram.qR <= POLISH_MAX_QR  # type: ignore[union-attr]
-        theta, fval, rec, ok = bobyqa(crit, start_theta(self.work.terms), lower, progress, polish=cheap)
-        theta = np.where(np.abs(theta) < 1e-13, 0.0, theta)
-        for i in np.flatnonzero((lower == 0.0) & (theta > 0.0) & (theta < SINGULAR_TOL)):
-            trial = theta.copy()
-            trial[i] = 0.0
-            f0 = crit(trial)
-            if f0 <= fval + 1e-10 * max(1.0, abs(fval)):
-                theta, fval = trial, f0
-        return self._fit_at_working(theta, reml, rec, ok)
+
+        def run(start: np.ndarray) -> tuple[np.ndarray, float, int, bool]:
+            theta, fval, rec, ok = bobyqa(crit, start, lower, progress, polish=cheap, local=bool(runs))
+            theta, fval = _snap_to_bounds(crit, theta, fval, lower)
+            runs.append(rec)
+            return theta, fval, rec.evaluations, ok
+
+        runs: list[OptimizerRecord] = []
+        theta, fval, _, ok = run(start_theta(self.work.terms))
+        end = verify(crit, theta, fval, lower, self.work.terms, run, ok)
+        rec = dataclasses.replace(
+            runs[0],
+            evaluations=runs[0].evaluations + end.evaluations,
+            theta_end=tuple(map(float, end.theta)),
+            seconds=sum(r.seconds for r in runs),
+            restarts=end.restarts,
+            stationary=end.stationary,
+        )
+        return self._fit_at_working(end.theta, reml, rec, end.converged and end.stationary)
 
     def _fit_at_working(self, theta_w: np.ndarray, reml: bool, rec: OptimizerRecord, ok: bool) -> LmmFit:
         dof = Dof(self.n, self.p, reml)
@@ -146,6 +157,20 @@ class LmmModel:
             weights=self.weights,
             **self.work.back(wf, dof),
         )
+
+
+def _snap_to_bounds(
+    crit: Callable[[np.ndarray], float], theta: np.ndarray, fval: float, lower: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Near-zero variances put on their bound when that is no worse (lme4's BOBYQA lands there exactly)."""
+    theta = np.where(np.abs(theta) < 1e-13, 0.0, theta)
+    for i in np.flatnonzero((lower == 0.0) & (theta > 0.0) & (theta < SINGULAR_TOL)):
+        trial = theta.copy()
+        trial[i] = 0.0
+        f0 = crit(trial)
+        if f0 <= fval + 1e-10 * max(1.0, abs(fval)):
+            theta, fval = trial, f0
+    return theta, fval
 
 
 def fit_lmm(

@@ -24,6 +24,8 @@ class OptimizerRecord:
     theta_start: tuple[float, ...]
     theta_end: tuple[float, ...]
     seconds: float
+    restarts: int = 0  # restarts from a lower point found near the end (mmcli.lmm.stationarity)
+    stationary: bool | None = None  # whether the end satisfies the KKT conditions; None when not checked
 
 
 def no_optimizer(theta: np.ndarray) -> OptimizerRecord:
@@ -50,11 +52,13 @@ def bobyqa(
     lower: np.ndarray,
     progress: Callable[[int, float], None] | None = None,
     polish: bool = True,
+    local: bool = False,
 ) -> tuple[np.ndarray, float, OptimizerRecord, bool]:
     """Minimize fn over theta >= lower from x0. With ``polish``, a second pass restarts from the optimum with
     a small step and tolerances of 1e-10: a guard against an early stop on a flat surface, which the caller
     asks for when an evaluation is cheap (decided by the problem's size, so results are reproducible).
-    Returns (theta, fn(theta), the record, converged)."""
+    ``local``: a restart near a known point, with steps on the scale of theta that keep the start where it is
+    (BOBYQA moves a start that lies closer to a bound than its first step onto the bound). Returns (theta, fn(theta), the record, converged)."""
     import nlopt
 
     t0 = time.perf_counter()
@@ -81,7 +85,7 @@ def bobyqa(
         opt.set_ftol_abs(tol)
         opt.set_xtol_abs(tol)
         opt.set_maxeval(100000)
-        opt.set_initial_step(np.maximum(np.abs(xs) * 0.02, 0.005) if polishing else np.full(k, 0.75))
+        opt.set_initial_step(_initial_step(xs, lower, polishing, local))
         try:
             xn = opt.optimize(xs)
             fn_new, res = opt.last_optimum_value(), opt.last_optimize_result()
@@ -102,3 +106,11 @@ def bobyqa(
         "NLopt LN_BOBYQA", count[0], msg, tuple(map(float, x0)), tuple(map(float, xs)), time.perf_counter() - t0
     )
     return np.asarray(xs), float(fx), rec, ok
+
+
+def _initial_step(x: np.ndarray, lower: np.ndarray, polishing: bool, local: bool) -> np.ndarray:
+    if not (polishing or local):
+        return np.full(x.size, 0.75)  # lme4's nloptwrap: rhobeg from the identity start
+    step = np.maximum(np.abs(x) * (0.02 if polishing else 0.1), 0.005 if polishing else 1e-3)
+    room = x - lower  # a start inside the bounds stays there: no step larger than its distance to the bound
+    return np.where(np.isfinite(room) & (room > 0), np.minimum(step, room), step)
