@@ -16,9 +16,9 @@ from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
 from mmcli.lmm.factor import update_L
 from mmcli.lmm.gram import Gram
 from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, no_optimizer
-from mmcli.lmm.stationarity import verify
 from mmcli.lmm.rank import aliased_columns_r
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit, working_results
+from mmcli.lmm.stationarity import verify
 from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
 from mmcli.lmm.transform import Working, WorkingFit, prepare, weighted_term
 

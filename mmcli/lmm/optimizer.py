@@ -58,7 +58,8 @@ def bobyqa(
     a small step and tolerances of 1e-10: a guard against an early stop on a flat surface, which the caller
     asks for when an evaluation is cheap (decided by the problem's size, so results are reproducible).
     ``local``: a restart near a known point, with steps on the scale of theta that keep the start where it is
-    (BOBYQA moves a start that lies closer to a bound than its first step onto the bound). Returns (theta, fn(theta), the record, converged)."""
+    (BOBYQA moves a start that lies closer to a bound than its first step onto the bound).
+    Returns (theta, fn(theta), the record, converged)."""
     import nlopt
 
     t0 = time.perf_counter()
