@@ -12,6 +12,7 @@ from typing import Any
 from mmcli import data as dataio
 from mmcli.errors import DataError, UsageError
 from mmcli.formula import ModelSpec, build_formula, parse_formula
+from mmcli.formula.syntax import names_in
 from mmcli.report import dropped_columns_note, fit_dict, gamm_dict, mixed_spline_dict, ranef_rows, spline_dict
 
 Progress = Callable[[int, float], None] | None
@@ -58,10 +59,15 @@ def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions) -> dataio.T
     """The columns the model uses: the response, smooth variables, weights and offsets numeric; grouping and
     --factor columns categorical; the rest as read."""
     used = spec.variables()
-    groups = [f for t in spec.random for f in t.factors]
     numeric = [spec.response] + [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
     numeric += [opts.weights] if opts.weights else []
     numeric = list(dict.fromkeys(numeric))
+    # a grouping column is a factor inside its random-effects term only: used elsewhere too (Days in
+    # 'Reaction ~ Days + (1 | Days)'), it keeps the type it is read with, as in lme4
+    elsewhere = {n for _, t in spec.fixed_terms for n in names_in(t)} | {
+        n for rt in spec.random for _, t in rt.terms for n in names_in(t)
+    }
+    groups = [f for t in spec.random for f in t.factors if f not in elsewhere and f not in numeric]
     categorical = list(dict.fromkeys(groups + [f for f in opts.factor if f in used]))
     other = [c for c in used if c not in numeric and c not in categorical]
     table = dataio.load(path, numeric=numeric, categorical=categorical, other=other)
@@ -157,6 +163,8 @@ def run_spline(path: str, opts: SplineOptions) -> Outcome:
     lam = check_lambda(opts.lam)  # before reading the data: a bad option is a usage error
     if opts.knots is not None and opts.knot_values is not None:
         raise UsageError("Give --knots or --knot-values, not both.")
+    if opts.x is not None and opts.x == opts.y:
+        raise UsageError(f"--x and --y both name '{opts.x}': the response cannot be its own predictor.")
     if (opts.x is None) != (opts.y is None):
         raise UsageError("Give both --x and --y, or neither (for a file with exactly two numeric columns).")
     table, x, y = _spline_table(path, opts.x, opts.y)
@@ -167,14 +175,21 @@ def run_spline(path: str, opts: SplineOptions) -> Outcome:
     if opts.as_mixed:
         d["mixed_form"] = mixed_spline_dict(mixed_form(result))
     rows = [{x: a, y: b, "fitted": c} for a, b, c in zip(xs, ys, d["fitted"])]
+    notes = list(table.notes)
     columns = [x, y, "fitted"]
     if opts.predict:
         new = _predict_table(opts.predict, numeric=[x], categorical=[])
+        notes += predict_notes(new)
         px = dataio.column(new, x)
         fit, se = result.predict(px)
         d["predictions"] = rows = [{"x": float(a), "fit": float(b), "se": float(c)} for a, b, c in zip(px, fit, se)]
         columns = ["x", "fit", "se"]
-    return Outcome(d, rows, columns, result, list(table.notes))
+    return Outcome(d, rows, columns, result, notes)
+
+
+def predict_notes(table: dataio.Table) -> list[str]:
+    """The --predict file's notes (rows dropped for a missing value, counted), said of that file."""
+    return [f"In the --predict file: {n[0].lower()}{n[1:]}" for n in table.notes]
 
 
 def _predict_table(path: str, **columns: Any) -> dataio.Table:
@@ -215,12 +230,16 @@ def run_gamm(path: str, opts: ModelOptions, *, reml: bool = True, predict: str |
     d = gamm_dict(g, base)
     rows, columns = d["fixed_effects"], ["term", "estimate", "std_error", "t_value"]
     if predict:
-        d["predictions"] = rows = _gamm_predictions(predict, spec, opts, design, g)
+        rows, predicted_notes = _gamm_predictions(predict, spec, opts, design, g)
+        d["predictions"] = rows
+        notes += predicted_notes
         columns = list(rows[0].keys()) if rows else ["fit", "se"]
     return Outcome(d, rows, columns, g, notes, g.lmm.converged)
 
 
-def _gamm_predictions(path: str, spec: ModelSpec, opts: ModelOptions, design: Any, g: Any) -> list[dict[str, Any]]:
+def _gamm_predictions(
+    path: str, spec: ModelSpec, opts: ModelOptions, design: Any, g: Any
+) -> tuple[list[dict[str, Any]], list[str]]:
     groups = {f for t in spec.random for f in t.factors}
     need = [c for c in spec.variables() if c != spec.response and c not in groups]
     svars = [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
@@ -230,6 +249,10 @@ def _gamm_predictions(path: str, spec: ModelSpec, opts: ModelOptions, design: An
         categorical=[c for c in need if c in opts.factor],
         other=[c for c in need if c not in svars and c not in opts.factor],
     )
-    fit, se = g.predict(design.new_rows(new.frame))
+    try:
+        rows = design.new_rows(new.frame)
+    except DataError as e:
+        raise DataError(f"In the --predict file: {e}") from None
+    fit, se = g.predict(rows)
     values = dataio.records(new, need)
-    return [{**v, "fit": float(f), "se": float(s)} for v, f, s in zip(values, fit, se)]
+    return [{**v, "fit": float(f), "se": float(s)} for v, f, s in zip(values, fit, se)], predict_notes(new)

@@ -49,20 +49,41 @@ def quantiles_type7(x: np.ndarray) -> list[float]:
 # linear mixed models
 
 
+def varcorr_names(groups: list[str]) -> list[str]:
+    """lme4's VarCorr names: a grouping factor's second term is 'Subject.1', its third 'Subject.2' (R's
+    make.unique over the terms in their order)."""
+    seen: dict[str, int] = {}
+    out = []
+    for g in groups:
+        k = seen.get(g, 0)
+        seen[g] = k + 1
+        out.append(g if k == 0 else f"{g}.{k}")
+    return out
+
+
 def random_effect_rows(fit: LmmFit) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Variance components per term and column (lme4's VarCorr), then the correlations within terms."""
     rows: list[dict[str, Any]] = []
     corrs: list[dict[str, Any]] = []
-    for t, C in zip(fit.terms, fit.term_covariances()):
-        group = t.group
+    for t, C, group in zip(fit.terms, fit.term_covariances(), varcorr_names([t.group for t in fit.terms])):
         sd = np.sqrt(np.maximum(np.diag(C), 0.0))
         for i, name in enumerate(t.names):
-            rows.append({"group": group, "term": name, "variance": finite(C[i, i]), "std_dev": finite(sd[i])})
+            rows.append(
+                {"group": group, "factor": t.group, "term": name, "variance": finite(C[i, i]), "std_dev": finite(sd[i])}
+            )
         for j in range(t.p):
             for i in range(j + 1, t.p):
                 r = C[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else None
                 corrs.append({"group": group, "term1": t.names[j], "term2": t.names[i], "corr": finite(r)})
-    rows.append({"group": "Residual", "term": None, "variance": finite(fit.sigma**2), "std_dev": finite(fit.sigma)})
+    rows.append(
+        {
+            "group": "Residual",
+            "factor": None,
+            "term": None,
+            "variance": finite(fit.sigma**2),
+            "std_dev": finite(fit.sigma),
+        }
+    )
     return rows, corrs
 
 
@@ -92,14 +113,13 @@ def fit_dict(
     model: str = "lmm",
 ) -> dict[str, Any]:
     """The `fit` JSON object (docs/cli.md)."""
-    se = np.sqrt(np.maximum(np.diag(fit.vcov), 0.0))
+    se = fit.std_errors
     fixed = [
         {"term": name, "estimate": finite(b), "std_error": finite(s), "t_value": finite(b / s) if s > 0 else None}
         for name, b, s in zip(fit.xnames, fit.beta, se)
     ]
     re_rows, corrs = random_effect_rows(fit)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr_fixed = fit.vcov / np.outer(se, se)
+    corr_fixed = fit.corr_fixed
     scaled = [q / fit.sigma for q in quantiles_type7(fit.pearson_residuals)] if fit.sigma > 0 else None
     return {
         "model": model,

@@ -375,6 +375,11 @@ def fit_spline(
 
     lam_value, lam_method, search, mixed = _choose_lambda(method, pls, X, S, y, x_name)
     at = pls.at(lam_value)
+    if n - at.edf < 1e-3:
+        raise DataError(
+            f"The spline passes through all {n} points (EDF {at.edf:.3f} of {n}): nothing is left to estimate the "
+            "residual variance or GCV from. Give more rows, or fewer knots (--knots) and a fixed --lambda."
+        )
     return SplineFit(
         x_name=x_name,
         y_name=y_name,

@@ -289,11 +289,11 @@ def test_every_reference_through_the_command_line(case, method):
         assert abs(f["estimate"] - ref["fixef"][f["term"]]) <= OPT_FIXEF * scale
 
 
-def test_uncorrelated_terms_share_the_group_name():
-    """(Days || Subject): two rows with group Subject (lme4 prints the second Subject.1), no correlation."""
+def test_uncorrelated_terms_are_named_as_lme4_names_them():
+    """(Days || Subject): lme4's VarCorr names the second term Subject.1; the factor is Subject for both."""
     d = fit_json(SLEEP, "Reaction ~ Days + (Days || Subject)")
-    rows = [(r["group"], r["term"]) for r in d["random_effects"]]
-    assert rows == [("Subject", "(Intercept)"), ("Subject", "Days"), ("Residual", None)]
+    rows = [(r["group"], r["factor"], r["term"]) for r in d["random_effects"]]
+    assert rows == [("Subject", "Subject", "(Intercept)"), ("Subject.1", "Subject", "Days"), ("Residual", None, None)]
     assert d["correlations"] == []
     assert d["formula"] == "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)"
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 
 import numpy as np
 import pytest
@@ -54,7 +53,7 @@ from mmcli.lmm import (
     lower_bounds,
 )
 from mmcli.lmm.gram import Gram
-from mmcli.report import fit_dict, ranef_rows
+from mmcli.report import fit_dict, ranef_rows, varcorr_names
 
 # --------------------------------------------------------------------------------------------------
 # The reference models, built through the same path as the command line (load -> parse -> design)
@@ -71,11 +70,6 @@ def ref_of(case: LmmCase, method: str) -> dict:
 
 def criterion_of(ref: dict) -> float:
     return ref["REMLcrit"] if ref["REML"] else ref["deviance"]
-
-
-def lme4_group(name: str) -> str:
-    """lme4 prints the second term of (x || g) as group 'g.1'; mmcli (docs/cli.md) names both 'g'."""
-    return re.sub(r"\.\d+$", "", name)
 
 
 def load_table(csv: str, formula: str, factors: tuple[str, ...] = ()) -> tuple[Table, object]:
@@ -162,8 +156,9 @@ def test_design_is_lme4s(case):
     assert list(d.ngroups.items()) == list(ref["ngroups"].items())
     assert d.xnames == list(ref["fixef"])
     # VarCorr lists the terms in lme4's order (the theta order), one row per column of each term
-    vc = [(lme4_group(r["grp"]), r["var1"]) for r in ref["varcorr"] if r["grp"] != "Residual" and not r.get("var2")]
-    assert [(t.group, name) for t in d.terms for name in t.names] == vc
+    vc = [(r["grp"], r["var1"]) for r in ref["varcorr"] if r["grp"] != "Residual" and not r.get("var2")]
+    names = varcorr_names([t.group for t in d.terms])  # lme4's 'Subject.1' for a factor's second term
+    assert [(g, name) for t, g in zip(d.terms, names) for name in t.names] == vc
     levels = {(t.group, name): list(t.levels) for t in d.terms for name in t.names}
     for r in ref["ranef"]:
         assert levels[(r["group"], r["term"])] == r["levels"]
@@ -292,11 +287,11 @@ def test_fit_sigma_and_variance_components(case, method):
     d = fit_json(fit, reference_design(case))
     sigma = ref["sigma"]
     assert_close(fit.sigma, sigma, OPT_PAR, "sigma")
-    sds = [(lme4_group(r["grp"]), r.get("var1"), r["sdcor"]) for r in ref["varcorr"] if not r.get("var2")]
+    sds = [(r["grp"], r.get("var1"), r["sdcor"]) for r in ref["varcorr"] if not r.get("var2")]
     got = [(r["group"], r["term"], r["std_dev"]) for r in d["random_effects"]]
     assert [g[:2] for g in got] == [s[:2] for s in sds]
     assert_close([g[2] for g in got], [s[2] for s in sds], OPT_PAR, "std. devs", scale=sigma)
-    cors = [(lme4_group(r["grp"]), r["var1"], r["var2"], r["sdcor"]) for r in ref["varcorr"] if r.get("var2")]
+    cors = [(r["grp"], r["var1"], r["var2"], r["sdcor"]) for r in ref["varcorr"] if r.get("var2")]
     got_c = [(c["group"], c["term1"], c["term2"], c["corr"]) for c in d["correlations"]]
     assert [c[:3] for c in got_c] == [c[:3] for c in cors]
     assert_close([c[3] for c in got_c], [c[3] for c in cors], OPT_PAR, "correlations", scale=1.0)

@@ -130,6 +130,13 @@ def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
     lhs = tree.left
     if not isinstance(lhs, Name):
         raise FormulaError(f"The response must be a column name, not '{deparse(lhs)}'", text, lhs.pos)
+    again = _find_name(tree.right, lhs.name)
+    if again is not None:
+        raise FormulaError(
+            f"The response '{lhs.name}' is also on the right-hand side: a model cannot explain a column by itself",
+            text,
+            again.pos,
+        )
     fixed: list[tuple[str, Node]] = []
     random: list[RandomTerm] = []
     smooths: list[SmoothTerm] = []
@@ -160,6 +167,22 @@ def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
         smooths=tuple(smooths),
         offsets=tuple(offsets),
     )
+
+
+def _find_name(node: Node, name: str) -> Name | None:
+    """The first use of a column in a tree."""
+    if isinstance(node, Name):
+        return node if node.name == name else None
+    children: list[Node] = []
+    if isinstance(node, Call):
+        children = [*node.args, *(v for _, v in node.kwargs)]
+    elif isinstance(node, BinOp):
+        children = [node.left, node.right]
+    elif isinstance(node, Unary):
+        children = [node.operand]
+    elif isinstance(node, Paren):
+        children = [node.inner]
+    return next((hit for c in children if (hit := _find_name(c, name)) is not None), None)
 
 
 def _kind(term: Node, text: str) -> str:

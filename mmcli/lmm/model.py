@@ -59,8 +59,13 @@ class LmmModel:
         self.xnames = tuple(names[i] for i in keep)
         self.p = p = keep.size
         check_terms(terms, n)
-        if n - p <= 0:
-            raise ModelError(f"{n} observations are too few for {p} fixed effects.")
+        npar = p + sum(t.ntheta for t in terms) + 1
+        if n <= npar:
+            raise ModelError(
+                f"{n} observations are too few for the model's {npar} parameters ({p} fixed effects, "
+                f"{npar - p - 1} random-effects parameters and the residual variance): nothing would be left to "
+                "estimate the residual variance from. Simplify the model or give more rows."
+            )
         if not terms:
             raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
         if drop.size:

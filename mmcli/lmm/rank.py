@@ -23,7 +23,7 @@ def aliased_columns_r(
     n, p = X.shape
     if p == 0:
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros((0, 0))
-    scale = np.sqrt(np.einsum("ij,ij->j", X, X))
+    scale = column_norms(X)
     scale[scale == 0] = 1.0
     R: np.ndarray = np.zeros((0, p))
     for start in range(0, n, block):
@@ -31,6 +31,18 @@ def aliased_columns_r(
     keep = _independent_in_order(R, tol)
     drop = np.setdiff1d(np.arange(p), keep)
     return keep, drop, R * scale  # X / scale = Q R, so X = Q (R * scale)
+
+
+def column_norms(X: np.ndarray) -> np.ndarray:
+    """The Euclidean norm of each column, without underflow or overflow of the squares (a column of
+    magnitude 1e-200 has a norm, not 0): columns far from unit scale are divided by their largest entry."""
+    with np.errstate(under="ignore", over="ignore"):
+        norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    for j in np.flatnonzero(~np.isfinite(norms) | (norms < 1e-140) | (norms > 1e140)):
+        top = float(np.max(np.abs(X[:, j])))
+        if top > 0 and np.isfinite(top):
+            norms[j] = top * float(np.linalg.norm(X[:, j] / top))
+    return norms
 
 
 def _independent_in_order(R: np.ndarray, tol: float) -> np.ndarray:

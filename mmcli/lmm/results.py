@@ -37,6 +37,8 @@ class LmmFit:
     sigma: float
     beta: np.ndarray
     vcov: np.ndarray
+    std_errors: np.ndarray  # of beta, computed where vcov's entries could leave double range
+    corr_fixed: np.ndarray  # the correlation of the fixed effects (as lme4's summary prints it)
     objective: float  # -2 log-likelihood (ML) or the REML criterion
     ranef: list[np.ndarray]  # per term, (nlevels, p): conditional modes b
     cond_cov: list[np.ndarray]  # per term, (nlevels, p, p)

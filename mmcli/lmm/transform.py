@@ -26,6 +26,7 @@ import numpy as np
 
 from mmcli.errors import DataError
 from mmcli.lmm.criterion import Dof
+from mmcli.lmm.rank import column_norms
 from mmcli.lmm.terms import ReTerm, theta_offsets
 
 BLOCK_ROWS = 65536  # row blocks for the n-vector updates (no n x p temporaries)
@@ -92,8 +93,10 @@ class Working:
         s = self.s
         beta = wf.beta * s + self.b0
         vcov = wf.vcov * s**2
+        se, corr = _std_errors(vcov, self.M)
         if self.M is not None:
-            beta, vcov = self.M @ beta, self.M @ vcov @ self.M.T
+            with np.errstate(over="ignore"):
+                beta, vcov = self.M @ beta, self.M @ vcov @ self.M.T
         ranef, cond_cov = [], []
         for b, C, c in zip(wf.ranef, wf.cond_cov, self.tscale):
             cc = np.ones(b.shape[1]) if c is None else c
@@ -114,6 +117,8 @@ class Working:
             "sigma": wf.sigma * s,
             "beta": beta,
             "vcov": vcov,
+            "std_errors": se,
+            "corr_fixed": corr,
             "objective": wf.objective + self.criterion_shift(dof),
             "ranef": ranef,
             "cond_cov": cond_cov,
@@ -179,10 +184,11 @@ def _x_transform(X: np.ndarray, RX: np.ndarray, dense: bool) -> np.ndarray | Non
     R = np.asarray(np.linalg.qr(RX, mode="r")) if RX.shape[0] != RX.shape[1] else RX
     if np.abs(np.diag(R)).min() <= 0:
         return None
-    cnorm = np.sqrt(np.sum(R * R, axis=0))
+    cnorm = column_norms(R)
     if np.linalg.cond(R / cnorm) > 1e4:
         return np.linalg.inv(R)  # X R^-1 has orthonormal columns
-    return np.diag(1.0 / cnorm) if dense else None
+    extreme = cnorm.min() < 1e-100 or cnorm.max() > 1e100  # squares and products would leave double range
+    return np.diag(1.0 / cnorm) if dense or extreme else None
 
 
 def _scale_templates(terms: Sequence[ReTerm]) -> tuple[list[ReTerm], list[np.ndarray | None]]:
@@ -236,3 +242,26 @@ def _response_scale(y: np.ndarray, block: int = BLOCK_ROWS) -> float:
     mean = s1 / y.size
     var = max(s2 / y.size - mean * mean, 0.0)
     return m * math.sqrt(var) if var > 1e-24 else m
+
+
+def _std_errors(vcov_w: np.ndarray, M: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Standard errors and correlations of beta = M beta_w from the working covariance, computed without
+    forming M V M' (whose entries leave double range for a column of magnitude 1e-200): with V = L L', the
+    standard errors are the row norms of M L and the correlations the inner products of its normalized rows."""
+    p = vcov_w.shape[0]
+    A: np.ndarray | None = None
+    if p:
+        try:
+            L = np.linalg.cholesky(vcov_w)
+            A = L if M is None else M @ L
+        except np.linalg.LinAlgError:
+            A = None
+    if A is None:
+        V = vcov_w if M is None else M @ vcov_w @ M.T
+        se = np.sqrt(np.maximum(np.diag(V), 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return se, V / np.outer(se, se)
+    se = column_norms(A.T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        U = A / se[:, None]
+    return se, U @ U.T
