@@ -5,9 +5,7 @@ Numeric modules are imported inside the commands, so that `mmcli --help` starts 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -15,6 +13,8 @@ from typing import Any
 
 import click
 
+from mmcli import output
+from mmcli._entry import EXIT_TERMINATED, Terminated, unwinding
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
 
 
@@ -291,17 +291,34 @@ def _parse_numbers(value: str, option: str) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: turns the project's exceptions into one `Error:` line and the exit codes of docs/cli.md."""
+    """Entry point: turns the project's exceptions into one `Error:` line and the exit codes of docs/cli.md.
+
+    Ctrl-C ends with 130 and SIGTERM with 143 wherever they come: the exception unwinds first (a figure being
+    written is removed), and what is still buffered for standard output is dropped."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    import signal
+    try:
+        with unwinding():
+            closed = output.prepare_streams()
+            if closed:
+                output.say(f"Error: {closed}")
+                sys.exit(1)
+            with warnings.catch_warnings():
+                if not debug:  # numpy's and pandas' RuntimeWarnings would break the one-line error
+                    warnings.simplefilter("ignore")
+                _main(args, debug)
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt; it has already ended the ^C line
+        _stop("Interrupted.", EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        _stop("\nInterrupted.", EXIT_INTERRUPTED)
+    except Terminated:
+        _stop("Terminated.", EXIT_TERMINATED)
 
-    with contextlib.suppress(ValueError):  # ValueError: not the main thread (embedded use)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C unwinds (mmcli._entry)
-    with warnings.catch_warnings():
-        if not debug:  # numpy's and pandas' RuntimeWarnings would break the one-line error
-            warnings.simplefilter("ignore")
-        _main(args, debug)
+
+def _stop(message: str, code: int) -> None:
+    output.drop_pending_output()
+    output.say(message)
+    sys.exit(code)
 
 
 def _main(args: list[str], debug: bool) -> None:
@@ -312,9 +329,8 @@ def _main(args: list[str], debug: bool) -> None:
     except click.exceptions.Exit as e:
         _flush_stdout()
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:  # click's form of KeyboardInterrupt; it has already ended the ^C line
-        sys.stderr.write("Interrupted.\n")
-        sys.exit(EXIT_INTERRUPTED)
+    except click.exceptions.Abort:  # an interrupt: main reports it
+        raise
     except _NO_ARGS as e:  # `mmcli` alone: the help text
         e.show()
         sys.exit(e.exit_code)
@@ -322,43 +338,40 @@ def _main(args: list[str], debug: bool) -> None:
         hint = ""
         if isinstance(e, click.UsageError) and e.ctx is not None:
             hint = f" See '{e.ctx.command_path} --help'."
-        sys.stderr.write(f"Error: {_one_line(e.format_message())}{hint}\n")
+        output.say(f"Error: {_one_line(e.format_message())}{hint}")
         sys.exit(e.exit_code)
     except MmcliError as e:
         if debug:
             raise
         flag = f" (option {_OPTION_OF[e.param]})" if e.param in _OPTION_OF else ""
-        sys.stderr.write(f"Error: {_one_line(str(e))}{flag}\n")
+        output.say(f"Error: {_one_line(str(e))}{flag}")
         sys.exit(e.exit_code)
     except (BrokenPipeError, _PipeClosedError):
         _quiet_pipe()
-    except KeyboardInterrupt:
-        sys.stderr.write("\nInterrupted.\n")
-        sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
         _flush_stdout()
         raise
     except MemoryError:
-        sys.stderr.write("Error: out of memory: the model is too large for this machine.\n")
+        output.say("Error: out of memory: the model is too large for this machine.")
         sys.exit(1)
     except OSError as e:
         if debug:
             raise
         where = f" ({e.filename})" if e.filename else ""
-        sys.stderr.write(f"Error: input or output failed{where}: {e.strerror or _one_line(str(e))}.\n")
+        output.say(f"Error: input or output failed{where}: {e.strerror or _one_line(str(e))}.")
         _quiet_pipe(1)  # standard output may be what failed: drop what is still buffered
     except Exception as e:  # an unforeseen failure: still one line, the traceback behind --debug
         if debug:
             raise
         if type(e).__name__ == "LinAlgError":  # numpy's or scipy's: a factorization broke down
-            sys.stderr.write(
+            output.say(
                 f"Error: the fit broke down numerically ({_one_line(str(e))}): the model may be too rich for these "
                 "data, or its predictors on very different scales. Simplify the random effects or rescale the "
-                "predictors (--debug shows where).\n"
+                "predictors (--debug shows where)."
             )
             sys.exit(1)
         msg = _one_line(f"{type(e).__name__}: {e}")
-        sys.stderr.write(f"Error: internal error ({msg}). Run again with --debug for details.\n")
+        output.say(f"Error: internal error ({msg}). Run again with --debug for details.")
         sys.exit(1)
 
 
@@ -384,15 +397,11 @@ def _flush_stdout() -> None:
     except BrokenPipeError:
         _quiet_pipe()
     except OSError as e:  # a full disk, say
-        sys.stderr.write(f"Error: cannot write the output: {e.strerror or e}.\n")
+        output.say(f"Error: cannot write the output: {e.strerror or e}.")
         _quiet_pipe(1)
 
 
 def _quiet_pipe(code: int = 0) -> None:
     """The reader went away (`| head`): end quietly, without Python's own complaint at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # no real file descriptor (a test's captured stdout)
-        pass
+    output.drop_pending_output()
     sys.exit(code)
