@@ -240,17 +240,23 @@ def gamm(
 
 def _emit(out: Any, fmt: str, table: Callable[[dict[str, Any]], None]) -> None:
     """Notes to standard error, the result in the chosen format, and exit 3 when the optimizer did not
-    converge (the result is still printed)."""
+    converge (the result is still printed). A number that is not finite is written as null or NA, with a note."""
     from mmcli import render
+    from mmcli.report import non_finite_note
 
-    for msg in out.notes:
-        render.note(msg)
-    if fmt == "json":
-        render.write_json(out.data)
-    elif fmt == "csv":
-        render.write_csv(out.csv_rows, out.csv_columns)
+    if fmt == "csv":
+        rows, where = render.without_non_finite([{c: r.get(c) for c in out.csv_columns} for r in out.csv_rows])
     else:
-        table(out.data)
+        data, where = render.without_non_finite(out.data)
+    for msg in [*out.notes, non_finite_note(where, "null" if fmt == "json" else "NA")]:
+        if msg:
+            render.note(msg)
+    if fmt == "json":
+        render.write_json(data)
+    elif fmt == "csv":
+        render.write_csv(rows, out.csv_columns)
+    else:
+        table(data)
     if not out.converged:
         fit = out.data.get("fit", out.data)
         sys.stderr.write(f"Warning: the optimizer did not converge ({fit['optimizer']['message']}).\n")
