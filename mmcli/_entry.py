@@ -2,8 +2,13 @@
 
 While Python is still importing, nothing has been written, so a signal ends the process at once (exit 130 for
 SIGINT, 143 for SIGTERM). `mmcli.cli.main` then installs `unwinding`: from there a signal raises an exception
-(KeyboardInterrupt, Terminated) that unwinds the stack like any other, so `finally` blocks remove temporary
-files, and the one error handler turns it into the exit status.
+(Interrupted, Terminated) that unwinds the stack like any other, so `finally` blocks remove temporary files,
+and the one error handler turns it into the exit status.
+
+Python runs a signal's handler between two steps of whatever code is running, and some code cannot take an
+exception there: the import machinery (its module locks break, and the next import fails), callbacks whose
+exceptions Python drops (weak references, `__del__`), C code that clears errors. So the handler also sets a
+timer (SIGALRM) that raises the exception again, elsewhere, until it has left `unwinding`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +25,12 @@ from mmcli.errors import EXIT_INTERRUPTED  # 128 + SIGINT, as a shell reports a 
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RETRY_SECONDS = 0.1
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, as mmcli raises it. A subclass: Python treats a bare KeyboardInterrupt that passed through exec()
+    as never handled, and would end the process by SIGINT instead of with exit 130."""
 
 
 class Terminated(BaseException):
@@ -34,31 +46,64 @@ def _exit_at_once(signum: int, frame: Any) -> None:
     os._exit(EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
 
 
+_pending: list[int] = []  # the signal received, until its exception has left `unwinding`
+
+
 def _unwind(signum: int, frame: Any) -> None:
-    # Only the first signal unwinds: a second one (Ctrl-C pressed twice) must not cut the cleanup short.
-    for s in SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Terminated
+    _pending[:] = [signum]
+    signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)  # again, should this exception be lost
+    if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        return  # the import machinery cannot take it: the timer raises it once out of there
+    raise Interrupted if signum == signal.SIGINT else Terminated
+
+
+def _retry(alarm: int, frame: Any) -> None:
+    if _pending:
+        _unwind(_pending[0], frame)
 
 
 @contextlib.contextmanager
 def unwinding() -> Iterator[None]:
-    """SIGINT raises KeyboardInterrupt and SIGTERM raises Terminated inside the block; the handlers of before
-    are restored after it (mmcli may run inside another program, a test for one)."""
-    saved = {s: signal.getsignal(s) for s in SIGNALS}
+    """SIGINT raises Interrupted (a KeyboardInterrupt) and SIGTERM raises Terminated inside the block; the
+    handlers of before are restored after it (mmcli may run inside another program, a test for one)."""
+    saved = {s: signal.getsignal(s) for s in (*SIGNALS, signal.SIGALRM)}
+    saved_hook = sys.unraisablehook
+
+    def dropped(unraisable: Any) -> None:  # a signal's exception that Python dropped: the timer raises it again
+        if not isinstance(unraisable.exc_value, (Interrupted, Terminated)):
+            saved_hook(unraisable)
+
     try:
         _install(_unwind)
+        signal.signal(signal.SIGALRM, _retry)
     except ValueError:  # not the main thread (embedded use): signals are the host's business
+        yield
+        return
+    sys.unraisablehook = dropped
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _pending.clear()
+        sys.unraisablehook = saved_hook
+        for s, handler in saved.items():
+            if handler is not None:  # None: a handler installed from C, which Python cannot put back
+                signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """SIGINT and SIGTERM (and the timer that raises them again) wait for the end of the block: a cleanup that
+    a second Ctrl-C must not cut short."""
+    try:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {*SIGNALS, signal.SIGALRM})
+    except (AttributeError, ValueError, OSError):  # a platform without it
         yield
         return
     try:
         yield
     finally:
-        for s, handler in saved.items():
-            if handler is not None:  # None: a handler installed from C, which Python cannot put back
-                signal.signal(s, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _install(handler: Any) -> None:

@@ -314,14 +314,14 @@ def main(argv: list[str] | None = None) -> None:
                     warnings.simplefilter("ignore")
                 _main(args, debug)
     except click.exceptions.Abort:  # click's form of KeyboardInterrupt; it has already ended the ^C line
-        _stop("Interrupted.", EXIT_INTERRUPTED)
+        message, code = "Interrupted.", EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        _stop("\nInterrupted.", EXIT_INTERRUPTED)
+        message, code = "\nInterrupted.", EXIT_INTERRUPTED
     except Terminated:
-        _stop("Terminated.", EXIT_TERMINATED)
-
-
-def _stop(message: str, code: int) -> None:
+        message, code = "Terminated.", EXIT_TERMINATED
+    else:  # not reached: _main ends with sys.exit
+        return
+    # out of the except clause, so that the interrupted frames, and the objects they hold, are gone first
     output.drop_pending_output()
     output.say(message)
     sys.exit(code)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmcli._entry import held
 from mmcli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def _save(fig: Any, target: Path, fmt: str) -> None:
     except FileExistsError:  # only os.open raises it: the file is another's, leave it
         raise
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with held(), contextlib.suppress(FileNotFoundError):  # a second Ctrl-C waits for the cleanup
             os.unlink(tmp)
         raise
 
