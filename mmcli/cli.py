@@ -259,7 +259,7 @@ def _emit(out: Any, fmt: str, table: Callable[[dict[str, Any]], None]) -> None:
         table(data)
     if not out.converged:
         fit = out.data.get("fit", out.data)
-        sys.stderr.write(f"Warning: the optimizer did not converge ({fit['optimizer']['message']}).\n")
+        output.say(f"Warning: the optimizer did not converge ({fit['optimizer']['message']}).")
         raise SystemExit(EXIT_NOT_CONVERGED)
 
 

@@ -21,6 +21,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from mmcli.output import say
+
 
 def _console() -> Console:
     tty = sys.stdout.isatty()
@@ -32,8 +34,8 @@ def err_console() -> Console:
 
 
 def note(msg: str) -> None:
-    """A note or warning on standard error."""
-    sys.stderr.write(f"Note: {msg}\n")
+    """A note on standard error. If standard error is gone, the result is still written."""
+    say(f"Note: {msg}")
 
 
 def write_text(text: str) -> None:
