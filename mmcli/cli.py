@@ -330,10 +330,10 @@ def main(argv: list[str] | None = None) -> None:
 def _main(args: list[str], debug: bool) -> None:
     try:
         code = cli.main(args=args, prog_name="mmcli", standalone_mode=False)
-        _flush_stdout()
+        output.flush_stdout()
         sys.exit(code if isinstance(code, int) else 0)
     except click.exceptions.Exit as e:
-        _flush_stdout()
+        output.flush_stdout()
         sys.exit(e.exit_code)
     except click.exceptions.Abort:  # an interrupt: main reports it
         raise
@@ -353,9 +353,9 @@ def _main(args: list[str], debug: bool) -> None:
         output.say(f"Error: {_one_line(str(e))}{flag}")
         sys.exit(e.exit_code)
     except (BrokenPipeError, _PipeClosedError):
-        _quiet_pipe()
+        output.end_quietly()
     except SystemExit:
-        _flush_stdout()
+        output.flush_stdout()
         raise
     except MemoryError:
         output.say("Error: out of memory: the model is too large for this machine.")
@@ -365,7 +365,7 @@ def _main(args: list[str], debug: bool) -> None:
             raise
         where = f" ({e.filename})" if e.filename else ""
         output.say(f"Error: input or output failed{where}: {e.strerror or _one_line(str(e))}.")
-        _quiet_pipe(1)  # standard output may be what failed: drop what is still buffered
+        output.end_quietly(1)  # standard output may be what failed: drop what is still buffered
     except Exception as e:  # an unforeseen failure: still one line, the traceback behind --debug
         if debug:
             raise
@@ -395,19 +395,3 @@ _NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8
 
 def _one_line(msg: str) -> str:
     return " ".join(line.strip() for line in msg.strip().splitlines() if line.strip())
-
-
-def _flush_stdout() -> None:
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _quiet_pipe()
-    except OSError as e:  # a full disk, say
-        output.say(f"Error: cannot write the output: {e.strerror or e}.")
-        _quiet_pipe(1)
-
-
-def _quiet_pipe(code: int = 0) -> None:
-    """The reader went away (`| head`): end quietly, without Python's own complaint at exit."""
-    output.drop_pending_output()
-    sys.exit(code)

@@ -57,3 +57,20 @@ def drop_pending_output() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, own.fileno())
         os.close(devnull)
+
+
+def flush_stdout() -> None:
+    """The end of a command: what is buffered goes out, or the reader went away, or the disk is full."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        end_quietly()
+    except OSError as e:
+        say(f"Error: cannot write the output: {e.strerror or e}.")
+        end_quietly(1)
+
+
+def end_quietly(code: int = 0) -> None:
+    """The reader went away (`| head`): exit without Python's own complaint about the unflushed output."""
+    drop_pending_output()
+    sys.exit(code)
