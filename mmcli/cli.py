@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from mmcli import output
-from mmcli._entry import EXIT_TERMINATED, Terminated, unwinding
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
+from mmcli.signals import EXIT_TERMINATED, Terminated, unwinding
 
 
 def split_list(values: tuple[str, ...]) -> list[str]:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmcli._entry import held
 from mmcli.errors import UsageError
+from mmcli.signals import held
 
 if TYPE_CHECKING:
     from mmcli.gamm import GammFit

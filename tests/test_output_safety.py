@@ -217,7 +217,7 @@ def test_terminated_while_a_figure_is_written_leaves_nothing(
     """In this process: SIGTERM's exception raised from inside savefig, half the figure written."""
     from matplotlib.figure import Figure
 
-    from mmcli._entry import Terminated
+    from mmcli.signals import Terminated
 
     def interrupted(self: Figure, fh: io.BufferedWriter, **kw: object) -> None:
         fh.write(b"\x89PNG half a figure")
@@ -254,7 +254,7 @@ class _Frame:
 
 def test_a_signal_inside_the_import_machinery_is_raised_once_out_of_it() -> None:
     """An exception raised inside importlib breaks its module locks: the handler leaves it to the timer."""
-    from mmcli._entry import Interrupted, _unwind, unwinding
+    from mmcli.signals import Interrupted, _unwind, unwinding
 
     with pytest.raises(Interrupted), unwinding():
         _unwind(signal.SIGINT, _Frame())  # returns: nothing raised in there
@@ -263,12 +263,25 @@ def test_a_signal_inside_the_import_machinery_is_raised_once_out_of_it() -> None
 
 def test_a_lost_signal_is_raised_again() -> None:
     """Code that drops the exception (a weakref callback, C code that clears errors) does not keep mmcli going."""
-    from mmcli._entry import Terminated, unwinding
+    from mmcli.signals import Terminated, unwinding
 
     with pytest.raises(Terminated), unwinding():
         with contextlib.suppress(Terminated):
             signal.raise_signal(signal.SIGTERM)
         time.sleep(30)  # raised again here
+
+
+def test_a_signal_waits_for_a_held_cleanup() -> None:
+    """The removal of a figure's temporary file is held: a second Ctrl-C raises only after it."""
+    from mmcli.signals import Terminated, held, unwinding
+
+    done = []
+    with pytest.raises(Terminated), unwinding():
+        with held():
+            signal.raise_signal(signal.SIGTERM)
+            done.append("the cleanup")
+        time.sleep(30)  # raised here
+    assert done == ["the cleanup"]
 
 
 def test_handlers_are_put_back(cli_data: Path) -> None:
