@@ -5,9 +5,7 @@ Numeric modules are imported inside the commands, so that `mmcli --help` starts 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -15,7 +13,9 @@ from typing import Any
 
 import click
 
+from mmcli import output
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
+from mmcli.signals import EXIT_TERMINATED, Terminated, unwinding
 
 
 def split_list(values: tuple[str, ...]) -> list[str]:
@@ -248,20 +248,26 @@ def gamm(
 
 def _emit(out: Any, fmt: str, table: Callable[[dict[str, Any]], None]) -> None:
     """Notes to standard error, the result in the chosen format, and exit 3 when the optimizer did not
-    converge (the result is still printed)."""
+    converge (the result is still printed). A number that is not finite is written as null or NA, with a note."""
     from mmcli import render
+    from mmcli.report import non_finite_note
 
-    for msg in out.notes:
-        render.note(msg)
-    if fmt == "json":
-        render.write_json(out.data)
-    elif fmt == "csv":
-        render.write_csv(out.csv_rows, out.csv_columns)
+    if fmt == "csv":
+        rows, where = render.without_non_finite([{c: r.get(c) for c in out.csv_columns} for r in out.csv_rows])
     else:
-        table(out.data)
+        data, where = render.without_non_finite(out.data)
+    for msg in [*out.notes, non_finite_note(where, "null" if fmt == "json" else "NA")]:
+        if msg:
+            render.note(msg)
+    if fmt == "json":
+        render.write_json(data)
+    elif fmt == "csv":
+        render.write_csv(rows, out.csv_columns)
+    else:
+        table(data)
     if not out.converged:
         fit = out.data.get("fit", out.data)
-        sys.stderr.write(f"Warning: the optimizer did not converge ({fit['optimizer']['message']}).\n")
+        output.say(f"Warning: the optimizer did not converge ({fit['optimizer']['message']}).")
         raise SystemExit(EXIT_NOT_CONVERGED)
 
 
@@ -299,30 +305,46 @@ def _parse_numbers(value: str, option: str) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: turns the project's exceptions into one `Error:` line and the exit codes of docs/cli.md."""
+    """Entry point: turns the project's exceptions into one `Error:` line and the exit codes of docs/cli.md.
+
+    Ctrl-C ends with 130 and SIGTERM with 143 wherever they come: the exception unwinds first (a figure being
+    written is removed), and what is still buffered for standard output is dropped."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    import signal
-
-    with contextlib.suppress(ValueError):  # ValueError: not the main thread (embedded use)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C unwinds (mmcli._entry)
-    with warnings.catch_warnings():
-        if not debug:  # numpy's and pandas' RuntimeWarnings would break the one-line error
-            warnings.simplefilter("ignore")
-        _main(args, debug)
+    try:
+        with unwinding():
+            closed = output.prepare_streams()
+            if closed:
+                output.say(f"Error: {closed}")
+                sys.exit(1)
+            with warnings.catch_warnings():
+                if not debug:  # numpy's and pandas' RuntimeWarnings would break the one-line error
+                    warnings.simplefilter("ignore")
+                _main(args, debug)
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt; it has already ended the ^C line
+        message, code = "Interrupted.", EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        message, code = "\nInterrupted.", EXIT_INTERRUPTED
+    except Terminated:
+        message, code = "Terminated.", EXIT_TERMINATED
+    else:  # not reached: _main ends with sys.exit
+        return
+    # out of the except clause, so that the interrupted frames, and the objects they hold, are gone first
+    output.drop_pending_output()
+    output.say(message)
+    sys.exit(code)
 
 
 def _main(args: list[str], debug: bool) -> None:
     try:
         code = cli.main(args=args, prog_name="mmcli", standalone_mode=False)
-        _flush_stdout()
+        output.flush_stdout()
         sys.exit(code if isinstance(code, int) else 0)
     except click.exceptions.Exit as e:
-        _flush_stdout()
+        output.flush_stdout()
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:  # click's form of KeyboardInterrupt; it has already ended the ^C line
-        sys.stderr.write("Interrupted.\n")
-        sys.exit(EXIT_INTERRUPTED)
+    except click.exceptions.Abort:  # an interrupt: main reports it
+        raise
     except _NO_ARGS as e:  # `mmcli` alone: the help text
         e.show()
         sys.exit(e.exit_code)
@@ -330,43 +352,40 @@ def _main(args: list[str], debug: bool) -> None:
         hint = ""
         if isinstance(e, click.UsageError) and e.ctx is not None:
             hint = f" See '{e.ctx.command_path} --help'."
-        sys.stderr.write(f"Error: {_one_line(e.format_message())}{hint}\n")
+        output.say(f"Error: {_one_line(e.format_message())}{hint}")
         sys.exit(e.exit_code)
     except MmcliError as e:
         if debug:
             raise
         flag = f" (option {_OPTION_OF[e.param]})" if e.param in _OPTION_OF else ""
-        sys.stderr.write(f"Error: {_one_line(str(e))}{flag}\n")
+        output.say(f"Error: {_one_line(str(e))}{flag}")
         sys.exit(e.exit_code)
     except (BrokenPipeError, _PipeClosedError):
-        _quiet_pipe()
-    except KeyboardInterrupt:
-        sys.stderr.write("\nInterrupted.\n")
-        sys.exit(EXIT_INTERRUPTED)
+        output.end_quietly()
     except SystemExit:
-        _flush_stdout()
+        output.flush_stdout()
         raise
     except MemoryError:
-        sys.stderr.write("Error: out of memory: the model is too large for this machine.\n")
+        output.say("Error: out of memory: the model is too large for this machine.")
         sys.exit(1)
     except OSError as e:
         if debug:
             raise
         where = f" ({e.filename})" if e.filename else ""
-        sys.stderr.write(f"Error: input or output failed{where}: {e.strerror or _one_line(str(e))}.\n")
-        _quiet_pipe(1)  # standard output may be what failed: drop what is still buffered
+        output.say(f"Error: input or output failed{where}: {e.strerror or _one_line(str(e))}.")
+        output.end_quietly(1)  # standard output may be what failed: drop what is still buffered
     except Exception as e:  # an unforeseen failure: still one line, the traceback behind --debug
         if debug:
             raise
         if type(e).__name__ == "LinAlgError":  # numpy's or scipy's: a factorization broke down
-            sys.stderr.write(
+            output.say(
                 f"Error: the fit broke down numerically ({_one_line(str(e))}): the model may be too rich for these "
                 "data, or its predictors on very different scales. Simplify the random effects or rescale the "
-                "predictors (--debug shows where).\n"
+                "predictors (--debug shows where)."
             )
             sys.exit(1)
         msg = _one_line(f"{type(e).__name__}: {e}")
-        sys.stderr.write(f"Error: internal error ({msg}). Run again with --debug for details.\n")
+        output.say(f"Error: internal error ({msg}). Run again with --debug for details.")
         sys.exit(1)
 
 
@@ -384,23 +403,3 @@ _NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8
 
 def _one_line(msg: str) -> str:
     return " ".join(line.strip() for line in msg.strip().splitlines() if line.strip())
-
-
-def _flush_stdout() -> None:
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _quiet_pipe()
-    except OSError as e:  # a full disk, say
-        sys.stderr.write(f"Error: cannot write the output: {e.strerror or e}.\n")
-        _quiet_pipe(1)
-
-
-def _quiet_pipe(code: int = 0) -> None:
-    """The reader went away (`| head`): end quietly, without Python's own complaint at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # no real file descriptor (a test's captured stdout)
-        pass
-    sys.exit(code)

@@ -1,19 +1,21 @@
 """Figures. matplotlib is imported inside each function, so commands that draw nothing never load it.
 
 Every figure is written to a temporary file beside the target and moved into place with os.replace, so a
-failed write leaves no half-written file. The format follows the suffix: .png, .svg or .pdf.
+failed or interrupted write leaves no half-written file. The format follows the suffix: .png, .svg or .pdf.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmcli.errors import UsageError
+from mmcli.signals import held
 
 if TYPE_CHECKING:
     from mmcli.gamm import GammFit
@@ -53,17 +55,21 @@ def check_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
 
 
 def _save(fig: Any, target: Path, fmt: str) -> None:
-    """Write fig to target atomically: a temporary file in the same directory, then os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a figure gets the usual permissions
+    """Write fig to target atomically: a temporary file in the same directory, then os.replace.
+
+    The temporary file is created inside the try (with a random name and O_EXCL, rather than by mkstemp), so
+    that an interrupt at any point, even just after the file appears, unwinds through the cleanup."""
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
     try:
+        # 0o666 less the umask: a figure gets the usual permissions of a new file
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format=fmt, bbox_inches="tight")
         os.replace(tmp, target)
+    except FileExistsError:  # only os.open raises it: the file is another's, leave it
+        raise
     except BaseException:
-        if os.path.exists(tmp):
+        with held(), contextlib.suppress(FileNotFoundError):  # a second Ctrl-C waits for the cleanup
             os.unlink(tmp)
         raise
 

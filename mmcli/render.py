@@ -1,12 +1,16 @@
-"""Result dicts -> rich tables, JSON and CSV on standard output. The only module that imports rich."""
+"""Result dicts -> rich tables, JSON and CSV on standard output. The only module that imports rich.
+
+Each result is rendered whole in memory and written with one write: an interrupt before that leaves standard
+output empty, and `> out.json` holds the whole result or nothing of it.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
+import numbers
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +20,8 @@ from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
+
+from mmcli.output import say
 
 
 def _console() -> Console:
@@ -28,27 +34,73 @@ def err_console() -> Console:
 
 
 def note(msg: str) -> None:
-    """A note or warning on standard error."""
-    sys.stderr.write(f"Note: {msg}\n")
+    """A note on standard error. If standard error is gone, the result is still written."""
+    say(f"Note: {msg}")
+
+
+def write_text(text: str) -> None:
+    """The whole result to standard output in one write."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _show(*parts: Any) -> None:
+    """Rich renderables as one block of text (with colour on a terminal), written at once."""
+    console = _console()
+    with console.capture() as captured:
+        console.print(Group(*parts))
+    write_text(captured.get())
+
+
+def without_non_finite(obj: Any) -> tuple[Any, dict[str, int]]:
+    """A copy of a result with every infinite or NaN number replaced by None (null in JSON, NA in CSV and
+    tables), and how many were replaced under each field, named by its path (``predictions.fit``)."""
+    counts: dict[str, int] = {}
+
+    def walk(v: Any, where: str) -> Any:
+        if isinstance(v, dict):
+            return {k: walk(x, f"{where}.{k}" if where else str(k)) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [walk(x, where) for x in v]
+        if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) and not math.isfinite(v):
+            counts[where] = counts.get(where, 0) + 1
+            return None
+        return v
+
+    return walk(obj, ""), counts
 
 
 def write_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
-    sys.stdout.flush()
+    write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV field. A missing or non-finite number is NA. A text that a spreadsheet would run as a formula
+    (it begins with = + - @, a tab or a carriage return, and is not a number such as -1.5) gets a leading ' and
+    quotes, as OWASP advises against CSV injection. Other texts are quoted only where CSV needs it (RFC 4180)."""
+    if value is None:
+        return "NA"
+    if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
+        text = str(value)
+        if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+            return '"' + ("'" + text).replace('"', '""') + '"'
+        if any(c in text for c in ',"\r\n'):
+            return '"' + text.replace('"', '""') + '"'
+        return text
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    x = float(value)
+    return repr(x) if math.isfinite(x) else "NA"
 
 
 def write_csv(rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("NA" if r.get(k) is None else r.get(k)) for k in columns})
-        if buf.tell() > 1 << 16:
-            sys.stdout.write(buf.getvalue())
-            buf.seek(0)
-            buf.truncate()
-    sys.stdout.write(buf.getvalue())
-    sys.stdout.flush()
+    lines = [",".join(csv_cell(c) for c in columns)]
+    lines += [",".join(csv_cell(r.get(c)) for c in columns) for r in rows]
+    write_text("\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -178,15 +230,14 @@ def _abbrev(name: str) -> str:
 
 
 def print_fit(d: dict[str, Any]) -> None:
-    _console().print(Group(*fit_renderables(d)))
+    _show(*fit_renderables(d))
 
 
 def print_ranef(rows: list[dict[str, Any]]) -> None:
     t = _plain_table("Group", "Level", "Term", "Mode", "Cond. SD", right=(3, 4))
     for r in rows:
         t.add_row(r["group"], str(r["level"]), r["term"], sig(r["mode"], 5), sig(r["cond_sd"], 5))
-    _console().print(Text("Conditional modes of the random effects (BLUPs) and conditional SDs", style="bold"))
-    _console().print(t)
+    _show(Text("Conditional modes of the random effects (BLUPs) and conditional SDs", style="bold"), t)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -240,23 +291,23 @@ def print_spline(d: dict[str, Any]) -> None:
             pt.add_row(sig(p["x"], 6), sig(p["fit"], 6), sig(p["se"], 4))
         parts.append(Text("\nPredictions:", style="bold"))
         parts.append(pt)
-    _console().print(Group(*parts))
+    _show(*parts)
 
 
 def print_gamm(d: dict[str, Any], *, predictions: bool) -> None:
     """The gamm's fit, and its predictions when asked for."""
-    print_fit(d)
+    parts = fit_renderables(d)
     if predictions:
         rows = d.get("predictions") or []
-        print_predictions(rows, list(rows[0].keys()) if rows else [])
+        parts += _predictions(rows, list(rows[0].keys()) if rows else [])
+    _show(*parts)
 
 
-def print_predictions(rows: list[dict[str, Any]], cols: list[str]) -> None:
+def _predictions(rows: list[dict[str, Any]], cols: list[str]) -> list[Any]:
     t = _plain_table(*cols, right=tuple(range(len(cols))))
     for r in rows:
-        t.add_row(*[sig(r[c], 6) if isinstance(r[c], float) else str(r[c]) for c in cols])
-    _console().print(Text("Predictions (population level, random effects at zero):", style="bold"))
-    _console().print(t)
+        t.add_row(*[sig(r[c], 6) if isinstance(r[c], float) or r[c] is None else str(r[c]) for c in cols])
+    return [Text("Predictions (population level, random effects at zero):", style="bold"), t]
 
 
 # --------------------------------------------------------------------------------------------------

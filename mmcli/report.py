@@ -101,6 +101,17 @@ def dropped_columns_note(columns: tuple[str, ...] | list[str]) -> str | None:
     return f"fixed-effect model matrix is rank deficient so dropping {len(columns)} {what}: {', '.join(columns)}"
 
 
+def non_finite_note(where: dict[str, int], written_as: str) -> str | None:
+    """How many numbers of the output are infinite or NaN (a prediction far outside the data overflows, say),
+    under which fields (``{"predictions.fit": 1}``), and what stands in their place."""
+    if not where:
+        return None
+    n = sum(where.values())
+    what = "1 value is not a finite number" if n == 1 else f"{n} values are not finite numbers"
+    fields = ", ".join(f"{k} ({v})" for k, v in where.items())
+    return f"{what} (too large for a float, or undefined) and written as {written_as}: {fields}."
+
+
 def fit_dict(
     fit: LmmFit,
     *,
