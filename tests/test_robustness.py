@@ -780,7 +780,12 @@ def _blocked_reading(pid: int, timeout: float = 60.0) -> bool:
 def test_ctrl_c_exits_130_without_traceback() -> None:
     """SIGINT while mmcli waits for its standard input: exit 130, one line, no traceback."""
     proc = subprocess.Popen(
-        [*MMCLI, "fit", "-", F], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
+        [*MMCLI, "fit", "-", F],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a shell, even if we ignore it
     )
     assert proc.stdin is not None
     proc.stdin.write(LMM.encode()[:40])  # part of the data; the rest never comes
