@@ -44,6 +44,7 @@ class ModelOptions:
     k: int = 10
     factor: tuple[str, ...] = ()
     weights: str | None = None
+    na: tuple[str, ...] = ()  # cells read as missing besides NA and the empty cell (data and --predict files)
 
     def spec(self, *, smooths: bool) -> ModelSpec:
         if self.formula and (self.y or self.fixed or self.group or self.slope or self.smooth):
@@ -64,7 +65,7 @@ def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions) -> dataio.T
     numeric = list(dict.fromkeys(numeric))
     categorical = list(dict.fromkeys(groups + [f for f in opts.factor if f in used]))
     other = [c for c in used if c not in numeric and c not in categorical]
-    table = dataio.load(path, numeric=numeric, categorical=categorical, other=other)
+    table = dataio.load(path, numeric=numeric, categorical=categorical, other=other, na=opts.na)
     for f in opts.factor:
         if f not in used:
             dataio.resolve(f, list(table.columns))
@@ -134,12 +135,13 @@ class SplineOptions:
     lam: float | str = "gcv"
     as_mixed: bool = False
     predict: str | None = None
+    na: tuple[str, ...] = ()
 
 
-def _spline_table(path: str, x: str | None, y: str | None) -> tuple[dataio.Table, str, str]:
+def _spline_table(path: str, x: str | None, y: str | None, na: tuple[str, ...]) -> tuple[dataio.Table, str, str]:
     if x is not None and y is not None:
-        return dataio.load(path, numeric=[x, y], categorical=[]), x, y
-    table = dataio.load_all(path)
+        return dataio.load(path, numeric=[x, y], categorical=[], na=na), x, y
+    table = dataio.load_all(path, na=na)
     nums = dataio.numeric_columns(table)
     if len(table.columns) != 2 and len(nums) != 2:
         raise UsageError(
@@ -159,7 +161,8 @@ def run_spline(path: str, opts: SplineOptions) -> Outcome:
         raise UsageError("Give --knots or --knot-values, not both.")
     if (opts.x is None) != (opts.y is None):
         raise UsageError("Give both --x and --y, or neither (for a file with exactly two numeric columns).")
-    table, x, y = _spline_table(path, opts.x, opts.y)
+    _stdin_once(path, opts.predict)
+    table, x, y = _spline_table(path, opts.x, opts.y, opts.na)
     xs, ys = dataio.column(table, x), dataio.column(table, y)
     result = fit_spline(xs, ys, knots=opts.knots, knot_values=opts.knot_values, lam=lam, x_name=x, y_name=y)
     d = spline_dict(result)
@@ -169,12 +172,18 @@ def run_spline(path: str, opts: SplineOptions) -> Outcome:
     rows = [{x: a, y: b, "fitted": c} for a, b, c in zip(xs, ys, d["fitted"])]
     columns = [x, y, "fitted"]
     if opts.predict:
-        new = _predict_table(opts.predict, numeric=[x], categorical=[])
+        new = _predict_table(opts.predict, numeric=[x], categorical=[], na=opts.na)
         px = dataio.column(new, x)
         fit, se = result.predict(px)
         d["predictions"] = rows = [{"x": float(a), "fit": float(b), "se": float(c)} for a, b, c in zip(px, fit, se)]
         columns = ["x", "fit", "se"]
     return Outcome(d, rows, columns, result, list(table.notes))
+
+
+def _stdin_once(data: str, predict: str | None) -> None:
+    """Standard input can be read once: it cannot be both the data and the --predict file."""
+    if data == "-" and predict == "-":
+        raise UsageError("The data and the --predict file cannot both be - (standard input): give one as a file.")
 
 
 def _predict_table(path: str, **columns: Any) -> dataio.Table:
@@ -191,6 +200,7 @@ def run_gamm(path: str, opts: ModelOptions, *, reml: bool = True, predict: str |
     from mmcli.gamm import fit_gamm
 
     spec = opts.spec(smooths=True)
+    _stdin_once(path, predict)
     table = _load_model_data(path, spec, opts)
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
     g = fit_gamm(design, reml=reml)
@@ -229,6 +239,7 @@ def _gamm_predictions(path: str, spec: ModelSpec, opts: ModelOptions, design: An
         numeric=[c for c in need if c in svars],
         categorical=[c for c in need if c in opts.factor],
         other=[c for c in need if c not in svars and c not in opts.factor],
+        na=opts.na,
     )
     fit, se = g.predict(design.new_rows(new.frame))
     values = dataio.records(new, need)
