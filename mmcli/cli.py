@@ -54,6 +54,15 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+NA_OPTION = click.option(
+    "--na",
+    "na",
+    multiple=True,
+    metavar="TOKEN",
+    help="Also read cells holding exactly TOKEN as missing (repeatable); NA and empty cells always are, as in R.",
+)
+
+
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The LMM's model options, shared by fit and ranef."""
     opts = [
@@ -65,6 +74,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--slope", multiple=True, metavar="COL", help="Random slope of COL within each --group."),
         click.option("--factor", multiple=True, metavar="COL", help="Treat a numeric-looking column as categorical."),
         click.option("--weights", metavar="COL", help="Prior weights (positive): residual variance sigma^2 / w."),
+        NA_OPTION,
         click.option("--reml/--ml", default=False, help="REML or maximum likelihood (default: ML, as the tutorial)."),
         click.option(
             "--method",
@@ -83,7 +93,7 @@ def _model(formula: str | None, **kw: Any) -> Any:
     """The model options as the library takes them (repeatable options may hold comma-separated lists)."""
     from mmcli.commands import ModelOptions
 
-    lists = {k: tuple(split_list(v)) for k, v in kw.items() if isinstance(v, tuple)}
+    lists = {k: tuple(split_list(v)) for k, v in kw.items() if isinstance(v, tuple) and k != "na"}  # tokens as given
     return ModelOptions(formula=formula, **{**kw, **lists})
 
 
@@ -181,6 +191,7 @@ def ranef(fmt: str, data: str, formula: str | None, reml: bool, method: str, plo
 )
 @click.option("--as-mixed", is_flag=True, help="Also show the fit as a mixed model (fixed null space, random rest).")
 @click.option("--predict", "predict_path", metavar="FILE.csv", help="Predict at the x values of this CSV, with se.")
+@NA_OPTION
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw data, curve and a 2 se band.")
 @output_options
 def spline(fmt: str, data: str, knot_values: str | None, plot_path: str | None, **kw: Any) -> None:
@@ -217,6 +228,7 @@ def spline(fmt: str, data: str, knot_values: str | None, plot_path: str | None, 
 @click.option("--group", multiple=True, metavar="COL", help="Grouping column: a random intercept per level.")
 @click.option("--factor", multiple=True, metavar="COL", help="Treat a numeric-looking column as categorical.")
 @click.option("--weights", metavar="COL", help="Prior weights (positive): residual variance sigma^2 / w.")
+@NA_OPTION
 @click.option("--reml/--ml", default=True, help="REML (default, as gamm4) or maximum likelihood.")
 @click.option("--predict", "predict_path", metavar="FILE.csv", help="Population-level predictions with se.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Each smooth with its 2 se band.")

@@ -45,6 +45,7 @@ class ModelOptions:
     k: int = 10
     factor: tuple[str, ...] = ()
     weights: str | None = None
+    na: tuple[str, ...] = ()  # cells read as missing besides NA and the empty cell (data and --predict files)
 
     def spec(self, *, smooths: bool) -> ModelSpec:
         if self.formula and (self.y or self.fixed or self.group or self.slope or self.smooth):
@@ -70,7 +71,7 @@ def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions) -> dataio.T
     groups = [f for t in spec.random for f in t.factors if f not in elsewhere and f not in numeric]
     categorical = list(dict.fromkeys(groups + [f for f in opts.factor if f in used]))
     other = [c for c in used if c not in numeric and c not in categorical]
-    table = dataio.load(path, numeric=numeric, categorical=categorical, other=other)
+    table = dataio.load(path, numeric=numeric, categorical=categorical, other=other, na=opts.na)
     for f in opts.factor:
         if f not in used:
             dataio.resolve(f, list(table.columns))
@@ -140,12 +141,13 @@ class SplineOptions:
     lam: float | str = "gcv"
     as_mixed: bool = False
     predict: str | None = None
+    na: tuple[str, ...] = ()
 
 
-def _spline_table(path: str, x: str | None, y: str | None) -> tuple[dataio.Table, str, str]:
+def _spline_table(path: str, x: str | None, y: str | None, na: tuple[str, ...]) -> tuple[dataio.Table, str, str]:
     if x is not None and y is not None:
-        return dataio.load(path, numeric=[x, y], categorical=[]), x, y
-    table = dataio.load_all(path)
+        return dataio.load(path, numeric=[x, y], categorical=[], na=na), x, y
+    table = dataio.load_all(path, na=na)
     nums = dataio.numeric_columns(table)
     if len(table.columns) != 2 and len(nums) != 2:
         raise UsageError(
@@ -167,7 +169,8 @@ def run_spline(path: str, opts: SplineOptions) -> Outcome:
         raise UsageError(f"--x and --y both name '{opts.x}': the response cannot be its own predictor.")
     if (opts.x is None) != (opts.y is None):
         raise UsageError("Give both --x and --y, or neither (for a file with exactly two numeric columns).")
-    table, x, y = _spline_table(path, opts.x, opts.y)
+    _stdin_once(path, opts.predict)
+    table, x, y = _spline_table(path, opts.x, opts.y, opts.na)
     xs, ys = dataio.column(table, x), dataio.column(table, y)
     result = fit_spline(xs, ys, knots=opts.knots, knot_values=opts.knot_values, lam=lam, x_name=x, y_name=y)
     d = spline_dict(result)
@@ -178,7 +181,7 @@ def run_spline(path: str, opts: SplineOptions) -> Outcome:
     notes = list(table.notes)
     columns = [x, y, "fitted"]
     if opts.predict:
-        new = _predict_table(opts.predict, numeric=[x], categorical=[])
+        new = _predict_table(opts.predict, numeric=[x], categorical=[], na=opts.na)
         notes += predict_notes(new)
         px = dataio.column(new, x)
         fit, se = result.predict(px)
@@ -190,6 +193,12 @@ def run_spline(path: str, opts: SplineOptions) -> Outcome:
 def predict_notes(table: dataio.Table) -> list[str]:
     """The --predict file's notes (rows dropped for a missing value, counted), said of that file."""
     return [f"In the --predict file: {n[0].lower()}{n[1:]}" for n in table.notes]
+
+
+def _stdin_once(data: str, predict: str | None) -> None:
+    """Standard input can be read once: it cannot be both the data and the --predict file."""
+    if data == "-" and predict == "-":
+        raise UsageError("The data and the --predict file cannot both be - (standard input): give one as a file.")
 
 
 def _predict_table(path: str, **columns: Any) -> dataio.Table:
@@ -206,6 +215,7 @@ def run_gamm(path: str, opts: ModelOptions, *, reml: bool = True, predict: str |
     from mmcli.gamm import fit_gamm
 
     spec = opts.spec(smooths=True)
+    _stdin_once(path, predict)
     table = _load_model_data(path, spec, opts)
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
     g = fit_gamm(design, reml=reml)
@@ -248,6 +258,7 @@ def _gamm_predictions(
         numeric=[c for c in need if c in svars],
         categorical=[c for c in need if c in opts.factor],
         other=[c for c in need if c not in svars and c not in opts.factor],
+        na=opts.na,
     )
     try:
         rows = design.new_rows(new.frame)

@@ -1,16 +1,18 @@
 """CSV -> checked columns. Rows with a missing value in a used column are dropped and counted.
 
-The only module that reads files with pandas. Only the columns a model uses are parsed.
+With csvread.py (the bytes, read once, and pandas' settings) and csvlines.py (the header and the shape of the
+lines), the only modules that read files. Only the columns a model uses are parsed.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mmcli import csvread
+from mmcli.csvlines import Layout, read_layout
+from mmcli.csvread import resolve
 from mmcli.errors import DataError
 
 if TYPE_CHECKING:
@@ -27,91 +29,10 @@ class Table:
     columns: tuple[str, ...]  # every column of the file, in order
     dropped_rows: int = 0
     notes: list[str] = field(default_factory=list)
+    lines: np.ndarray | None = None  # the file's line of each row as read, when it is not row + 2
 
 
-_CSV = {
-    "encoding": "utf-8-sig",
-    "skipinitialspace": True,
-    "keep_default_na": True,
-    "na_values": ["NA", "NaN", "nan", ".", ""],
-    "engine": "c",
-}
-
-
-_HEADER = {"encoding": "utf-8-sig", "skipinitialspace": True}  # as the data are read: 'y, x' names x
-
-
-def _read_source(path: str) -> tuple[object, str]:
-    """A path, or '-' for standard input (read whole, so the header can be checked first)."""
-    if path == "-":
-        if sys.stdin is None:
-            raise DataError("Standard input is closed: give a file name instead of -, or pipe the CSV in.")
-        raw = sys.stdin.buffer.read()
-        return io.BytesIO(raw), "<stdin>"
-    return path, path
-
-
-def read_header(src: object, name: str) -> list[str]:
-    import pandas as pd
-
-    try:
-        head = pd.read_csv(src, nrows=0, **_HEADER)  # type: ignore[call-overload]
-        if hasattr(src, "seek"):
-            src.seek(0)  # type: ignore[attr-defined]
-        # pandas renames a repeated name (x, x.1): read the header line as it is to tell
-        raw = pd.read_csv(src, header=None, nrows=1, dtype=str, keep_default_na=False, **_HEADER)  # type: ignore[call-overload]
-    except FileNotFoundError:
-        raise DataError(f"File '{name}' not found.") from None
-    except IsADirectoryError:
-        raise DataError(f"'{name}' is a directory, not a CSV file.") from None
-    except PermissionError:
-        raise DataError(f"File '{name}' cannot be read (permission denied).") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"File '{name}' is empty: a CSV with a header line is needed.") from None
-    except UnicodeDecodeError as e:
-        raise _not_utf8(name, e) from None
-    except pd.errors.ParserError as e:
-        raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
-    finally:
-        if hasattr(src, "seek"):
-            src.seek(0)  # type: ignore[attr-defined]
-    cols = [str(c) for c in head.columns]
-    names = [str(c) for c in raw.iloc[0]] if len(raw) else cols
-    dup = sorted({c for c in names if c and names.count(c) > 1})
-    if dup:
-        raise DataError(f"File '{name}' has duplicated column names: {', '.join(dup)}.")
-    return cols
-
-
-def _not_utf8(name: str, e: UnicodeDecodeError) -> DataError:
-    return DataError(
-        f"File '{name}' is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8, "
-        f"e.g. iconv -f latin1 -t utf-8 '{name}' > new.csv"
-    )
-
-
-def _first_line(e: Exception) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
-
-
-def resolve(col: str, columns: list[str]) -> str:
-    """The file's column for a name the user gave; an error lists the real columns."""
-    if col in columns:
-        return col
-    import difflib
-
-    lower = [c for c in columns if c.lower() == col.lower()]
-    close = lower if len(lower) == 1 else difflib.get_close_matches(col, columns, n=1, cutoff=0.75)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    seps = [sep for sep in (";", "\t", "|") if len(columns) == 1 and sep in columns[0]]
-    if seps:
-        shown = "tabs" if seps[0] == "\t" else f"'{seps[0]}'"
-        raise DataError(
-            f"Column '{col}' not found: the file has the single column '{columns[0]}', so its fields seem to be "
-            f"separated by {shown}. mmcli reads comma-separated files: save it as CSV with commas."
-        )
-    raise DataError(f"Column '{col}' not found.{hint} Columns are: {', '.join(columns)}")
+__all__ = ["Table", "column", "level_order", "load", "load_all", "numeric_columns", "records", "resolve", "subset"]
 
 
 def load(
@@ -120,72 +41,94 @@ def load(
     numeric: list[str],
     categorical: list[str],
     other: list[str] | None = None,
+    na: tuple[str, ...] | list[str] = (),
 ) -> Table:
     """Read the named columns of a CSV.
 
     ``numeric`` columns must hold numbers (the response, smooth variables); ``categorical`` columns are read
     as text (grouping factors, --factor columns); ``other`` columns keep the type pandas infers (fixed effects:
-    numbers stay numeric, text becomes a factor as in R).
+    numbers stay numeric, text becomes a factor as in R). Missing are NA, the empty cell and the ``na`` tokens,
+    in every column; NaN too in a numeric column (R's read.csv rules).
     """
     import pandas as pd
 
     other = other or []
-    src, name = _read_source(path)
-    columns = read_header(src, name)
+    src = csvread.open_source(path)
+    layout = read_layout(src)
+    columns = layout.columns
     wanted = list(dict.fromkeys(numeric + categorical + other))
     for c in wanted:
-        resolve(c, columns)
-    frame = _read_columns(src, name, wanted, numeric, categorical, other)
-    frame = frame[wanted]
+        resolve(c, columns, layout.index)
+    layout.check()
+    frame = _read_columns(src, layout, wanted, numeric, categorical, other, na)
     n_all = len(frame)
     if n_all == 0:
-        raise DataError(f"File '{name}' has a header but no data rows.")
+        raise DataError(f"File '{src.name}' has a header but no data rows.")
     for c in numeric:
-        frame[c] = _as_numeric(frame[c], c)
+        frame[c] = _as_numeric(frame[c], c, layout.lines)
     for c in other:
         s = frame[c]
-        if pd.api.types.is_string_dtype(s.dtype):  # object, or pandas 3's str
-            conv = pd.to_numeric(s, errors="coerce")
-            # a column of numbers with a few text cells is a mistake, not a factor
-            if conv.notna().sum() > 0.5 * s.notna().sum() and conv.isna().sum() > s.isna().sum():
-                frame[c] = _as_numeric(s, c)
+        # text (object, or pandas 3's str) of numbers and NaN is numeric; numbers with a few text cells are a
+        # mistake, not a factor
+        if pd.api.types.is_string_dtype(s.dtype) and _text_cells(s)[1] > 0.5 * s.notna().sum():
+            frame[c] = _as_numeric(s, c, layout.lines)
+    for c in categorical:
+        frame[c] = _nan_levels_missing(frame[c])
     for c in wanted:
         if frame[c].dtype.kind == "f":
-            _check_magnitude(frame[c].to_numpy(), c, lines=True)
-    frame, dropped, notes = _drop_incomplete(frame, name)
+            _check_magnitude(frame[c].to_numpy(), c, layout.lines)
+    frame, dropped, notes = _drop_incomplete(frame, src.name)
     _release_parser_memory()
-    return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
+    return Table(frame=frame, source=src.name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
 
 
 def _read_columns(
-    src: object, name: str, wanted: list[str], numeric: list[str], categorical: list[str], other: list[str]
+    src: csvread.Source,
+    layout: Layout,
+    wanted: list[str],
+    numeric: list[str],
+    categorical: list[str],
+    other: list[str],
+    na: tuple[str, ...] | list[str],
 ) -> pd.DataFrame:
     """The wanted columns, typed. Parsing straight to float64 is about twice as fast as inferring and
     converting; the columns of unknown type are guessed from the first rows, and any surprise falls back to
-    the inferring parser, whose messages name the offending line."""
+    the inferring parser, whose messages name the offending line. Columns are taken by position, so that
+    their names are the header's as read here, whatever pandas would make of them."""
     import pandas as pd
 
-    dtypes: dict[str, str] = {c: "category" for c in categorical}
-    fast = dict(dtypes, **{c: "float64" for c in numeric})
+    at, columns = layout.index, layout.columns
+    text_na, num_na = csvread.na_tokens(na), csvread.numeric_na_tokens(na)
+    dtypes: dict[int, str] = {at[c]: "category" for c in categorical}
+    nas = {at[c]: text_na for c in wanted}
+    fast, fast_na = dict(dtypes), dict(nas)
+    numbers = list(numeric)
     try:
-        sample = pd.read_csv(src, usecols=list(other), nrows=200, **_CSV) if other else None  # type: ignore[call-overload]
-        if sample is not None:
-            fast.update({c: "float64" for c in other if sample[c].dtype.kind in "fiu"})
+        if other:
+            cols = sorted(at[c] for c in other)
+            sample = csvread.read_csv(src, usecols=cols, nrows=200, na_values={i: num_na for i in cols})
+            numbers += [columns[i] for i, t in zip(cols, sample.dtypes) if t.kind in "fiu"]
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
         pass
-    finally:
-        src.seek(0) if hasattr(src, "seek") else None  # type: ignore[attr-defined]
+    fast.update({at[c]: "float64" for c in numbers})
+    fast_na.update({at[c]: num_na for c in numbers})
+    usecols = sorted(at[c] for c in wanted)
     try:
-        return pd.read_csv(src, usecols=wanted, dtype=fast, **_CSV)  # type: ignore[call-overload]
+        frame = csvread.read_csv(src, usecols=usecols, dtype=fast, na_values=fast_na)
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
-        if hasattr(src, "seek"):
-            src.seek(0)  # type: ignore[attr-defined]
-    try:
-        return pd.read_csv(src, usecols=wanted, dtype=dtypes, **_CSV)  # type: ignore[call-overload]
-    except UnicodeDecodeError as e:
-        raise _not_utf8(name, e) from None
-    except (pd.errors.ParserError, ValueError) as e:
-        raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
+        try:
+            frame = csvread.read_csv(src, usecols=usecols, dtype=dtypes, na_values=nas)
+        except UnicodeDecodeError as e:
+            raise csvread.not_utf8(src, e) from None
+        except (pd.errors.ParserError, ValueError) as e:
+            raise DataError(f"File '{src.name}' is not a readable CSV: {_first_line(e)}") from None
+    frame.columns = pd.Index([columns[i] for i in usecols])
+    return frame[wanted]
+
+
+def _first_line(e: Exception) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
 
 
 def _drop_incomplete(frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame, int, list[str]]:
@@ -217,7 +160,12 @@ def _release_parser_memory() -> None:
 HUGE = 1e154  # the squares of larger numbers (sums of squares, variances) overflow double precision
 
 
-def _check_magnitude(values: np.ndarray, col: str, *, lines: bool) -> None:
+def _line(lines: np.ndarray | None, i: int) -> int:
+    """The file's line of data row i (from 0)."""
+    return int(lines[i]) if lines is not None else i + 2
+
+
+def _check_magnitude(values: np.ndarray, col: str, lines: np.ndarray | None) -> None:
     """Infinite values, and numbers too large for a sum of squares, are errors."""
     import numpy as np
 
@@ -226,7 +174,7 @@ def _check_magnitude(values: np.ndarray, col: str, *, lines: bool) -> None:
     if not bad.size:
         return
     v = float(values[bad[0]])
-    where = f" (line {bad[0] + 2} of the file)" if lines else ""
+    where = f" (line {_line(lines, int(bad[0]))} of the file)"
     if np.isinf(v):
         raise DataError(f"Column '{col}' has an infinite value{where}; remove or fix it.")
     raise DataError(
@@ -235,20 +183,60 @@ def _check_magnitude(values: np.ndarray, col: str, *, lines: bool) -> None:
     )
 
 
-def _as_numeric(s: pd.Series, col: str) -> pd.Series:
+def _text_cells(s: pd.Series) -> tuple[list[str], int]:
+    """The values of a text column that are not numbers (NaN, in any case, is one: R reads it as a number),
+    and the number of cells that are numbers. Worked out on the distinct values: text columns have few."""
+    import pandas as pd
+
+    counts = s.value_counts(dropna=True, sort=False)
+    values = pd.Series(counts.index.astype(str), dtype=object)
+    conv = pd.to_numeric(values, errors="coerce")
+    odd = conv.isna().to_numpy().copy()
+    odd[odd] = ~values[odd].str.strip().str.lower().isin(csvread.NAN_WORDS).to_numpy()
+    return list(values[odd]), int(counts.to_numpy()[~odd].sum())
+
+
+def _as_numeric(s: pd.Series, col: str, lines: np.ndarray | None) -> pd.Series:
+    """A column that must hold numbers. A text cell is an error that names its line and, when the column holds
+    numbers, offers the text as a missing-value token (``--na``), since R reads only NA as missing."""
+    import shlex
+
     import pandas as pd
 
     if s.dtype.kind in "fiub":
         return s.astype(float)
-    conv = pd.to_numeric(s, errors="coerce")
-    bad = conv.isna() & s.notna()
-    if bad.any():
-        i = int(bad.to_numpy().nonzero()[0][0])
+    text, numbers = _text_cells(s)
+    if not text:
+        return pd.to_numeric(s.astype(str).where(s.notna()), errors="coerce").astype(float)
+    bad = s.astype(str).isin(text).to_numpy() & s.notna().to_numpy()
+    rows = bad.nonzero()[0]
+    i = int(rows[0])
+    tokens = list(dict.fromkeys(str(v) for v in s.iloc[rows[:1000]]))
+    msg = f"Column '{col}' must be numeric, but line {_line(lines, i)} holds '{s.iloc[i]}'"
+    if rows.size > 1:
+        msg += f" ({rows.size} such cells)"
+    if numbers or len(text) == 1:
+        flags = " ".join(f"--na {shlex.quote(t)}" for t in tokens[:5])
+        marks = "it marks" if len(tokens) == 1 else "these mark"
         raise DataError(
-            f"Column '{col}' must be numeric, but line {i + 2} holds '{s.iloc[i]}'. "
-            "Fix the value, or use the column as a factor."
+            f"{msg}. If {marks} a missing value, add {flags} (only NA and empty cells are missing, as in R); "
+            "otherwise fix the data."
         )
-    return conv.astype(float)
+    raise DataError(f"{msg}. Fix the value, or use the column as a factor.")
+
+
+def _nan_levels_missing(s: pd.Series) -> pd.Series:
+    """A categorical column of numbers reads NaN as missing, as R's factor() of a numeric column does; in a
+    column of text, NaN is a level like any other."""
+    import pandas as pd
+
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        return s
+    cats = pd.Series(s.cat.categories.astype(str))
+    nan = cats.str.strip().str.lower().isin(csvread.NAN_WORDS)
+    if nan.any() and (~nan).any() and pd.to_numeric(cats[~nan], errors="coerce").notna().all():
+        return s.cat.remove_categories(list(s.cat.categories[nan.to_numpy()]))
+    return s
 
 
 def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
@@ -292,29 +280,37 @@ def _r_number(x: float, raw: str) -> str:
     return raw
 
 
-def load_all(path: str) -> Table:
-    """Read every column, with the types pandas infers (for commands that pick columns themselves)."""
+def load_all(path: str, na: tuple[str, ...] | list[str] = ()) -> Table:
+    """Read every column, with the types pandas infers (for commands that pick columns themselves); a column
+    of numbers and NaN is numeric."""
     import pandas as pd
 
-    src, name = _read_source(path)
-    columns = read_header(src, name)
+    src = csvread.open_source(path)
+    layout = read_layout(src)
+    layout.check()
     try:
-        frame = pd.read_csv(src, encoding="utf-8-sig", skipinitialspace=True, na_values=["NA", "NaN", "nan", ".", ""])  # type: ignore[call-overload]
+        frame = csvread.read_csv(src, na_values=csvread.na_tokens(na))
     except UnicodeDecodeError as e:
-        raise _not_utf8(name, e) from None
+        raise csvread.not_utf8(src, e) from None
     except (pd.errors.ParserError, ValueError) as e:
-        raise DataError(f"File '{name}' is not a readable CSV: {_first_line(e)}") from None
+        raise DataError(f"File '{src.name}' is not a readable CSV: {_first_line(e)}") from None
+    frame.columns = pd.Index(layout.columns)
     if len(frame) == 0:
-        raise DataError(f"File '{name}' has a header but no data rows.")
-    return Table(frame=frame, source=name, columns=tuple(columns))
+        raise DataError(f"File '{src.name}' has a header but no data rows.")
+    for c in frame.columns:
+        if pd.api.types.is_string_dtype(frame[c].dtype):
+            text, numbers = _text_cells(frame[c])
+            if numbers and not text:
+                frame[c] = _as_numeric(frame[c], c, layout.lines)
+    return Table(frame=frame, source=src.name, columns=tuple(layout.columns), lines=layout.lines)
 
 
 def subset(table: Table, cols: list[str], *, numeric: list[str]) -> Table:
     """The named columns of a table read whole, checked as :func:`load` checks them."""
     frame = table.frame[cols].copy()
     for c in numeric:
-        frame[c] = _as_numeric(frame[c], c)
-        _check_magnitude(frame[c].to_numpy(), c, lines=False)
+        frame[c] = _as_numeric(frame[c], c, table.lines)
+        _check_magnitude(frame[c].to_numpy(), c, table.lines)
     frame, dropped, notes = _drop_incomplete(frame, table.source)
     return Table(frame=frame, source=table.source, columns=table.columns, dropped_rows=dropped, notes=notes)
 

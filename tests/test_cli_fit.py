@@ -334,7 +334,7 @@ def test_rows_with_missing_values_are_dropped_and_counted(tmp_path):
     path.write_text("\n".join(holes.get(i, line) for i, line in enumerate(lines)) + "\n", encoding="utf-8")
     complete = tmp_path / "complete.csv"
     complete.write_text("\n".join(line for i, line in enumerate(lines) if i not in holes) + "\n", encoding="utf-8")
-    r = run_in_process(["fit", path, *DEMO[2:], "--json"])
+    r = run_in_process(["fit", path, *DEMO[2:], "--json", "--na", "."])  # "." is data unless declared missing
     assert r.code == 0, r.err
     d = json.loads(r.out)
     assert d["dropped_rows"] == 5
@@ -344,7 +344,7 @@ def test_rows_with_missing_values_are_dropped_and_counted(tmp_path):
     want = fit_json(complete, *DEMO[2:])
     assert abs(d["loglik"] - want["loglik"]) <= OPT_DEV
     assert rel(d["sigma"], want["sigma"]) <= OPT_PAR
-    table = run_in_process(["fit", path, *DEMO[2:]])
+    table = run_in_process(["fit", path, *DEMO[2:], "--na", "."])
     assert table.err.count("Dropped 5 of 180 rows") == 1  # the note, once, on standard error
     assert "Dropped" not in table.out
 
