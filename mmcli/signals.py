@@ -30,8 +30,8 @@ RETRY_SECONDS = 0.1
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT, as mmcli raises it. A subclass: Python treats a bare KeyboardInterrupt that passed through exec()
-    as never handled, and would end the process by SIGINT instead of with exit 130."""
+    """SIGINT, as mmcli raises it. A subclass: Python treats a bare KeyboardInterrupt that passed through code run
+    by the exec builtin as never handled, and would end the process by SIGINT instead of with exit 130."""
 
 
 class Terminated(BaseException):
