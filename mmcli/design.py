@@ -14,6 +14,7 @@ from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
 from mmcli.fixed import FixedPart, model_matrix
 from mmcli.formula import ModelSpec, OffsetTerm
+from mmcli.formula.syntax import deep_trees
 from mmcli.lmm import ReTerm, general_term, indicator_term
 
 if TYPE_CHECKING:
@@ -146,6 +147,12 @@ def lme4_order(nlevels: list[int]) -> list[int]:
 
 
 def build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, weights: str | None = None) -> Design:
+    """y, X and the random-effects terms of a model spec on these data (:func:`_build_design`)."""
+    with deep_trees():
+        return _build_design(spec, frame, factors, weights)
+
+
+def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weights: str | None) -> Design:
     """y, X and the random-effects terms of a model spec on these data: the parametric columns, then each
     smooth's unpenalized columns (its penalized part becomes a random-effects term, mgcv's smooth2random),
     and the terms in lme4's order."""

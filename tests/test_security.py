@@ -244,3 +244,23 @@ def test_max_memory_takes_a_size():
         ["fit", data_path("sleepstudy.csv"), "Reaction ~ Days + (1 | Subject)", "--max-memory", "1.5GiB"]
     )
     assert ok.code == 0, ok.err
+
+
+@pytest.mark.parametrize(
+    ("rhs", "code", "pattern"),
+    [
+        ("(" * 3000 + "Days" + ")" * 3000, 2, r"Parentheses nested more than 64 deep"),
+        ("I(" + "-" * 5000 + "Days)", 2, r"More than 64 signs in a row"),
+        (":".join(["Days"] * 3000), 0, None),  # a long chain is a deep tree: read without running out of stack
+        (" + ".join(["Days"] * 5000), 0, None),
+    ],
+    ids=["parentheses", "signs", "interaction-chain", "long-sum"],
+)
+def test_deep_and_long_formulas_end_cleanly(rhs, code, pattern):
+    got = run_in_process(["fit", data_path("sleepstudy.csv"), f"Reaction ~ {rhs} + (1 | Subject)", "--json"])
+    assert got.code == code, got.err[:300]
+    assert "internal error" not in got.err and "Traceback" not in got.err
+    if pattern:
+        assert re.search(pattern, got.err.splitlines()[-1])
+    else:
+        assert [r["term"] for r in got.json()["fixed_effects"]] == ["(Intercept)", "Days"]

@@ -11,7 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mmcli.errors import FormulaError, UsageError
-from mmcli.formula.syntax import BinOp, Call, Name, Node, Num, Paren, Str, Unary, deparse, names_in, parse, quote_name
+from mmcli.formula.syntax import (
+    BinOp,
+    Call,
+    Name,
+    Node,
+    Num,
+    Paren,
+    Str,
+    Unary,
+    deep_trees,
+    deparse,
+    names_in,
+    parse,
+    quote_name,
+)
 
 SMOOTH_BASES = ("cr", "cs", "rk")
 ARITHMETIC = ("log", "log1p", "log2", "log10", "exp", "sqrt", "abs")  # functions of numbers, anywhere in a term
@@ -123,6 +137,11 @@ def join_terms(terms: tuple[tuple[str, Node], ...] | list[tuple[str, Node]]) -> 
 
 def parse_formula(text: str, *, allow_smooths: bool = False) -> ModelSpec:
     """Parse ``y ~ fixed + (expr | group) + s(x, ...) + offset(x)`` into a :class:`ModelSpec`."""
+    with deep_trees():
+        return _parse_formula(text, allow_smooths)
+
+
+def _parse_formula(text: str, allow_smooths: bool) -> ModelSpec:
     tree = parse(text)
     if isinstance(tree, Unary) and tree.op == "~":
         raise FormulaError("The formula has no response before '~'", text, 0)

@@ -9,7 +9,10 @@ of the tree (mmcli.formula); any other character is an error that says where it 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mmcli.errors import FormulaError
@@ -86,6 +89,23 @@ class Token:
     text: str
     pos: int
     value: object = None
+
+
+MAX_DEPTH = 64  # parentheses nested deeper than any model needs
+
+
+@contextlib.contextmanager
+def deep_trees() -> Iterator[None]:
+    """Room for the trees of long formulas (a sum of thousands of columns is a chain as deep as it is long),
+    whose readers recurse; a tree too deep even for that is a usage error, not a crash."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 200_000))
+    try:
+        yield
+    except RecursionError:
+        raise FormulaError("The formula is too long or too deeply nested to read") from None
+    finally:
+        sys.setrecursionlimit(old)
 
 
 _OPS = ("||", "**", "%in%", "~", "|", "+", "-", "*", "/", ":", "^", "(", ")", ",", "=")
@@ -264,11 +284,16 @@ class _Parser:
         return self.binary((":",), "unary")
 
     def unary(self) -> Node:
-        if self.tok.kind == "op" and self.tok.text in ("-", "+"):
-            tok = self.tok
+        signs: list[Token] = []
+        while self.tok.kind == "op" and self.tok.text in ("-", "+"):
+            signs.append(self.tok)
             self.i += 1
-            return Unary(tok.pos, tok.text, self.unary())
-        return self.power()
+            if len(signs) > MAX_DEPTH:
+                raise self.error(f"More than {MAX_DEPTH} signs in a row")
+        node = self.power()
+        for tok in reversed(signs):
+            node = Unary(tok.pos, tok.text, node)
+        return node
 
     def power(self) -> Node:
         base = self.primary()
@@ -344,6 +369,14 @@ def _missing_operand(op: str) -> str:
 def parse(text: str) -> Node:
     """The syntax tree of a whole formula: ``BinOp('~', response, rhs)``."""
     p = _Parser(text)
+    depth = 0
+    for t in p.toks:
+        if t.kind == "op" and t.text == "(":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise FormulaError(f"Parentheses nested more than {MAX_DEPTH} deep", text, t.pos)
+        elif t.kind == "op" and t.text == ")":
+            depth -= 1
     tildes = [t.pos for t in p.toks if t.kind == "op" and t.text == "~"]
     if len(tildes) != 1:
         where = tildes[1] if len(tildes) > 1 else len(text)
@@ -416,15 +449,19 @@ def deparse(node: Node) -> str:
 
 
 def names_in(node: Node) -> list[str]:
-    """The column names a tree refers to, in order of appearance."""
-    if isinstance(node, Name):
-        return [node.name]
-    if isinstance(node, Call):
-        return [n for a in node.args for n in names_in(a)] + [n for _, v in node.kwargs for n in names_in(v)]
-    if isinstance(node, BinOp):
-        return names_in(node.left) + names_in(node.right)
-    if isinstance(node, Unary):
-        return names_in(node.operand)
-    if isinstance(node, Paren):
-        return names_in(node.inner)
-    return []
+    """The column names a tree refers to, in order of appearance (without recursion: a long sum is deep)."""
+    out: list[str] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Name):
+            out.append(n.name)
+        elif isinstance(n, Call):
+            stack += reversed([*n.args, *(v for _, v in n.kwargs)])
+        elif isinstance(n, BinOp):
+            stack += [n.right, n.left]
+        elif isinstance(n, Unary):
+            stack.append(n.operand)
+        elif isinstance(n, Paren):
+            stack.append(n.inner)
+    return out
