@@ -415,3 +415,6 @@ _NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8
 
 def _one_line(msg: str) -> str:
     return " ".join(line.strip() for line in msg.strip().splitlines() if line.strip())
+
+
+from mmcli import cli_inference as _cli_inference  # noqa: E402,F401  (registers predict and compare)
