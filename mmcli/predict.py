@@ -126,20 +126,25 @@ def needed_columns(spec: ModelSpec, *, random: bool) -> list[str]:
     return list(dict.fromkeys(c for c in cols if c != spec.response))
 
 
-def _load_newdata(path: str, spec: ModelSpec, opts: ModelOptions, need: list[str], random: bool) -> dataio.Table:
-    """The new data's needed columns, typed as the fitted data's are; errors say which file they are about."""
+def _load_newdata(
+    path: str, spec: ModelSpec, opts: ModelOptions, need: list[str], random: bool, fitted: pd.DataFrame
+) -> dataio.Table:
+    """The new data's needed columns, typed as the fitted data's are (a column numeric there must be numeric
+    here); errors say which file they are about."""
     groups = {f for rt in spec.random for f in rt.factors} if random else set()
-    offsets = [o.var for o in spec.offsets]
-    categorical = [c for c in need if (c in groups or c in opts.factor) and c not in offsets]
+    numeric = [o.var for o in spec.offsets]
+    numeric += [c for c in need if c not in groups and c not in opts.factor and fitted[c].dtype.kind in "fiu"]
+    numeric = list(dict.fromkeys(numeric))
+    categorical = [c for c in need if (c in groups or c in opts.factor) and c not in numeric]
     try:
         if not need:  # an intercept-only population prediction: only the number of rows matters
             table = dataio.load_all(path, na=opts.na)
             return dataio.Table(table.frame.iloc[:, :0], table.source, table.columns)
         return dataio.load(
             path,
-            numeric=[c for c in need if c in offsets],
+            numeric=numeric,
             categorical=categorical,
-            other=[c for c in need if c not in offsets and c not in categorical],
+            other=[c for c in need if c not in numeric and c not in categorical],
             na=opts.na,
         )
     except DataError as e:
@@ -185,7 +190,7 @@ def run_predict(
         progress=progress,
     )
     need = needed_columns(spec, random=random)
-    new = _load_newdata(newdata, spec, opts, need, random)
+    new = _load_newdata(newdata, spec, opts, need, random, table.frame)
     try:
         rows = new_rows(design, parts, fit, new.frame, random=random)
     except DataError as e:
