@@ -26,20 +26,21 @@ from conftest import (
 )
 
 CASES = {
-    "sleepstudy": ("sleepstudy.csv", "predict_sleepstudy.csv", ()),
-    "sleepstudy_ml": ("sleepstudy.csv", "predict_sleepstudy.csv", ()),
-    "penicillin": ("penicillin.csv", "predict_penicillin.csv", ()),
-    "pastes": ("pastes.csv", "predict_pastes.csv", ()),
-    "cake": ("cake.csv", "predict_cake.csv", ("--factor", "temperature")),
+    "sleepstudy": (data_path("sleepstudy.csv"), "predict_sleepstudy.csv", ()),
+    "sleepstudy_ml": (data_path("sleepstudy.csv"), "predict_sleepstudy.csv", ()),
+    "penicillin": (data_path("penicillin.csv"), "predict_penicillin.csv", ()),
+    "pastes": (data_path("pastes.csv"), "predict_pastes.csv", ()),
+    "cake": (data_path("cake.csv"), "predict_cake.csv", ("--factor", "temperature")),
+    "offset": (REFERENCE_DIR / "sleepstudy_weighted.csv", "predict_offset.csv", ("--weights", "w")),
 }
-NEW_LEVEL_ROWS = {"sleepstudy": 2, "sleepstudy_ml": 2, "penicillin": 2, "pastes": 2, "cake": 2}
+NEW_LEVEL_ROWS = {"sleepstudy": 2, "sleepstudy_ml": 2, "penicillin": 2, "pastes": 2, "cake": 2, "offset": 1}
 
 
 def _args(case: str, re_form: str) -> list[object]:
     ref = load_reference(f"predict_{case}")
     csv_name, newdata, extra = CASES[case]
     method = "--reml" if ref["REML"] else "--ml"
-    return ["predict", data_path(csv_name), ref["formula"], method, "--newdata", REFERENCE_DIR / newdata, *extra]
+    return ["predict", csv_name, ref["formula"], method, "--newdata", REFERENCE_DIR / newdata, *extra]
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,19 +102,21 @@ def test_exact_at_lme4_theta(case):
 
     ref = load_reference(f"predict_{case}")
     csv_name, newdata, extra = CASES[case]
-    factors = tuple(extra[1::2])
-    opts = ModelOptions(formula=ref["formula"], factor=factors)
+    factors = tuple(v for k, v in zip(extra[::2], extra[1::2]) if k == "--factor")
+    opts = ModelOptions(formula=ref["formula"], factor=factors, weights=ref.get("weights"))
     spec = opts.spec(smooths=False)
-    table = _load_model_data(str(data_path(csv_name)), spec, opts)
-    design = build_design(spec, table.frame, set(factors))
-    model = LmmModel(design.X, design.y, design.terms, xnames=design.xnames)
+    table = _load_model_data(str(csv_name), spec, opts)
+    design = build_design(spec, table.frame, set(factors), weights=opts.weights)
+    model = LmmModel(
+        design.X, design.y, design.terms, xnames=design.xnames, weights=design.weights, offset=design.offset
+    )
     fit = model.fit_at(np.atleast_1d(np.array(ref["theta"])), reml=ref["REML"])
     assert abs(fit.objective - ref["objective"]) <= EXACT * abs(ref["objective"])
     parts = random_parts(spec, design, table.frame, set(factors))
     frame = pd.read_csv(REFERENCE_DIR / newdata, dtype=str)
     frame = frame[needed_columns(spec, random=True)]
     for c in frame.columns:
-        if c in ("Days",):
+        if c in ("Days", "off"):
             frame[c] = frame[c].astype(float)
     rows = new_rows(design, parts, fit, frame, random=True)
     pop, se = predict_population(fit, rows)

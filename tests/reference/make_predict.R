@@ -79,6 +79,27 @@ for (cs in cases) {
   write_json(out, sprintf("tests/reference/predict_%s.json", cs$name))
 }
 
+## an offset and prior weights (the weighted sleepstudy of make_lmm_weights.R): the offset of the new rows enters
+## both predictions, the weights neither
+d <- read.csv("tests/reference/sleepstudy_weighted.csv")
+d$Subject <- factor(d$Subject)
+nd_csv <- data.frame(Days = c(1, 2, 5.5), off = c(0, 10, -3), Subject = c("308", "999", "372"))
+write.csv(nd_csv, "tests/reference/predict_offset.csv", row.names = FALSE)
+cat("wrote tests/reference/predict_offset.csv\n")
+m <- lmer(Reaction ~ Days + offset(off) + (1 | Subject), d, weights = w, REML = TRUE)
+X <- model.matrix(~ Days, nd_csv)
+write_json(list(
+  case = "offset", dataset = "tests/reference/sleepstudy_weighted.csv",
+  formula = "Reaction ~ Days + offset(off) + (1 | Subject)", weights = "w", REML = TRUE,
+  newdata = "predict_offset.csv",
+  call = "predict(lmer(Reaction ~ Days + offset(off) + (1 | Subject), weights = w), newdata, re.form = NA / NULL)",
+  theta = I(as.numeric(getME(m, "theta"))), sigma = sigma(m), fixef = as.list(fixef(m)), objective = REMLcrit(m),
+  population = I(unname(as.numeric(predict(m, nd_csv, re.form = NA)))),
+  population_se = I(unname(sqrt(rowSums((X %*% as.matrix(vcov(m))) * X)))),
+  conditional = I(unname(as.numeric(predict(m, nd_csv, allow.new.levels = TRUE)))),
+  script = "tests/reference/make_predict.R", versions = versions(c("lme4", "Matrix"))
+), "tests/reference/predict_offset.json")
+
 ## anova(m1, m2, m3): fitted by REML, so that anova refits them by ML
 compare_cases <- list(
   list(name = "sleepstudy", file = "sleepstudy.csv", REML = TRUE,
