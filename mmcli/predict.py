@@ -241,7 +241,8 @@ def new_levels_note(fit: LmmFit, rows: NewRows) -> str | None:
         return None
     n, m = int(any_new.sum()), any_new.size
     where = ", ".join(f"{g}: {k}" for g, k in per.items())
+    verb = "has" if n == 1 else "have"
     return (
-        f"{n} of {m} rows of the --newdata file have a level the fitted data do not have ({where}); "
-        "their random effect for that factor is 0 (population level), as lme4's allow.new.levels = TRUE."
+        f"{n} of {m} rows of the --newdata file {verb} a level the fitted data do not have ({where}); "
+        "for such a row the random effect of that factor is 0 (population level), as lme4's allow.new.levels = TRUE."
     )

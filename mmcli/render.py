@@ -360,7 +360,7 @@ def print_predict(d: dict[str, Any]) -> None:
     cols = list(rows[0].keys()) if rows else ["fit"]
     t = _plain_table(*cols, right=tuple(range(len(cols))))
     for r in rows:
-        t.add_row(*[sig(r[c], 6) if isinstance(r[c], float) or r[c] is None else str(r[c]) for c in cols])
+        t.add_row(*[_cell(r[c], c in ("fit", "se")) for c in cols])
     kind = (
         "conditional (random effects of each row's levels; 0 for a new level)"
         if d["re_form"] == "conditional"
@@ -369,6 +369,13 @@ def print_predict(d: dict[str, Any]) -> None:
     head = Text(f"Predictions, {kind}\n", style="bold")
     head.append(f"Formula: {d['fit']['formula']}   ({d['fit']['method']})", style="")
     _show(head, t)
+
+
+def _cell(v: Any, result: bool) -> str:
+    """A prediction to 6 significant digits; an echoed input value as given (0.5, not 0.500000)."""
+    if result or v is None:
+        return sig(v, 6)
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def pvalue(p: float | None) -> str:
