@@ -147,6 +147,7 @@ def run_compare(
         "mmcli checks that. With a variance on its boundary (zero) under the smaller model, the p-value is "
         "conservative."
     )
+    notes += nesting_notes(names, fits)
     if any(r["Df"] == 0 for r in rows):
         notes.append("models with the same number of parameters have Df 0 and no test (Pr(>Chisq) is NA).")
     converged = all(f.converged for f in fits)
@@ -162,6 +163,30 @@ def run_compare(
     }
     columns = ["model", "formula", "npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "p_value"]
     return Outcome(d, rows, columns, fits, notes, converged)
+
+
+def nesting_notes(names: list[str], fits: list[Any]) -> list[str]:
+    """A necessary condition of nesting, checked for each row of the table against the row before: the
+    smaller model's fixed effects are among the larger's, and each of its random-effects terms is within a
+    term of the larger on the same grouping factor. (Sufficient it is not: that is what neither lme4 nor mmcli
+    checks.)"""
+    order = sorted(range(len(fits)), key=lambda i: fits[i].npar)
+    out = []
+    for a, b in zip(order, order[1:]):
+        small, large = fits[a], fits[b]
+        missing = [x for x in small.xnames if x not in large.xnames]
+        terms = [
+            "(" + " + ".join("1" if n == "(Intercept)" else n for n in t.names) + f" | {t.group})"
+            for t in small.terms
+            if not any(u.group == t.group and set(t.names) <= set(u.names) for u in large.terms)
+        ]
+        if missing or terms:
+            what = ", ".join(missing + terms)
+            out.append(
+                f"{names[a]} is not nested in {names[b]}: {names[b]} lacks {what}. The likelihood-ratio test "
+                "compares nested models only; AIC and BIC still compare them."
+            )
+    return out
 
 
 def _rows_of_all(path: str, specs: list[ModelSpec], opts: ModelOptions) -> int:

@@ -117,6 +117,17 @@ def test_equal_npar_has_no_test():
     rows = r.json()["anova"]
     assert rows[1]["Df"] == 0 and rows[1]["p_value"] is None
     assert "Df 0" in r.err
+    assert "m1 is not nested in m2: m2 lacks (1 | Subject)" in r.err
+
+
+def test_nested_models_get_no_nesting_note():
+    r = _run("sleepstudy")
+    assert "is not nested" not in r.err
+    assert "neither lme4 nor mmcli checks that" in r.err
+    sleep = data_path("sleepstudy.csv")
+    r = run_in_process(["compare", sleep, "Reaction ~ 1 + (Days | Subject)", "Reaction ~ Days + (1 | Subject)"])
+    assert r.code == 0
+    assert "m2 is not nested in m1: m1 lacks Days" in r.err
 
 
 def test_models_fitted_to_different_rows_are_an_error(tmp_path):
