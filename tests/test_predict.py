@@ -28,12 +28,21 @@ from conftest import (
 CASES = {
     "sleepstudy": (data_path("sleepstudy.csv"), "predict_sleepstudy.csv", ()),
     "sleepstudy_ml": (data_path("sleepstudy.csv"), "predict_sleepstudy.csv", ()),
+    "sleepstudy_uncorr": (data_path("sleepstudy.csv"), "predict_sleepstudy.csv", ()),
     "penicillin": (data_path("penicillin.csv"), "predict_penicillin.csv", ()),
     "pastes": (data_path("pastes.csv"), "predict_pastes.csv", ()),
     "cake": (data_path("cake.csv"), "predict_cake.csv", ("--factor", "temperature")),
     "offset": (REFERENCE_DIR / "sleepstudy_weighted.csv", "predict_offset.csv", ("--weights", "w")),
 }
-NEW_LEVEL_ROWS = {"sleepstudy": 2, "sleepstudy_ml": 2, "penicillin": 2, "pastes": 2, "cake": 2, "offset": 1}
+NEW_LEVEL_ROWS = {
+    "sleepstudy": 2,
+    "sleepstudy_ml": 2,
+    "sleepstudy_uncorr": 2,
+    "penicillin": 2,
+    "pastes": 2,
+    "cake": 2,
+    "offset": 1,
+}
 
 
 def _args(case: str, re_form: str) -> list[object]:

@@ -29,6 +29,8 @@ cases <- list(
   list(name = "sleepstudy", file = "sleepstudy.csv", formula = "Reaction ~ Days + (Days | Subject)", REML = TRUE),
   list(name = "sleepstudy_ml", file = "sleepstudy.csv", nd = "sleepstudy",
        formula = "Reaction ~ Days + (Days | Subject)", REML = FALSE),
+  list(name = "sleepstudy_uncorr", file = "sleepstudy.csv", nd = "sleepstudy",
+       formula = "Reaction ~ Days + (Days || Subject)", REML = TRUE),
   list(name = "penicillin", file = "penicillin.csv", formula = "diameter ~ 1 + (1 | plate) + (1 | sample)", REML = TRUE),
   list(name = "pastes", file = "pastes.csv", formula = "strength ~ 1 + (1 | batch/cask)", REML = TRUE),
   list(name = "cake", file = "cake.csv", formula = "angle ~ recipe * temperature + (1 | recipe:replicate)",
