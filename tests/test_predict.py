@@ -24,6 +24,9 @@ from conftest import (
     run_in_process,
     run_subprocess,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_properties import _write, check_run, csv_text
 
 CASES = {
     "sleepstudy": (data_path("sleepstudy.csv"), "predict_sleepstudy.csv", ()),
@@ -257,3 +260,30 @@ def test_real_entry_point():
     r = run_subprocess([*_args("pastes", "conditional"), "--format", "csv"])
     assert r.code == 0, r.err
     assert r.out.splitlines()[0] == "batch,cask,fit"
+
+
+# --------------------------------------------------------------------------------------------------
+# Any new data (and any data for compare): a result or one Error: line, never a traceback
+# --------------------------------------------------------------------------------------------------
+
+GOOD = "y,x,z,g\n" + "".join(f"{(i * 37) % 11 + 0.3 * (i % 5)},{i % 7},{(i * 3) % 5},G{i % 6}\n" for i in range(48))
+
+
+@settings(max_examples=30)
+@given(
+    text=csv_text(),
+    formula=st.sampled_from(["y ~ x + (1 | g)", "y ~ x + (x | g)", "y ~ factor(z) + (1 | g)", "y ~ 1 + (1 | g)"]),
+    re_form=st.sampled_from(["conditional", "population"]),
+)
+def test_any_newdata(tmp_path_factory, text, formula, re_form):
+    tmp = tmp_path_factory.mktemp("predict")
+    data = _write(tmp, GOOD)
+    new = _write(tmp, text, "new.csv")
+    check_run(["predict", data, formula, "--newdata", new, "--re-form", re_form, "--json"])
+
+
+@settings(max_examples=20)
+@given(text=csv_text())
+def test_compare_any_csv(tmp_path_factory, text):
+    path = _write(tmp_path_factory.mktemp("compare"), text)
+    check_run(["compare", path, "y ~ 1 + (1 | g)", "y ~ x + (1 | g)", "y ~ x + z + (x | g)", "--json"])
