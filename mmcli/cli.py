@@ -1,4 +1,5 @@
-"""The command line: parse options -> load -> compute -> render. The only module that imports click.
+"""The command line: parse options -> load -> compute -> render. With cli_inference.py (predict, compare), the only
+modules that import click.
 
 Numeric modules are imported inside the commands, so that `mmcli --help` starts fast.
 """
