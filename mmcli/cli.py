@@ -1,4 +1,5 @@
-"""The command line: parse options -> load -> compute -> render. The only module that imports click.
+"""The command line: parse options -> load -> compute -> render. With cli_inference.py (predict, compare), the only
+modules that import click.
 
 Numeric modules are imported inside the commands, so that `mmcli --help` starts fast.
 """
@@ -415,3 +416,6 @@ _NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8
 
 def _one_line(msg: str) -> str:
     return " ".join(line.strip() for line in msg.strip().splitlines() if line.strip())
+
+
+from mmcli import cli_inference as _cli_inference  # noqa: E402,F401  (registers predict and compare)

@@ -347,3 +347,54 @@ def progress_callback(delay: float = 1.0) -> tuple[Callable[[int, float], None] 
             state["status"].stop()
 
     return cb, close
+
+
+# --------------------------------------------------------------------------------------------------
+# predict and compare
+# --------------------------------------------------------------------------------------------------
+
+
+def print_predict(d: dict[str, Any]) -> None:
+    """Predictions for new rows, with their kind (population or conditional)."""
+    rows = d["predictions"]
+    cols = list(rows[0].keys()) if rows else ["fit"]
+    t = _plain_table(*cols, right=tuple(range(len(cols))))
+    for r in rows:
+        t.add_row(*[_cell(r[c], c in ("fit", "se")) for c in cols])
+    kind = (
+        "conditional (random effects of each row's levels; 0 for a new level)"
+        if d["re_form"] == "conditional"
+        else "population level (random effects at zero)"
+    )
+    head = Text(f"Predictions, {kind}\n", style="bold")
+    head.append(f"Formula: {d['fit']['formula']}   ({d['fit']['method']})", style="")
+    _show(head, t)
+
+
+def _cell(v: Any, result: bool) -> str:
+    """A prediction to 6 significant digits; an echoed input value as given (0.5, not 0.500000)."""
+    if result or v is None:
+        return sig(v, 6)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def pvalue(p: float | None) -> str:
+    """Pr(>Chisq) as R prints it in an anova table: 4 significant digits, '< 2.2e-16' below R's epsilon."""
+    if p is None:
+        return ""
+    return "< 2.2e-16" if p < 2.220446e-16 else f"{p:.4g}"
+
+
+def print_compare(d: dict[str, Any]) -> None:
+    """lme4's anova(m1, m2, ...) print: the models, then the table sorted by npar."""
+    head = Text(f"Data: {d['data']}\nModels:\n", style="")
+    head.append("\n".join(f"{r['model']}: {r['formula']}" for r in d["anova"]))
+    cols = ["", "npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
+    t = _plain_table(*cols, right=tuple(range(1, len(cols))))
+    chi = [r["Chisq"] for r in d["anova"] if r["Chisq"] is not None]
+    dec = _decimals(chi) + 1 if chi else 3
+    for r in d["anova"]:
+        test = [fixed(r["Chisq"], dec), str(r["Df"])] if r["Df"] is not None else ["", ""]
+        crit = [fixed(r["AIC"], 1), fixed(r["BIC"], 1), fixed(r["logLik"], 2), fixed(r["deviance"], 1)]
+        t.add_row(r["model"], str(r["npar"]), *crit, *test, pvalue(r["p_value"]))
+    _show(head, t)

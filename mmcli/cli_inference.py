@@ -1,0 +1,72 @@
+"""The command line of `predict` and `compare`: parse options -> call one library function -> render. Part of
+the click layer (with mmcli/cli.py, which registers these commands on its group)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from mmcli.cli import NA_OPTION, _emit, _model, cli, model_options, output_options, split_list
+
+
+@cli.command()
+@model_options
+@click.option("--newdata", "newdata", required=True, metavar="FILE.csv", help="The rows to predict for.")
+@click.option(
+    "--re-form",
+    "re_form",
+    type=click.Choice(["conditional", "population"]),
+    default="conditional",
+    show_default=True,
+    help="conditional: with the random effects of the rows' levels (lme4's re.form = NULL); population: random "
+    "effects at zero, with se (re.form = NA).",
+)
+@output_options
+def predict(
+    fmt: str, data: str, formula: str | None, reml: bool, method: str, newdata: str, re_form: str, **kw: Any
+) -> None:
+    """Fit a linear mixed model and predict for the rows of another CSV, as lme4's predict().
+
+    \b
+    A level of a grouping factor that the data do not have gets the population prediction for that term.
+    Examples:
+      mmcli predict sleepstudy.csv "Reaction ~ Days + (Days | Subject)" --reml --newdata new.csv
+      mmcli predict sleepstudy.csv "Reaction ~ Days + (Days | Subject)" --newdata new.csv --re-form population
+      mmcli predict pastes.csv "strength ~ 1 + (1 | batch/cask)" --newdata casks.csv --format csv
+    """
+    from mmcli import render
+    from mmcli.predict import run_predict
+
+    with render.progress() as cb:
+        out = run_predict(
+            data, _model(formula, **kw), newdata=newdata, re_form=re_form, reml=reml, method=method, progress=cb
+        )
+    _emit(out, fmt, render.print_predict)
+
+
+@cli.command()
+@click.argument("data", type=str)
+@click.argument("formulas", nargs=-1)
+@click.option("--factor", multiple=True, metavar="COL", help="Treat a numeric-looking column as categorical.")
+@click.option("--weights", metavar="COL", help="Prior weights (positive): residual variance sigma^2 / w.")
+@NA_OPTION
+@click.option("--reml/--ml", default=False, help="How the models are given; REML fits are refitted by ML, as lme4.")
+@click.option("--method", type=click.Choice(["fast", "dense"]), default="fast", show_default=True, help="As for fit.")
+@output_options
+def compare(fmt: str, data: str, formulas: tuple[str, ...], reml: bool, method: str, **kw: Any) -> None:
+    """Compare nested mixed models by likelihood-ratio tests, as lme4's anova(m1, m2, ...).
+
+    \b
+    Every model is fitted by maximum likelihood to the same rows; rows are sorted by number of parameters.
+    Examples:
+      mmcli compare sleepstudy.csv "Reaction ~ 1 + (1|Subject)" "Reaction ~ Days + (1|Subject)"
+      mmcli compare sleepstudy.csv "Reaction ~ Days + (1|Subject)" "Reaction ~ Days + (Days|Subject)" --json
+    """
+    from mmcli import render
+    from mmcli.commands import ModelOptions
+    from mmcli.compare import run_compare
+
+    opts = ModelOptions(factor=tuple(split_list(kw["factor"])), weights=kw["weights"], na=kw["na"])
+    out = run_compare(data, list(formulas), opts, reml=reml, method=method)
+    _emit(out, fmt, render.print_compare)
