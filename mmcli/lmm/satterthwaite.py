@@ -72,9 +72,11 @@ class Satterthwaite:
         l = np.asarray(l, dtype=float).ravel()
         var = float(l @ self.vcov @ l)
         g = np.array([l @ J @ l for J in self.jacobian])
-        df = 2.0 * var**2 / float(g @ self.vcov_varpar @ g)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a df that cannot be computed is nan or inf
+            df = float(np.float64(2.0 * var**2) / np.float64(g @ self.vcov_varpar @ g))
         est = float(l @ self.beta)
-        return est, math.sqrt(var), df, est / math.sqrt(var)
+        se = math.sqrt(var)
+        return est, se, df, est / se if se > 0 else math.nan
 
     def f_test(self, L: np.ndarray, eps: float = math.sqrt(np.finfo(float).eps)) -> tuple[float, int, float]:
         """(F, numerator df, denominator df) of L beta = 0 (lmerTest's contestMD)."""
@@ -93,7 +95,8 @@ class Satterthwaite:
         nu = np.empty(q)
         for m in range(q):
             g = np.array([PtL[m] @ J @ PtL[m] for J in self.jacobian])
-            nu[m] = 2.0 * d[m] ** 2 / float(g @ self.vcov_varpar @ g)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                nu[m] = np.float64(2.0 * d[m] ** 2) / np.float64(g @ self.vcov_varpar @ g)
         return F, q, f_denominator_df(nu)
 
 
