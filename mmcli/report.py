@@ -267,7 +267,9 @@ def add_ddf(d: dict[str, Any], inf: Any) -> None:
     """Each fixed effect of a fit's dict gets df and p_value (under Kenward-Roger also its adjusted se and t, as
     lmerTest's summary prints them); the method and, for Kenward-Roger, the adjusted covariance are added."""
     for row, c in zip(d["fixed_effects"], inf.coefficients, strict=True):
-        row.update(std_error=c.std_error, df=c.df, t_value=c.t_value, p_value=c.p_value)
+        if inf.vcov_adjusted is not None:  # Kenward-Roger: the se and t of the adjusted covariance
+            row.update(std_error=c.std_error, t_value=c.t_value)
+        row.update(df=c.df, p_value=c.p_value)
     d["ddf_method"] = inf.method
     if inf.vcov_adjusted is not None:
         d["vcov_adjusted"] = inf.vcov_adjusted.tolist()

@@ -58,24 +58,41 @@ def _steps(x: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class Satterthwaite:
     """What Satterthwaite's df need at the fit: varpar = (theta, sigma), the Hessian of the deviance in varpar,
-    A = 2 H^-1, and the Jacobian of vcov(beta) in varpar (one p x p matrix per entry of varpar)."""
+    A = 2 H^-1, and the covariance of beta-hat with its Jacobian in varpar (one p x p matrix per entry of varpar).
+
+    The covariance and the Jacobian are held on the scale of the standard errors at the fit (C~ = D^-1 C D^-1,
+    D = diag(se)), so that a coefficient whose column is scaled by 1e-200 is as well computed as any other; the
+    df do not depend on that scale. ``jacobian_user()`` gives the Jacobian of C itself."""
 
     varpar: np.ndarray
     hessian: np.ndarray
     vcov_varpar: np.ndarray
-    jacobian: list[np.ndarray]
-    vcov: np.ndarray
+    jacobian: list[np.ndarray]  # of C~
+    vcov: np.ndarray  # C~
     beta: np.ndarray
+    scale: np.ndarray  # D
+
+    def jacobian_user(self) -> list[np.ndarray]:
+        return [J * np.outer(self.scale, self.scale) for J in self.jacobian]
+
+    def _df(self, lt: np.ndarray) -> tuple[float, float]:
+        """(l^ C~ l^', df) of a contrast l~ on the scaled coefficients, l^ = l~ / max|l~| (df is invariant)."""
+        norm = float(np.max(np.abs(lt)))
+        lh = lt / norm
+        var = float(lh @ self.vcov @ lh)
+        h = np.array([lh @ J @ lh for J in self.jacobian]) / var
+        with np.errstate(divide="ignore", invalid="ignore"):  # a df that cannot be computed is nan or inf
+            df = float(np.float64(2.0) / np.float64(h @ self.vcov_varpar @ h))
+        return var, df
 
     def t_test(self, l: np.ndarray) -> tuple[float, float, float, float]:
         """(estimate, se, df, t) of the contrast l beta = 0 (lmerTest's contest1D)."""
         l = np.asarray(l, dtype=float).ravel()
-        var = float(l @ self.vcov @ l)
-        g = np.array([l @ J @ l for J in self.jacobian])
-        with np.errstate(divide="ignore", invalid="ignore"):  # a df that cannot be computed is nan or inf
-            df = float(np.float64(2.0 * var**2) / np.float64(g @ self.vcov_varpar @ g))
+        lt = l * self.scale
+        norm = float(np.max(np.abs(lt)))
+        var, df = self._df(lt)
+        se = math.sqrt(var) * norm
         est = float(l @ self.beta)
-        se = math.sqrt(var)
         return est, se, df, est / se if se > 0 else math.nan
 
     def f_test(self, L: np.ndarray, eps: float = math.sqrt(np.finfo(float).eps)) -> tuple[float, int, float]:
@@ -84,19 +101,21 @@ class Satterthwaite:
         if L.shape[0] == 1:
             _, _, df, t = self.t_test(L[0])
             return t * t, 1, df
-        d, P = np.linalg.eigh(L @ self.vcov @ L.T)
+        Lt = L * self.scale[None, :]
+        bt = self.beta / self.scale
+        d, P = np.linalg.eigh(Lt @ self.vcov @ Lt.T)
         d, P = d[::-1], P[:, ::-1]  # decreasing, as R's eigen
         q = int(np.sum(d > max(eps * d[0], 0.0)))
-        PtL = (P.T @ L)[:q]
+        PtL = (P.T @ Lt)[:q]
         if q == 1:
-            _, _, df, t = self.t_test(PtL[0])
+            _, _, df, t = self.t_test(PtL[0] / self.scale)
             return t * t, 1, df
-        F = float(np.sum((PtL @ self.beta) ** 2 / d[:q]) / q)
+        F = float(np.sum((PtL @ bt) ** 2 / d[:q]) / q)
         nu = np.empty(q)
         for m in range(q):
-            g = np.array([PtL[m] @ J @ PtL[m] for J in self.jacobian])
+            h = np.array([PtL[m] @ J @ PtL[m] for J in self.jacobian]) / d[m]
             with np.errstate(divide="ignore", invalid="ignore"):
-                nu[m] = np.float64(2.0 * d[m] ** 2) / np.float64(g @ self.vcov_varpar @ g)
+                nu[m] = np.float64(2.0) / np.float64(h @ self.vcov_varpar @ h)
         return F, q, f_denominator_df(nu)
 
 
@@ -138,15 +157,24 @@ def satterthwaite(model: LmmModel, fit: LmmFit) -> Satterthwaite:
     H = hessian(dev, x0)
     A = _pseudo_inverse(H) * 2.0
 
-    def M(theta: np.ndarray) -> np.ndarray:  # (X'V0^-1 X)^-1: vcov over sigma^2
+    se0 = np.asarray(fit.std_errors, dtype=float)
+
+    def M(theta: np.ndarray) -> np.ndarray:  # D^-1 (X'V0^-1 X)^-1 D^-1: the covariance over sigma^2, scaled
         f = at(theta)
-        return f.vcov / f.sigma**2
+        r = np.asarray(f.std_errors, dtype=float) / (f.sigma * se0)
+        return np.asarray(f.corr_fixed, dtype=float) * np.outer(r, r)
 
     M0 = M(theta0)
     jac = [J * fit.sigma**2 for J in jacobian(M, theta0)]
     jac.append(2.0 * fit.sigma * M0)
     return Satterthwaite(
-        varpar=x0, hessian=H, vcov_varpar=A, jacobian=jac, vcov=fit.sigma**2 * M0, beta=np.asarray(fit.beta)
+        varpar=x0,
+        hessian=H,
+        vcov_varpar=A,
+        jacobian=jac,
+        vcov=fit.sigma**2 * M0,
+        beta=np.asarray(fit.beta, dtype=float),
+        scale=se0,
     )
 
 
