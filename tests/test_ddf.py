@@ -228,3 +228,13 @@ def test_kenward_roger_row_limit(tmp_path: Path) -> None:
     assert r.code == 1
     assert len(r.error_lines) == 1 and "satterthwaite" in r.error_lines[0] and "5000" in r.error_lines[0]
     assert "Traceback" not in r.err
+
+
+def test_dense_formulation_gives_the_same_df() -> None:
+    """The fast path reads the covariance off the factor, the dense one off the fit at theta: the same df."""
+    c = CASES["oats_reml"]
+    fast, dense = _run("oats_reml", "fit", "satterthwaite"), None
+    r = run_in_process(["fit", *_args(c), "--method", "dense", "--json"])
+    dense = r.json()
+    for a, b in zip(fast["fixed_effects"], dense["fixed_effects"], strict=True):
+        assert a["df"] == pytest.approx(b["df"], rel=NUM_DERIV)

@@ -17,8 +17,10 @@ C(varpar) = sigma^2 (X'V0^-1 X)^-1 and J_i = dC / dvarpar_i, a contrast l has
 An F test of a q-row L (lmerTest's contestMD) rotates L by the eigenvectors of L C L', computes one such df
 nu_m per direction and combines them: E = sum nu_m / (nu_m - 2), df = 2 E / (E - q) (2 if any nu_m <= 2).
 
-The derivatives are central finite differences of the public fit at theta with Richardson extrapolation
-(four halvings, as numDeriv's, which lmerTest uses); the derivative in sigma of C is analytic (2 C / sigma).
+The derivatives are central finite differences in theta with Richardson extrapolation (four halvings, as
+numDeriv's, which lmerTest uses) of the criterion, sigma_hat and (X'V0^-1 X)^-1 at theta, read off the updated
+factor as the optimizer reads the criterion (the dense formulation: the public fit at theta); the derivative in
+sigma is analytic (dC/dsigma = 2 C / sigma).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmcli.lmm.criterion import Dof, criterion, sigma_hat
+from mmcli.lmm.factor import update_L
 from mmcli.lmm.model import LmmModel
 from mmcli.lmm.results import LmmFit
 
@@ -60,20 +64,21 @@ class Satterthwaite:
     """What Satterthwaite's df need at the fit: varpar = (theta, sigma), the Hessian of the deviance in varpar,
     A = 2 H^-1, and the covariance of beta-hat with its Jacobian in varpar (one p x p matrix per entry of varpar).
 
-    The covariance and the Jacobian are held on the scale of the standard errors at the fit (C~ = D^-1 C D^-1,
-    D = diag(se)), so that a coefficient whose column is scaled by 1e-200 is as well computed as any other; the
-    df do not depend on that scale. ``jacobian_user()`` gives the Jacobian of C itself."""
+    The covariance and the Jacobian are held in internal coordinates, C = T C~ T' (the model's working
+    coordinates, scaled to unit variances at the fit), so that a coefficient whose column is scaled by 1e-200 is
+    as well computed as any other; a contrast l of beta is l T of those, and the df do not depend on T.
+    ``jacobian_user()`` gives the Jacobian of C itself."""
 
     varpar: np.ndarray
     hessian: np.ndarray
     vcov_varpar: np.ndarray
     jacobian: list[np.ndarray]  # of C~
     vcov: np.ndarray  # C~
-    beta: np.ndarray
-    scale: np.ndarray  # D
+    beta: np.ndarray  # the user's
+    transform: np.ndarray  # T
 
     def jacobian_user(self) -> list[np.ndarray]:
-        return [J * np.outer(self.scale, self.scale) for J in self.jacobian]
+        return [self.transform @ J @ self.transform.T for J in self.jacobian]
 
     def _df(self, lt: np.ndarray) -> tuple[float, float]:
         """(l^ C~ l^', df) of a contrast l~ on the scaled coefficients, l^ = l~ / max|l~| (df is invariant)."""
@@ -88,7 +93,7 @@ class Satterthwaite:
     def t_test(self, l: np.ndarray) -> tuple[float, float, float, float]:
         """(estimate, se, df, t) of the contrast l beta = 0 (lmerTest's contest1D)."""
         l = np.asarray(l, dtype=float).ravel()
-        lt = l * self.scale
+        lt = l @ self.transform
         norm = float(np.max(np.abs(lt)))
         var, df = self._df(lt)
         se = math.sqrt(var) * norm
@@ -101,16 +106,17 @@ class Satterthwaite:
         if L.shape[0] == 1:
             _, _, df, t = self.t_test(L[0])
             return t * t, 1, df
-        Lt = L * self.scale[None, :]
-        bt = self.beta / self.scale
+        Lt = L @ self.transform
         d, P = np.linalg.eigh(Lt @ self.vcov @ Lt.T)
         d, P = d[::-1], P[:, ::-1]  # decreasing, as R's eigen
         q = int(np.sum(d > max(eps * d[0], 0.0)))
         PtL = (P.T @ Lt)[:q]
+        est = (P.T @ L)[:q] @ self.beta
         if q == 1:
-            _, _, df, t = self.t_test(PtL[0] / self.scale)
-            return t * t, 1, df
-        F = float(np.sum((PtL @ bt) ** 2 / d[:q]) / q)
+            var, df = self._df(PtL[0])
+            norm = float(np.max(np.abs(PtL[0])))
+            return float(est[0] ** 2 / (var * norm * norm)), 1, df
+        F = float(np.sum(est**2 / d[:q]) / q)
         nu = np.empty(q)
         for m in range(q):
             h = np.array([PtL[m] @ J @ PtL[m] for J in self.jacobian]) / d[m]
@@ -134,38 +140,74 @@ def f_denominator_df(nu: np.ndarray, tol: float = 1e-8) -> float:
 def varpar_deviance(at: LmmFit, sigma: float) -> float:
     """The deviance (ML) or REML criterion at (theta, sigma), not profiled over sigma, from the fit at theta."""
     k = at.n - len(at.beta) if at.reml else at.n
-    s2hat, s2 = at.sigma**2, sigma**2
-    return at.objective - k * (1.0 + math.log(2 * math.pi * s2hat)) + k * math.log(2 * math.pi * s2) + k * s2hat / s2
+    return _unprofiled(at.objective, at.sigma, k, sigma)
+
+
+def _unprofiled(objective: float, sigma_hat: float, k: int, sigma: float) -> float:
+    s2hat, s2 = sigma_hat**2, sigma**2
+    return objective - k * (1.0 + math.log(2 * math.pi * s2hat)) + k * math.log(2 * math.pi * s2) + k * s2hat / s2
+
+
+Evaluation = tuple[float, float, np.ndarray]  # criterion, sigma_hat and the scaled covariance over sigma^2
+
+
+def _evaluator(model: LmmModel, fit: LmmFit) -> tuple[Callable[[np.ndarray], Evaluation], np.ndarray]:
+    """theta -> (criterion, sigma_hat, (X'V0^-1 X)^-1 in internal coordinates), and T such that a contrast l of
+    the user's beta is l T in those coordinates. On the fast path only the factor is updated (as the optimizer
+    does) and the working coordinates are used; otherwise the fit at theta, on the scale of the standard errors."""
+    reml = fit.reml
+    g = model._gram
+    if g is None:  # the dense formulation
+        se0 = np.asarray(fit.std_errors, dtype=float)
+
+        def full(theta: np.ndarray) -> Evaluation:
+            f = model.fit_at(theta, reml)
+            r = np.asarray(f.std_errors, dtype=float) / (f.sigma * se0)
+            return f.objective, f.sigma, np.asarray(f.corr_fixed, dtype=float) * np.outer(r, r)
+
+        return full, np.diag(se0)
+    dof = Dof(model.n, model.p, reml)
+    work, qR, p = model.work, g.qR, g.p
+
+    def raw(theta: np.ndarray) -> Evaluation:
+        f = update_L(g, work.theta_to_working(theta))
+        crit = criterion(f.logdetZ, f.logdetX, f.pwrss, dof) + work.criterion_shift(dof)
+        LXXinv = np.linalg.inv(f.Lrest[qR : qR + p, qR : qR + p])
+        return crit, sigma_hat(f.pwrss, dof) * work.s, LXXinv.T @ LXXinv
+
+    d = np.sqrt(np.diag(raw(np.asarray(fit.theta, dtype=float))[2]))
+    T = (np.eye(p) if work.M is None else work.M) * d[None, :]
+
+    def light(theta: np.ndarray) -> Evaluation:
+        crit, sig, Mw = raw(theta)
+        return crit, sig, Mw / np.outer(d, d)
+
+    return light, T
 
 
 def satterthwaite(model: LmmModel, fit: LmmFit) -> Satterthwaite:
     """Everything Satterthwaite's df need, at the fit's theta and sigma (see the module's docstring)."""
-    cache: dict[bytes, LmmFit] = {}
+    ev, T = _evaluator(model, fit)
+    cache: dict[bytes, Evaluation] = {}
 
-    def at(theta: np.ndarray) -> LmmFit:
+    def at(theta: np.ndarray) -> Evaluation:
         key = np.asarray(theta, dtype=float).tobytes()
         if key not in cache:
-            cache[key] = model.fit_at(theta, fit.reml)
+            cache[key] = ev(theta)
         return cache[key]
 
+    k = fit.n - len(fit.beta) if fit.reml else fit.n
     theta0 = np.asarray(fit.theta, dtype=float)
     x0 = np.append(theta0, fit.sigma)
 
     def dev(x: np.ndarray) -> float:
-        return varpar_deviance(at(x[:-1]), float(x[-1]))
+        crit, sig, _ = at(x[:-1])
+        return _unprofiled(crit, sig, k, float(x[-1]))
 
     H = hessian(dev, x0)
     A = _pseudo_inverse(H) * 2.0
-
-    se0 = np.asarray(fit.std_errors, dtype=float)
-
-    def M(theta: np.ndarray) -> np.ndarray:  # D^-1 (X'V0^-1 X)^-1 D^-1: the covariance over sigma^2, scaled
-        f = at(theta)
-        r = np.asarray(f.std_errors, dtype=float) / (f.sigma * se0)
-        return np.asarray(f.corr_fixed, dtype=float) * np.outer(r, r)
-
-    M0 = M(theta0)
-    jac = [J * fit.sigma**2 for J in jacobian(M, theta0)]
+    M0 = at(theta0)[2]
+    jac = [J * fit.sigma**2 for J in jacobian(lambda th: at(th)[2], theta0)]
     jac.append(2.0 * fit.sigma * M0)
     return Satterthwaite(
         varpar=x0,
@@ -174,7 +216,7 @@ def satterthwaite(model: LmmModel, fit: LmmFit) -> Satterthwaite:
         jacobian=jac,
         vcov=fit.sigma**2 * M0,
         beta=np.asarray(fit.beta, dtype=float),
-        scale=se0,
+        transform=T,
     )
 
 
