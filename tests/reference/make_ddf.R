@@ -63,6 +63,9 @@ cases <- list(
        factors = "temperature"),
   case("oats_reml", "tests/reference/oats.csv", "yield ~ nitro * Variety + (1 | Block/Variety)", oats, TRUE),
   case("penicillin_reml", "sample_data/penicillin.csv", "diameter ~ 1 + (1 | plate) + (1 | sample)", pen, TRUE),
+  case("sleepstudy_quadratic_ml", "sample_data/sleepstudy.csv", "Reaction ~ Days + I(Days^2) + (1 | Subject)", ss,
+       FALSE),
+  case("cake_numeric_ml", "sample_data/cake.csv", "angle ~ recipe * temp + (1 | recipe:replicate)", cake, FALSE),
   case("weighted_offset_reml", "tests/reference/sleepstudy_weighted.csv",
        "Reaction ~ Days + offset(off) + (1 | Subject)", ssw, TRUE, weights = "w")
 )
