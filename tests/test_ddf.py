@@ -261,3 +261,29 @@ def test_p_values_are_scipys() -> None:
     assert t_p_value(1e-8, 1.0) == pytest.approx(1 - 2 / math.pi * math.atan(1e-8), rel=ROUNDING)  # Cauchy
     assert t_p_value(0.0, 5.0) == 1.0 and f_p_value(0.0, 2, 5.0) == 1.0
     assert math.isnan(t_p_value(1.0, math.nan)) and math.isnan(f_p_value(1.0, 2, -1.0))
+
+
+def test_anova_help_shows_an_example() -> None:
+    r = run_in_process(["anova", "--help"])
+    assert r.code == 0
+    assert "Examples:" in r.out and "mmcli anova cake.csv" in r.out
+    for option in ("--ddf", "--reml", "--factor", "--format", "--json"):
+        assert option in r.out, option
+    r = run_in_process(["fit", "--help"])
+    assert "--ddf" in r.out and "kenward-roger" in r.out
+
+
+@pytest.mark.parametrize(
+    "args,code",
+    [
+        (["sample_data/sleepstudy.csv", "Reaction ~ Dayz + (1|Subject)"], 1),
+        (["sample_data/sleepstudy.csv", "Reaction ~ Days"], 2),
+        (["sample_data/sleepstudy.csv", "Reaction ~ Days + (1|Subject)", "--ddf", "bogus"], 2),
+        (["sample_data/sleepstudy.csv", "Reaction ~ Days + (1|Subject)", "--ddf", "kenward-roger"], 2),
+        (["no_such_file.csv", "Reaction ~ Days + (1|Subject)"], 1),
+    ],
+)
+def test_anova_bad_input_is_one_error_line(args: list[str], code: int) -> None:
+    r = run_in_process(["anova", *[str(ROOT / a) if a.endswith(".csv") else a for a in args]])
+    assert r.code == code
+    assert len(r.error_lines) == 1 and "Traceback" not in r.err
