@@ -11,7 +11,8 @@ sigma^2 with G = W^-1 (the identity without prior weights). With Phi = (X'Sigma^
 
 For a q-row L, Theta = L'(L Phi L')^-1 L, A1 = sum_rs W_rs tr(Theta Phi P_r Phi) tr(Theta Phi P_s Phi) and
 A2 = sum_rs W_rs tr(Theta Phi P_r Phi Theta Phi P_s Phi) give the scaling and the df of the F statistic
-(Kenward & Roger 1997, eqs. 5-7 and section 4). Sigma^-1 is dense: n x n, for up to KR_MAX_ROWS rows.
+(Kenward & Roger 1997, eqs. 5-7 and section 4). Sigma^-1 is applied by Woodbury's identity and the traces are
+taken on the n x (levels) blocks Z_a, so no n x n matrix is formed; Z is held dense, for up to KR_MAX_ROWS rows.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 
 from mmcli.errors import ModelError
 from mmcli.lmm.terms import ReTerm
+from mmcli.memory import check_allocation, human
 
-KR_MAX_ROWS = 5000
+KR_MAX_ROWS = 20_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,21 +103,38 @@ def _components(terms: Sequence[ReTerm], theta: np.ndarray) -> tuple[list[np.nda
     return cols, np.column_stack(zl)  # type: ignore[return-value]
 
 
-def _trace_pair(
-    Gr: list[tuple[np.ndarray, np.ndarray]] | None,
-    Gs: list[tuple[np.ndarray, np.ndarray]] | None,
-    S: np.ndarray,
-    rdiag: np.ndarray,
-) -> float:
+class _SigmaInverse:
+    """Sigma^-1 = sigma^-2 (R + ZL ZL')^-1 applied by Woodbury's identity, R = W^-1 diagonal and ZL = Z Lambda
+    (n x q): sigma^-2 (R^-1 - U K U') with U = R^-1 ZL and K = (I + ZL'R^-1 ZL)^-1. No n x n matrix."""
+
+    def __init__(self, ZL: np.ndarray, rdiag: np.ndarray, s2: float):
+        self.rinv, self.s2, self.ZL = 1.0 / rdiag, s2, ZL
+        self.U = self.rinv[:, None] * ZL
+        self.K = np.linalg.inv(np.eye(ZL.shape[1]) + ZL.T @ self.U)
+
+    def __matmul__(self, M: np.ndarray) -> np.ndarray:
+        return (self.rinv[:, None] * M - self.U @ (self.K @ (self.U.T @ M))) / self.s2
+
+    def trace_rr(self) -> float:
+        """tr(R S R S) = sigma^-4 (n - 2 tr(K U'ZL) + tr((K U'ZL)^2)), since R U = ZL."""
+        Mq = self.K @ (self.U.T @ self.ZL)
+        n = self.ZL.shape[0]
+        return float(n - 2.0 * np.trace(Mq) + np.sum(Mq * Mq.T)) / self.s2**2
+
+
+Pieces = list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # (A, B, S A, S B): G = sum A B'
+
+
+def _trace_pair(Gr: Pieces | None, Gs: Pieces | None, S: _SigmaInverse, rdiag: np.ndarray) -> float:
     """tr(G_r S G_s S) without forming G_r: tr(A B' S C D' S) = sum((B'S C) * (D'S A)')."""
     if Gr is None and Gs is None:
-        return float(rdiag @ (S * S) @ rdiag)
+        return S.trace_rr()
     if Gr is None:
         Gr, Gs = Gs, None
     assert Gr is not None
     if Gs is None:  # tr(A B' S R S) = sum((S A) * (R S B))
-        return float(sum(np.sum((S @ A) * (rdiag[:, None] * (S @ B))) for A, B in Gr))
-    return float(sum(np.sum((B.T @ S @ C) * (D.T @ S @ A).T) for A, B in Gr for C, D in Gs))
+        return float(sum(np.sum(SA * (rdiag[:, None] * SB)) for _, _, SA, SB in Gr))
+    return float(sum(np.sum((B.T @ SC) * (D.T @ SA).T) for _, B, SA, _ in Gr for _, D, SC, _ in Gs))
 
 
 def kenward_roger(
@@ -131,23 +150,23 @@ def kenward_roger(
     n = X.shape[0]
     if n > KR_MAX_ROWS:
         raise ModelError(
-            f"Kenward-Roger's method holds n x n matrices and is limited to {KR_MAX_ROWS} rows; these data have "
-            f"{n}. Use --ddf satterthwaite."
+            f"Kenward-Roger's method holds dense n x q matrices and is limited to {KR_MAX_ROWS} rows; these data "
+            f"have {n}. Use --ddf satterthwaite."
         )
+    q = sum(t.nlevels * t.p for t in terms)
+    check_allocation(4 * 8.0 * n * q, f"Kenward-Roger's method needs {human(4 * 8.0 * n * q)} for dense copies of Z")
     cols, ZL = _components(terms, np.asarray(theta, dtype=float))
     rdiag = np.ones(n) if weights is None else 1.0 / np.asarray(weights, dtype=float)
-    s2 = sigma * sigma
-    Sigma = s2 * (ZL @ ZL.T)
-    Sigma[np.diag_indices(n)] += s2 * rdiag
-    Sinv = np.linalg.inv(np.linalg.cholesky(Sigma))
-    Sinv = Sinv.T @ Sinv
-    # each G_r as pairs (A, B) with G_r = sum A B'; None for the residual's diagonal
-    G: list[list[tuple[np.ndarray, np.ndarray]] | None] = []
-    for comps in cols:
+    Sinv = _SigmaInverse(ZL, rdiag, sigma * sigma)
+    # each G_r as pieces (A, B, S A, S B) with G_r = sum A B'; None for the residual's diagonal
+    SZ = [[Sinv @ Za for Za in comps] for comps in cols]
+    G: list[Pieces | None] = []
+    for comps, scomps in zip(cols, SZ):
         p = len(comps)
         for j in range(p):
             for i in range(j, p):
-                G.append([(comps[i], comps[i])] if i == j else [(comps[i], comps[j]), (comps[j], comps[i])])
+                a, b = (comps[i], scomps[i]), (comps[j], scomps[j])
+                G.append([(a[0], a[0], a[1], a[1])] if i == j else [(a[0], b[0], a[1], b[1]), (b[0], a[0], b[1], a[1])])
     G.append(None)
     TT = Sinv @ X
 
@@ -155,7 +174,7 @@ def kenward_roger(
         Gr = G[r]
         if Gr is None:
             return rdiag[:, None] * M
-        return sum(A @ (B.T @ M) for A, B in Gr)  # type: ignore[return-value]
+        return sum(A @ (B.T @ M) for A, B, _, _ in Gr)  # type: ignore[return-value]
 
     g = len(G)
     OO = [times(r, TT) for r in range(g)]  # G_r Sigma^-1 X
