@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmcli import data as dataio
-from mmcli.errors import DataError, UsageError
+from mmcli.errors import DataError, ModelError, UsageError
 from mmcli.formula import ModelSpec, build_formula, parse_formula
 from mmcli.formula.syntax import names_in
 from mmcli.report import dropped_columns_note, fit_dict, gamm_dict, mixed_spline_dict, ranef_rows, spline_dict
@@ -292,19 +292,30 @@ def _fixed_terms(design: Any, frame: Any) -> Any:
 
 def _add_inference(out: Outcome, model: Any, design: Any, ddf: str, terms: Any) -> None:
     """df and p-values of the fixed effects (and the anova table, when the terms are given) into the outcome."""
+    import numpy as np
+
     from mmcli.inference import infer
     from mmcli.report import add_ddf, anova_rows
 
-    inf = infer(
-        model,
-        out.result,
-        design.X,
-        list(design.xnames),
-        ddf,
-        weights=design.weights,
-        terms=terms,
-        intercept=design.fixed.intercept,
-    )
+    try:
+        inf = infer(
+            model,
+            out.result,
+            design.X,
+            list(design.xnames),
+            ddf,
+            weights=design.weights,
+            terms=terms,
+            intercept=design.fixed.intercept,
+        )
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError) as e:  # the fit stands; its tests cannot be made
+        if terms is not None:
+            raise ModelError(f"The F tests cannot be computed for this fit ({e}). Check the fixed part.") from None
+        out.notes.append(f"The degrees of freedom could not be computed for this fit ({e}); they are written as NA.")
+        for row in out.data["fixed_effects"]:
+            row.update(df=None, p_value=None)
+        out.csv_columns = ["term", "estimate", "std_error", "df", "t_value", "p_value"]
+        return
     add_ddf(out.data, inf)
     out.csv_columns = ["term", "estimate", "std_error", "df", "t_value", "p_value"]
     if terms is not None:

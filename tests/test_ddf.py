@@ -287,3 +287,19 @@ def test_anova_bad_input_is_one_error_line(args: list[str], code: int) -> None:
     r = run_in_process(["anova", *[str(ROOT / a) if a.endswith(".csv") else a for a in args]])
     assert r.code == code
     assert len(r.error_lines) == 1 and "Traceback" not in r.err
+
+
+def test_a_failed_df_computation_leaves_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the df break down numerically, the fit is still reported, with df and p-values NA and a note."""
+    import mmcli.inference
+
+    def broken(*args: Any, **kw: Any) -> Any:
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(mmcli.inference, "infer", broken)
+    r = run_in_process(["fit", *_args(CASES["sleepstudy_reml"]), "--json"])
+    assert r.code == 0
+    assert all(row["df"] is None and row["p_value"] is None for row in r.json()["fixed_effects"])
+    assert "degrees of freedom could not be computed" in r.err
+    r = run_in_process(["anova", *_args(CASES["oats_reml"])])
+    assert r.code == 1 and len(r.error_lines) == 1
