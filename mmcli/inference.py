@@ -36,7 +36,7 @@ class FTest:
     term: str
     sum_sq: float
     mean_sq: float
-    num_df: int
+    num_df: int | float  # nan when the term has no estimable contrast (its columns were aliased)
     den_df: float
     f_value: float
     p_value: float
@@ -167,7 +167,7 @@ def infer(
         anova = []
         for label, L in contrasts(Xk, list(fit.xnames), terms, intercept):
             if L.shape[0] == 0:
-                anova.append(FTest(label, math.nan, math.nan, 0, math.nan, math.nan, math.nan))
+                anova.append(FTest(label, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan))
                 continue
             if kr is not None:
                 F, Fu, q, df = kr.f_test(L)

@@ -388,7 +388,7 @@ def print_anova(d: dict[str, Any]) -> None:
             r["term"],
             sig(r["sum_sq"], 5),
             sig(r["mean_sq"], 5),
-            str(r["num_df"]),
+            "NA" if r["num_df"] is None else str(r["num_df"]),
             fixed(r["den_df"], 3),
             fixed(r["f_value"], 4),
             p_value(r["p_value"]),
