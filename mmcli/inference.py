@@ -164,10 +164,10 @@ def infer(
     if terms is not None:
         from mmcli.type3 import contrasts
 
-        anova = []
+        anova, untestable = [], []
         for label, L in contrasts(Xk, list(fit.xnames), terms, intercept):
-            if L.shape[0] == 0:
-                anova.append(FTest(label, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan))
+            if L.shape[0] == 0:  # all its columns aliased: an NA row, after the others (as lmerTest)
+                untestable.append(FTest(label, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan))
                 continue
             if kr is not None:
                 F, Fu, q, df = kr.f_test(L)
@@ -176,4 +176,5 @@ def infer(
                 F, q, df = sat.f_test(L)  # type: ignore[union-attr]
                 ms = F * sigma2
             anova.append(FTest(label, ms * q, ms, q, df, F, f_p_value(F, q, df)))
+        anova += untestable
     return Inference(METHOD_NAMES[ddf], coefs, anova, kr.phi_adjusted if kr is not None else None)

@@ -303,3 +303,16 @@ def test_a_failed_df_computation_leaves_the_fit(monkeypatch: pytest.MonkeyPatch)
     assert "degrees of freedom could not be computed" in r.err
     r = run_in_process(["anova", *_args(CASES["oats_reml"])])
     assert r.code == 1 and len(r.error_lines) == 1
+
+
+def test_an_aliased_term_is_an_na_row_after_the_others() -> None:
+    """As lmerTest: the aliased term's row is NA and comes last; the other rows are those of the model without it."""
+    cake = str(ROOT / "sample_data/cake.csv")
+    a = run_in_process(["anova", cake, "angle ~ temp + I(2*temp) + recipe + (1|replicate)", "--json"]).json()
+    b = run_in_process(["anova", cake, "angle ~ temp + recipe + (1|replicate)", "--json"]).json()
+    assert [r["term"] for r in a["anova"]] == ["temp", "recipe", "I(2 * temp)"]
+    assert all(a["anova"][2][k] is None for k in ("sum_sq", "num_df", "den_df", "f_value", "p_value"))
+    for x, y in zip(a["anova"][:2], b["anova"], strict=True):
+        assert x["num_df"] == y["num_df"]
+        for k in ("den_df", "f_value", "p_value"):
+            assert x[k] == pytest.approx(y[k], rel=DDF)
