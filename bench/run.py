@@ -598,7 +598,7 @@ def build_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Ca
                 n,
                 csv,
                 [
-                    mmcli_peer(env, ["fit", str(csv), formula, "--format", "json"]),
+                    mmcli_peer(env, ["fit", str(csv), formula, "--format", "json", "--ddf", "none"]),  # as lmer: no df
                     pandas_peer(env, csv),
                     statsmodels_peer(env, csv, "y ~ x1 + x2"),
                     lme4_peer(env, csv, formula),
@@ -623,7 +623,7 @@ def build_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Ca
                 p["n"],
                 csv,
                 [
-                    mmcli_peer(env, ["fit", str(csv), formula, "--format", "json"]),
+                    mmcli_peer(env, ["fit", str(csv), formula, "--format", "json", "--ddf", "none"]),  # as lmer: no df
                     lme4_peer(env, csv, formula),
                 ],
                 [Goal("lme4", 0.1, "≤ 0.1 (10× faster)")],
@@ -639,7 +639,7 @@ def build_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Ca
                 p["n"],
                 csv,
                 [
-                    mmcli_peer(env, ["fit", str(csv), formula, "--format", "json"]),
+                    mmcli_peer(env, ["fit", str(csv), formula, "--format", "json", "--ddf", "none"]),  # as lmer: no df
                     lme4_peer(env, csv, formula),
                     statsmodels_peer(env, csv, "y ~ x", "~x"),
                 ],

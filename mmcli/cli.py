@@ -130,10 +130,20 @@ def cli() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+DDF_OPTION = click.option(
+    "--ddf",
+    type=click.Choice(["satterthwaite", "kenward-roger", "none"]),
+    default="satterthwaite",
+    show_default=True,
+    help="Denominator df of the fixed-effect tests: Satterthwaite's or Kenward-Roger's (REML), as lmerTest.",
+)
+
+
 @cli.command()
 @model_options
+@DDF_OPTION
 @output_options
-def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, **kw: Any) -> None:
+def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: str, **kw: Any) -> None:
     """Fit a linear mixed model by ML (default) or REML.
 
     \b
@@ -149,7 +159,7 @@ def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, **kw:
     from mmcli.commands import run_fit
 
     with render.progress() as cb:
-        out = run_fit(data, _model(formula, **kw), reml=reml, method=method, progress=cb)
+        out = run_fit(data, _model(formula, **kw), reml=reml, method=method, progress=cb, ddf=ddf)
     _emit(out, fmt, render.print_fit)
 
 
@@ -252,6 +262,26 @@ def gamm(
     out = run_gamm(data, _model(formula, **kw), reml=reml, predict=predict_path)
     _plot(plot_path, "plot_gamm", out.result)
     _emit(out, fmt, lambda d: render.print_gamm(d, predictions=predict_path is not None))
+
+
+@cli.command()
+@model_options
+@DDF_OPTION
+@output_options
+def anova(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: str, **kw: Any) -> None:
+    """Type III F tests of the fixed terms, with Satterthwaite's or Kenward-Roger's df (lmerTest's anova).
+
+    \b
+    Examples:
+      mmcli anova cake.csv "angle ~ recipe * temperature + (1 | recipe:replicate)" --factor temperature --reml
+      mmcli anova oats.csv "yield ~ nitro * Variety + (1 | Block/Variety)" --reml --ddf kenward-roger --json
+    """
+    from mmcli import render
+    from mmcli.commands import run_anova
+
+    with render.progress() as cb:
+        out = run_anova(data, _model(formula, **kw), reml=reml, method=method, ddf=ddf, progress=cb)
+    _emit(out, fmt, render.print_anova)
 
 
 # --------------------------------------------------------------------------------------------------

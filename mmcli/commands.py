@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmcli import data as dataio
-from mmcli.errors import DataError, UsageError
+from mmcli.errors import DataError, ModelError, UsageError
 from mmcli.formula import ModelSpec, build_formula, parse_formula
 from mmcli.formula.syntax import names_in
 from mmcli.report import dropped_columns_note, fit_dict, gamm_dict, mixed_spline_dict, ranef_rows, spline_dict
@@ -78,9 +78,12 @@ def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions) -> dataio.T
     return table
 
 
-def _lmm_outcome(path: str, opts: ModelOptions, reml: bool, method: str, progress: Progress) -> Outcome:
+def _lmm_outcome(
+    path: str, opts: ModelOptions, reml: bool, method: str, progress: Progress, ddf: str = "none", anova: bool = False
+) -> Outcome:
     from mmcli.design import build_design
-    from mmcli.lmm import fit_lmm
+    from mmcli.inference import check_ddf
+    from mmcli.lmm import LmmModel
 
     spec = opts.spec(smooths=False)
     if not spec.random:
@@ -89,21 +92,22 @@ def _lmm_outcome(path: str, opts: ModelOptions, reml: bool, method: str, progres
         )
     table = _load_model_data(path, spec, opts)
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
+    check_ddf(ddf, reml)
+    fixed_terms = _fixed_terms(design, table.frame) if anova else None  # needs the data: before they go
     source, dropped_rows, notes = table.source, table.dropped_rows, list(table.notes)
     del table  # the columns now live in the design: free the frame before the fit
     gc.collect()  # pandas objects hold reference cycles: without this the frame outlives the fit
-    fit = fit_lmm(
+    model = LmmModel(
         design.X,
         design.y,
         design.terms,
-        reml=reml,
         xnames=design.xnames,
         weights=design.weights,
         offset=design.offset,
         method=method,
-        progress=progress,
-        overwrite_y=True,  # the design is not used again: y's memory holds the working response
+        overwrite_y=True,  # y is not used again: its memory holds the working response
     )
+    fit = model.fit(reml, progress)
     d = fit_dict(
         fit,
         formula=spec.text,
@@ -115,12 +119,23 @@ def _lmm_outcome(path: str, opts: ModelOptions, reml: bool, method: str, progres
     )
     notes += [n for n in [dropped_columns_note(fit.dropped_columns)] if n]
     columns = ["term", "estimate", "std_error", "t_value"]
-    return Outcome(d, d["fixed_effects"], columns, fit, notes, fit.converged)
+    out = Outcome(d, d["fixed_effects"], columns, fit, notes, fit.converged)
+    if ddf != "none":
+        _add_inference(out, model, design, ddf, fixed_terms)
+    return out
 
 
-def run_fit(path: str, opts: ModelOptions, *, reml: bool, method: str = "fast", progress: Progress = None) -> Outcome:
-    """`mmcli fit`: a linear mixed model by ML or REML."""
-    return _lmm_outcome(path, opts, reml, method, progress)
+def run_fit(
+    path: str,
+    opts: ModelOptions,
+    *,
+    reml: bool,
+    method: str = "fast",
+    progress: Progress = None,
+    ddf: str = "satterthwaite",
+) -> Outcome:
+    """`mmcli fit`: a linear mixed model by ML or REML; with ``ddf``, df and p-values of the fixed effects."""
+    return _lmm_outcome(path, opts, reml, method, progress, ddf)
 
 
 def run_ranef(path: str, opts: ModelOptions, *, reml: bool, method: str = "fast", progress: Progress = None) -> Outcome:
@@ -267,3 +282,58 @@ def _gamm_predictions(
     fit, se = g.predict(rows)
     values = dataio.records(new, need)
     return [{**v, "fit": float(f), "se": float(s)} for v, f, s in zip(values, fit, se)], predict_notes(new)
+
+
+def _fixed_terms(design: Any, frame: Any) -> Any:
+    from mmcli.type3 import fixed_terms
+
+    return fixed_terms(design.fixed, frame, design.X)
+
+
+def _add_inference(out: Outcome, model: Any, design: Any, ddf: str, terms: Any) -> None:
+    """df and p-values of the fixed effects (and the anova table, when the terms are given) into the outcome."""
+    import numpy as np
+
+    from mmcli.inference import infer
+    from mmcli.report import add_ddf, anova_rows
+
+    try:
+        inf = infer(
+            model,
+            out.result,
+            design.X,
+            list(design.xnames),
+            ddf,
+            weights=design.weights,
+            terms=terms,
+            intercept=design.fixed.intercept,
+        )
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError) as e:  # the fit stands; its tests cannot be made
+        if terms is not None:
+            raise ModelError(f"The F tests cannot be computed for this fit ({e}). Check the fixed part.") from None
+        out.notes.append(f"The degrees of freedom could not be computed for this fit ({e}); they are written as NA.")
+        for row in out.data["fixed_effects"]:
+            row.update(df=None, p_value=None)
+        out.csv_columns = ["term", "estimate", "std_error", "df", "t_value", "p_value"]
+        return
+    add_ddf(out.data, inf)
+    out.csv_columns = ["term", "estimate", "std_error", "df", "t_value", "p_value"]
+    if terms is not None:
+        out.data = {"anova": anova_rows(inf), "type": "III", "ddf_method": inf.method, "fit": out.data}
+        out.csv_rows = out.data["anova"]
+        out.csv_columns = ["term", "sum_sq", "mean_sq", "num_df", "den_df", "f_value", "p_value"]
+
+
+def run_anova(
+    path: str,
+    opts: ModelOptions,
+    *,
+    reml: bool,
+    method: str = "fast",
+    ddf: str = "satterthwaite",
+    progress: Progress = None,
+) -> Outcome:
+    """`mmcli anova`: lmerTest's type III F tests of the fixed terms, with Satterthwaite's or Kenward-Roger's df."""
+    if ddf == "none":
+        raise UsageError("The anova table needs denominator degrees of freedom: --ddf satterthwaite or kenward-roger.")
+    return _lmm_outcome(path, opts, reml, method, progress, ddf, anova=True)

@@ -208,9 +208,12 @@ def _fixed_effects(d: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     if fe:
         dec = _decimals([x["std_error"] for x in fe])
-        ft = _plain_table("", "Estimate", "Std. Error", "t value", right=(1, 2, 3))
-        for x in fe:
-            ft.add_row(x["term"], fixed(x["estimate"], dec), fixed(x["std_error"], dec), fixed(x["t_value"], 2))
+        if "df" in fe[0]:
+            ft = df_table(fe, dec)
+        else:
+            ft = _plain_table("", "Estimate", "Std. Error", "t value", right=(1, 2, 3))
+            for x in fe:
+                ft.add_row(x["term"], fixed(x["estimate"], dec), fixed(x["std_error"], dec), fixed(x["t_value"], 2))
         out += [Text("\nFixed effects:", style="bold"), ft]
     cf = d.get("fixed_correlation") or []
     if 1 < len(fe) <= 12:
@@ -378,7 +381,7 @@ def _cell(v: Any, result: bool) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def pvalue(p: float | None) -> str:
+def p_chisq(p: float | None) -> str:
     """Pr(>Chisq) as R prints it in an anova table: 4 significant digits, '< 2.2e-16' below R's epsilon."""
     if p is None:
         return ""
@@ -396,5 +399,49 @@ def print_compare(d: dict[str, Any]) -> None:
     for r in d["anova"]:
         test = [fixed(r["Chisq"], dec), str(r["Df"])] if r["Df"] is not None else ["", ""]
         crit = [fixed(r["AIC"], 1), fixed(r["BIC"], 1), fixed(r["logLik"], 2), fixed(r["deviance"], 1)]
-        t.add_row(r["model"], str(r["npar"]), *crit, *test, pvalue(r["p_value"]))
+        t.add_row(r["model"], str(r["npar"]), *crit, *test, p_chisq(r["p_value"]))
     _show(head, t)
+# degrees of freedom and anova (lmerTest's summary and anova)
+# --------------------------------------------------------------------------------------------------
+
+
+def p_coef(p: float | None) -> str:
+    """A p-value as R's printCoefmat prints it: three significant digits, or < 2e-16."""
+    if p is None or not math.isfinite(p):
+        return "NA"
+    return "< 2e-16" if p < 2.2e-16 else f"{p:.3g}"
+
+
+def df_table(fe: list[dict[str, Any]], dec: int) -> Table:
+    """lmerTest's coefficient table: Estimate, Std. Error, df, t value, Pr(>|t|)."""
+    ft = _plain_table("", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)", right=(1, 2, 3, 4, 5))
+    for x in fe:
+        ft.add_row(
+            x["term"],
+            fixed(x["estimate"], dec),
+            fixed(x["std_error"], dec),
+            fixed(x["df"], 3),
+            fixed(x["t_value"], 2),
+            p_coef(x["p_value"]),
+        )
+    return ft
+
+
+def print_anova(d: dict[str, Any]) -> None:
+    """lmerTest's anova table: Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F)."""
+    head = Text(f"Type III Analysis of Variance Table with {d['ddf_method']}'s method", style="bold")
+    t = _plain_table("", "Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)", right=(1, 2, 3, 4, 5, 6))
+    for r in d["anova"]:
+        t.add_row(
+            r["term"],
+            sig(r["sum_sq"], 5),
+            sig(r["mean_sq"], 5),
+            "NA" if r["num_df"] is None else str(r["num_df"]),
+            fixed(r["den_df"], 3),
+            fixed(r["f_value"], 4),
+            p_coef(r["p_value"]),
+        )
+    parts: list[Any] = [head, t]
+    if not d["anova"]:
+        parts.append(Text("(the model has no fixed terms besides the intercept)"))
+    _show(*parts)

@@ -261,3 +261,31 @@ def spline_dict(f: SplineFit) -> dict[str, Any]:
     elif f.lambda_search is not None:
         out["lambda_search"] = plain(f.lambda_search)
     return out
+
+
+def add_ddf(d: dict[str, Any], inf: Any) -> None:
+    """Each fixed effect of a fit's dict gets df and p_value (under Kenward-Roger also its adjusted se and t, as
+    lmerTest's summary prints them); the method and, for Kenward-Roger, the adjusted covariance are added."""
+    for row, c in zip(d["fixed_effects"], inf.coefficients, strict=True):
+        if inf.vcov_adjusted is not None:  # Kenward-Roger: the se and t of the adjusted covariance
+            row.update(std_error=c.std_error, t_value=c.t_value)
+        row.update(df=c.df, p_value=c.p_value)
+    d["ddf_method"] = inf.method
+    if inf.vcov_adjusted is not None:
+        d["vcov_adjusted"] = inf.vcov_adjusted.tolist()
+
+
+def anova_rows(inf: Any) -> list[dict[str, Any]]:
+    """lmerTest's type III anova table, one row per fixed term."""
+    return [
+        {
+            "term": f.term,
+            "sum_sq": f.sum_sq,
+            "mean_sq": f.mean_sq,
+            "num_df": f.num_df,
+            "den_df": f.den_df,
+            "f_value": f.f_value,
+            "p_value": f.p_value,
+        }
+        for f in inf.anova or []
+    ]

@@ -29,6 +29,12 @@ the optimizer).
 - ``OPT_FIXEF``: fixed effects of an optimized fit, relative to the largest fixed effect (the GLS estimate is
   insensitive to theta at the optimum, so this tier is tighter than ``OPT_PAR``).
 - ``OPT_SE``: standard errors of the fixed effects of an optimized fit. Relative.
+- ``NUM_DERIV``: two finite-difference derivatives (central differences with Richardson's extrapolation, as
+  numDeriv's) of the same deterministic function at the same fixed parameters, such as lmerTest's Hessian and
+  Jacobian at lme4's theta. Relative. Each is accurate to about 1e-8; they agree to about 3e-7.
+- ``DDF``: denominator degrees of freedom and p-values of an optimized fit (Satterthwaite's, Kenward-Roger's),
+  relative (p-values also absolute ``DDF_P_ABS``). They go through the optimizer and, for Satterthwaite's, second
+  derivatives at the optimum, which amplify the optimizer's tolerance.
 - ``PRINTED``: numbers copied from printed output are checked to half a unit of their last printed digit; see
   :func:`printed_tol`.
 
@@ -84,6 +90,9 @@ OPT_DEV = 1e-6  # the optimized criterion, absolute on the deviance scale
 OPT_PAR = 1e-4  # optimized parameters and what follows from them, relative
 OPT_FIXEF = 1e-6  # fixed effects of an optimized fit, relative to the largest
 OPT_SE = 1e-5  # standard errors of an optimized fit, relative
+NUM_DERIV = 1e-6  # two finite-difference derivatives at the same fixed parameters, relative
+DDF = 1e-3  # df and p-values of an optimized fit against lmerTest/pbkrtest, relative
+DDF_P_ABS = 1e-8  # ... or absolute, for p-values near zero
 PRINTED = 0.5  # in units of the last printed digit
 
 

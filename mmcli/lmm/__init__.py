@@ -16,33 +16,42 @@ The modules, in the order of the chain theta -> update L -> criterion:
 - optimizer: BOBYQA
 - results:   beta, conditional modes and covariances at theta; the fitted model
 - dense:     the tutorial's V-based formulation
+- satterthwaite, kenward_roger: denominator degrees of freedom for tests of the fixed effects
 - model:     the public entry points
 
 Only the names below are public; nothing outside this package uses another.
 """
 
 from mmcli.lmm.dense import DENSE_MAX_ROWS
+from mmcli.lmm.kenward_roger import KR_MAX_ROWS, KenwardRoger, kenward_roger
 from mmcli.lmm.model import LmmModel, check_terms, fit_at_theta, fit_lmm, xtvinvx
 from mmcli.lmm.optimizer import OptimizerRecord
 from mmcli.lmm.rank import aliased_columns
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit
+from mmcli.lmm.satterthwaite import Satterthwaite, satterthwaite, varpar_deviance
 from mmcli.lmm.terms import ReTerm, general_term, indicator_term, lower_bounds, templates, theta_offsets
 
 __all__ = [
     "DENSE_MAX_ROWS",
+    "KR_MAX_ROWS",
+    "KenwardRoger",
     "SINGULAR_TOL",
     "LmmFit",
     "LmmModel",
     "OptimizerRecord",
     "ReTerm",
+    "Satterthwaite",
     "aliased_columns",
     "check_terms",
     "fit_at_theta",
     "fit_lmm",
     "general_term",
     "indicator_term",
+    "kenward_roger",
     "lower_bounds",
+    "satterthwaite",
     "templates",
     "theta_offsets",
+    "varpar_deviance",
     "xtvinvx",
 ]
