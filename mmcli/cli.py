@@ -253,6 +253,38 @@ def gamm(
     _emit(out, fmt, lambda d: render.print_gamm(d, predictions=predict_path is not None))
 
 
+def _interval_method(f: Callable[..., Any]) -> Callable[..., Any]:
+    """confint's --method names the interval's method, in place of the fit's --method fast|dense."""
+    f.__click_params__ = [p for p in getattr(f, "__click_params__", []) if p.name != "method"]  # type: ignore[attr-defined]
+    how = click.Choice(["profile", "wald", "boot"], case_sensitive=False)
+    return click.option("--method", type=how, default="profile", show_default=True, help="As lme4's.")(f)
+
+
+@cli.command()
+@_interval_method
+@model_options
+@click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level.")
+@click.option("--nsim", type=int, default=500, show_default=True, help="Bootstrap simulations (--method boot).")
+@click.option("--seed", type=int, help="Random seed of the bootstrap (reported, so a run can be repeated).")
+@output_options
+def confint(fmt: str, data: str, formula: str | None, reml: bool, method: str, **kw: Any) -> None:
+    """Confidence intervals of the variance parameters and fixed effects, as lme4's confint().
+
+    \b
+    Examples:
+      mmcli confint sleepstudy.csv "Reaction ~ Days + (Days | Subject)"
+      mmcli confint dyestuff.csv "Yield ~ 1 + (1 | Batch)" --method wald --reml --level 0.9
+      mmcli confint penicillin.csv "diameter ~ 1 + (1|plate) + (1|sample)" --method boot --nsim 1000 --seed 1
+    """
+    from mmcli import render
+    from mmcli.commands import run_confint
+
+    ci = {k: kw.pop(k) for k in ("level", "nsim", "seed")}
+    with render.progress() as cb:
+        out = run_confint(data, _model(formula, **kw), method=method.lower(), reml=reml, progress=cb, **ci)
+    _emit(out, fmt, render.print_confint)
+
+
 # --------------------------------------------------------------------------------------------------
 # shared steps of the commands
 # --------------------------------------------------------------------------------------------------

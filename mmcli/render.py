@@ -347,3 +347,22 @@ def progress_callback(delay: float = 1.0) -> tuple[Callable[[int, float], None] 
             state["status"].stop()
 
     return cb, close
+
+
+# --------------------------------------------------------------------------------------------------
+# confint
+# --------------------------------------------------------------------------------------------------
+
+
+def print_confint(d: dict[str, Any]) -> None:
+    """lme4's confint() table: the row names, what each parameter is, and the two ends."""
+    lo, hi = d["columns"]
+    t = _plain_table("", "", lo, hi, right=(2, 3))
+    for r in d["intervals"]:
+        t.add_row(r["parameter"], r["description"], sig(r["lower"], 6), sig(r["upper"], 6))
+    how = {"profile": "profile", "wald": "Wald", "boot": "parametric bootstrap"}[d["method"]]
+    head = Text(f"{how.capitalize()} confidence intervals, level {d['level']:g}", style="bold")
+    sub = Text(f"{d['fit']['formula']}  ({d['fit']['method']} fit)")
+    if d["method"] == "boot":
+        sub.append(f"  nsim = {d['nsim']}, seed = {d['seed']}")
+    _show(head, sub, t)
