@@ -75,6 +75,7 @@ def intervals(
             offset=design.offset,
             level=level,
             progress=progress,
+            ml_fit=None if reml else fit,
         )
         ends = [(r.lower, r.upper) for r in prof]
     else:

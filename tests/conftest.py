@@ -29,6 +29,10 @@ the optimizer).
 - ``OPT_FIXEF``: fixed effects of an optimized fit, relative to the largest fixed effect (the GLS estimate is
   insensitive to theta at the optimum, so this tier is tighter than ``OPT_PAR``).
 - ``OPT_SE``: standard errors of the fixed effects of an optimized fit. Relative.
+- ``R_SPLINE``: lme4's profile confidence intervals, whose ends lme4 reads off a spline through a grid of profile
+  points (spaced cutoff / 8 on the zeta scale) rather than solving for them: they miss the exact ends by up to
+  1.7e-4 relative (Dyestuff's .sig01, 2.0e-3 absolute; with lme4's ``delta = 0.05`` the miss is below 1e-6).
+  Relative; used only against lme4's default-grid intervals.
 - ``PRINTED``: numbers copied from printed output are checked to half a unit of their last printed digit; see
   :func:`printed_tol`.
 
@@ -84,6 +88,7 @@ OPT_DEV = 1e-6  # the optimized criterion, absolute on the deviance scale
 OPT_PAR = 1e-4  # optimized parameters and what follows from them, relative
 OPT_FIXEF = 1e-6  # fixed effects of an optimized fit, relative to the largest
 OPT_SE = 1e-5  # standard errors of an optimized fit, relative
+R_SPLINE = 2.5e-4  # lme4's spline-interpolated profile intervals, relative
 PRINTED = 0.5  # in units of the last printed digit
 
 

@@ -43,7 +43,7 @@ from mmcli.lmm.results import LmmFit
 from mmcli.lmm.terms import ReTerm, lower_bounds, templates, theta_offsets
 
 CORR_EDGE = 1.0 - 1e-10  # a correlation's profile is evaluated this close to +-1 at most
-ROOT_XTOL = 1e-9  # Brent's tolerance, relative to the scale of the parameter
+ROOT_XTOL = 1e-7  # Brent's tolerance, relative to the scale of the parameter
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,12 @@ class Profile:
         weights: np.ndarray | None = None,
         offset: np.ndarray | None = None,
         progress: Callable[[int, float], None] | None = None,
+        ml_fit: LmmFit | None = None,
     ):
         self.model = LmmModel(X, y, terms, xnames=xnames, weights=weights, offset=offset)
         self.terms = list(terms)
         self.progress, self.count = progress, 0
-        self.fit: LmmFit = self.model.fit(reml=False)
+        self.fit: LmmFit = ml_fit if ml_fit is not None else self.model.fit(reml=False)
         self.base = self.fit.objective
         self.lower = lower_bounds(self.terms)
         self.offsets = theta_offsets(self.terms)
@@ -262,7 +263,7 @@ class Profile:
             if b in (lo, hi):  # the profile does not reach the level before the bound
                 return 0.0 if kind == "sd" else b if kind == "sigma" else math.copysign(1.0, b)
             slope = (gb - ga) / (b - a)
-            step = abs(gb / slope) * 1.3 if slope * sign > 0 else 2.0 * h
+            step = abs(gb / slope) * 1.1 if slope * sign > 0 else 2.0 * h
             h = min(max(step, 0.25 * h), 4.0 * h)
             a, ga = b, gb
         scale = max(abs(xhat), abs(b), 1e-300)
@@ -285,11 +286,13 @@ def profile_intervals(
     offset: np.ndarray | None = None,
     level: float = 0.95,
     progress: Callable[[int, float], None] | None = None,
+    ml_fit: LmmFit | None = None,
 ) -> list[Interval]:
-    """Profile intervals for every parameter, in lme4's order (see the module docstring)."""
+    """Profile intervals for every parameter, in lme4's order (see the module docstring). ``ml_fit``: the ML fit
+    of the same model, when the caller has it (it is not refitted)."""
     from scipy.stats import norm
 
-    prof = Profile(X, y, terms, xnames=xnames, weights=weights, offset=offset, progress=progress)
+    prof = Profile(X, y, terms, xnames=xnames, weights=weights, offset=offset, progress=progress, ml_fit=ml_fit)
     z = float(norm.ppf(0.5 + level / 2.0))
     names = parameter_names(terms, prof.model.xnames)
     return [Interval(nm, *prof.interval(i, z)) for i, nm in enumerate(names)]
