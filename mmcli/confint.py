@@ -61,7 +61,7 @@ def intervals(
     extra: dict[str, Any] = {}
     if method == "wald":
         z = float(norm.ppf((1 + level) / 2))
-        ends: list[tuple[float | None, float | None]] = [(None, None)] * k  # lme4's NA: Wald intervals exist for the fixed effects only
+        ends: list[tuple[float | None, float | None]] = [(None, None)] * k  # lme4's NA: none for variances
         ends += [(float(b - z * s), float(b + z * s)) for b, s in zip(fit.beta, fit.std_errors)]
     elif method == "profile":
         from mmcli.lmm.profile import profile_intervals
@@ -81,7 +81,7 @@ def intervals(
     else:
         from mmcli.lmm.bootstrap import bootstrap, percentile
 
-        seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
+        seed = int(np.random.default_rng().integers(2**31)) if seed is None else seed
         keep = [list(design.xnames).index(x) for x in fit.xnames]
         X = np.asarray(design.X, dtype=float)[:, keep]
         reps, failed = bootstrap(fit, X, design.terms, nsim=nsim, seed=seed, offset=design.offset, progress=progress)

@@ -141,7 +141,8 @@ class Profile:
         rows = [off + m for m, (a, _) in enumerate(t.template_positions()) if a == i]  # row i of the template
         if s <= 0.0:  # the row is 0 and sigma free: the profiled criterion over the rest of theta
             free = np.setdiff1d(np.arange(self.lower.size), rows)
-            return self._minimize(lambda x: self.parts(_put(x, free, self.lower.size))[0], start[free], self.lower[free])
+            size = self.lower.size
+            return self._minimize(lambda x: self.parts(_put(x, free, size))[0], start[free], self.lower[free])
 
         def fn(theta: np.ndarray) -> float:
             norm = math.sqrt(float(np.sum(theta[rows] ** 2)))
@@ -207,6 +208,14 @@ class Profile:
     # ----------------------------------------------------------------------------------------------
     # zeta and its roots
 
+    def kind(self, idx: int) -> str:
+        """What parameter idx is: sd, cor, sigma or fixef."""
+        k = self.lower.size
+        if idx >= k:
+            return "sigma" if idx == k else "fixef"
+        _, _, i, j = self.positions[idx]
+        return "sd" if i == j else "cor"
+
     def estimates(self) -> np.ndarray:
         return np.concatenate([sdcor(self.terms, self.fit.theta, self.fit.sigma), [self.fit.sigma], self.fit.beta])
 
@@ -232,7 +241,7 @@ class Profile:
         k = self.lower.size
         est = self.estimates()
         xhat = float(est[idx])
-        kind = "fixef" if idx > k else "sigma" if idx == k else ("sd" if self.positions[idx][2] == self.positions[idx][3] else "cor")
+        kind = self.kind(idx)
         lo, hi = {"sd": (0.0, math.inf), "cor": (-CORR_EDGE, CORR_EDGE), "sigma": (1e-6 * xhat, math.inf)}.get(
             kind, (-math.inf, math.inf)
         )
