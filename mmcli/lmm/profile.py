@@ -22,9 +22,12 @@ than on lme4's sd/correlation scale:
 - a fixed effect beta_j fixed at b: x_j b becomes an offset, and theta is re-optimized on the ML criterion
   profiled over the other fixed effects and sigma.
 
-The interval's ends solve zeta(x) = -z and zeta(x) = +z (z = qnorm((1 + level) / 2)) by Brent's method on the
-profile itself, where lme4 interpolates a spline through a grid of profile points; an end that the profile
-does not reach before a bound (0 for a standard deviation, +-1 for a correlation) is that bound.
+The interval's ends solve zeta(x) = -z and zeta(x) = +z (z = qnorm((1 + level) / 2)) on the profile itself,
+where lme4 interpolates a spline through a grid of profile points: by Newton's method, with zeta'(x) =
+D_min'(x) / (2 zeta) and D_min'(x) the partial derivative of the deviance at the re-optimized point (the
+envelope theorem: no further optimization), safeguarded by bisection inside the bracket found so far. An end
+that the profile does not reach before a bound (0 for a standard deviation, +-1 for a correlation) is that
+bound.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ from mmcli.lmm.results import LmmFit
 from mmcli.lmm.terms import ReTerm, lower_bounds, templates, theta_offsets
 
 CORR_EDGE = 1.0 - 1e-10  # a correlation's profile is evaluated this close to +-1 at most
-ROOT_XTOL = 1e-7  # Brent's tolerance, relative to the scale of the parameter
+ROOT_XTOL = 1e-9  # a Newton step this small (relative to the parameter's scale) ends the search
+ZETA_TOL = 2e-6  # |zeta(x) - target| below this ends the search (x then within ~1e-5 of its scale)
+MAX_STEPS = 60
 
 
 @dataclass(frozen=True)
@@ -117,9 +122,11 @@ class Profile:
         r = s2 / sigma**2
         return d + self.model.n * (r - 1.0 - math.log(r))
 
-    def _minimize(self, fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray) -> float:
+    def _minimize(
+        self, fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray
+    ) -> tuple[np.ndarray, float]:
         if x0.size == 0:
-            return fn(x0)
+            return x0, fn(x0)
 
         def counted(x: np.ndarray) -> float:
             self.count += 1
@@ -128,44 +135,43 @@ class Profile:
             return fn(x)
 
         x, fx, _, _ = bobyqa(counted, np.maximum(x0, lower), lower, polish=True, local=True)
-        if x.size == self.lower.size:  # a theta: the next point of the same profile starts from it
-            self._warm = x
-        return fx
+        return x, fx
 
     # ----------------------------------------------------------------------------------------------
-    # the profile of each kind of parameter: the minimum of D with that parameter held at x
+    # the profile of each kind of parameter: F(x, phi), the deviance with that parameter held at x and the
+    # others given by phi; the profile is the minimum over phi
 
-    def _sd_profile(self, idx: int, s: float, start: np.ndarray) -> float:
-        k, t, i, _ = self.positions[idx]
+    def family(self, idx: int) -> tuple[Callable[[float, np.ndarray], float], Callable[[np.ndarray], np.ndarray]]:
+        """F(x, phi) for parameter idx, and the map from theta to the phi of the same point (the start)."""
+        kind, nth = self.kind(idx), self.lower.size
+        if kind == "sd":
+            k, t, i, _ = self.positions[idx]
+            rows = [self.offsets[k] + m for m, (a, _) in enumerate(t.template_positions()) if a == i]
+
+            def sd(s: float, theta: np.ndarray) -> float:
+                norm = math.sqrt(float(np.sum(theta[rows] ** 2)))
+                return self.deviance(theta, s / norm) if norm > 0 else math.inf
+
+            return sd, lambda th: th
+        if kind == "sigma":
+            return (lambda s, th: self.deviance(th, s)), lambda th: th
+        if kind == "cor":
+            return self._cor_family(idx)
+        return self._fixef_family(idx - nth - 1), lambda th: th
+
+    def _others(self, k: int) -> np.ndarray:
         off = self.offsets[k]
-        rows = [off + m for m, (a, _) in enumerate(t.template_positions()) if a == i]  # row i of the template
-        if s <= 0.0:  # the row is 0 and sigma free: the profiled criterion over the rest of theta
-            free = np.setdiff1d(np.arange(self.lower.size), rows)
-            size = self.lower.size
-            return self._minimize(lambda x: self.parts(_put(x, free, size))[0], start[free], self.lower[free])
+        return np.setdiff1d(np.arange(self.lower.size), np.arange(off, off + self.terms[k].ntheta))
 
-        def fn(theta: np.ndarray) -> float:
-            norm = math.sqrt(float(np.sum(theta[rows] ** 2)))
-            return self.deviance(theta, s / norm) if norm > 0 else math.inf
-
-        return self._minimize(fn, start, self.lower)
-
-    def _sigma_profile(self, s: float, start: np.ndarray) -> float:
-        return self._minimize(lambda th: self.deviance(th, s), start, self.lower)
-
-    def _cor_profile(self, idx: int, rho: float, start: np.ndarray) -> float:
+    def _cor_family(self, idx: int) -> tuple[Callable[[float, np.ndarray], float], Callable[[np.ndarray], np.ndarray]]:
+        """phi: the other terms' theta, this term's relative sds d >= 0 and its other correlations; the template
+        is diag(d) chol(R) and sigma is profiled analytically (D*)."""
         k, t, i0, j0 = self.positions[idx]
         off, p = self.offsets[k], t.p
         pairs = [(i, j) for j in range(p) for i in range(j + 1, p) if (i, j) != (i0, j0)]
-        others = np.setdiff1d(np.arange(self.lower.size), np.arange(off, off + t.ntheta))
-        T = templates(self.terms, start)[k]
-        C = T @ T.T
-        d0 = np.sqrt(np.maximum(np.diag(C), 1e-12))
-        R0 = C / np.outer(d0, d0)
-        x0 = np.concatenate([start[others], d0, [R0[i, j] for i, j in pairs]])
-        lower = np.concatenate([self.lower[others], np.zeros(p), np.full(len(pairs), -1.0)])
+        others = self._others(k)
 
-        def fn(x: np.ndarray) -> float:
+        def F(rho: float, x: np.ndarray) -> float:
             d, r = x[others.size : others.size + p], x[others.size + p :]
             R = np.eye(p)
             R[i0, j0] = R[j0, i0] = rho
@@ -181,21 +187,28 @@ class Profile:
             theta[off : off + t.ntheta] = [Tk[a, b] for a, b in t.template_positions()]
             return self.parts(theta)[0]
 
-        return self._minimize(fn, x0, lower)
+        def start(theta: np.ndarray) -> np.ndarray:
+            T = templates(self.terms, theta)[k]
+            C = T @ T.T
+            d0 = np.sqrt(np.maximum(np.diag(C), 1e-12))
+            R0 = C / np.outer(d0, d0)
+            return np.concatenate([theta[others], d0, [R0[i, j] for i, j in pairs]])
 
-    def _fixef_profile(self, j: int, b: float, start: np.ndarray) -> float:
+        return F, start
+
+    def _fixef_family(self, j: int) -> Callable[[float, np.ndarray], float]:
         """With beta_j = b the penalized RSS at theta grows by (m'beta_w - c)^2 / (m' (L_XX L_XX')^-1 m), where
         beta = M (s beta_w + b0) is the working parametrization's map, m the row j of M and c = (b - m'b0) / s;
         log|L_Z| does not change, so the ML criterion follows at once (no refit with an offset is needed)."""
         w = self.model.work
         m = np.eye(self.model.p)[j] if w.M is None else w.M[j]
-        c = (b - float(m @ w.b0)) / w.s
         dof = Dof(self.model.n, self.model.p, False)
         gram = self.model._gram
         assert gram is not None
         qR, p = gram.qR, gram.p
 
-        def fn(theta: np.ndarray) -> float:
+        def F(b: float, theta: np.ndarray) -> float:
+            c = (b - float(m @ w.b0)) / w.s
             f = update_L(gram, w.theta_to_working(theta))
             LXX = f.Lrest[qR : qR + p, qR : qR + p]
             beta_w = np.linalg.solve(LXX.T, f.Lrest[-1, qR : qR + p])
@@ -203,7 +216,16 @@ class Profile:
             pwrss = f.pwrss + (float(m @ beta_w) - c) ** 2 / float(v @ v)
             return criterion(f.logdetZ, f.logdetX, pwrss, dof) + w.criterion_shift(dof)
 
-        return self._minimize(fn, start, self.lower)
+        return F
+
+    def _sd_at_zero(self, idx: int) -> float:
+        """The profile of a standard deviation at 0: its template row at 0, sigma free (D*)."""
+        k, t, i, _ = self.positions[idx]
+        rows = [self.offsets[k] + m for m, (a, _) in enumerate(t.template_positions()) if a == i]
+        free = np.setdiff1d(np.arange(self.lower.size), rows)
+        size = self.lower.size
+        _, dev = self._minimize(lambda x: self.parts(_put(x, free, size))[0], self.fit.theta[free], self.lower[free])
+        return dev
 
     # ----------------------------------------------------------------------------------------------
     # zeta and its roots
@@ -219,64 +241,79 @@ class Profile:
     def estimates(self) -> np.ndarray:
         return np.concatenate([sdcor(self.terms, self.fit.theta, self.fit.sigma), [self.fit.sigma], self.fit.beta])
 
-    def zeta(self, idx: int, x: float, start: np.ndarray) -> float:
-        """The signed square root of the change in deviance with parameter idx held at x."""
-        k = self.lower.size
-        if idx < k:
-            t, i, j = self.positions[idx][1:]
-            dev = self._sd_profile(idx, x, start) if i == j else self._cor_profile(idx, x, start)
-        elif idx == k:
-            dev = self._sigma_profile(x, start)
-        else:
-            dev = self._fixef_profile(idx - k - 1, x, start)
-        return math.copysign(math.sqrt(max(dev - self.base, 0.0)), x - self.estimates()[idx])
+    def zeta(self, idx: int, x: float, phi0: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
+        """zeta(x) with parameter idx held at x, its derivative, and the optimal phi. By the envelope theorem
+        dD_min/dx is the partial derivative of F at the optimal phi (a central difference, no re-optimization)."""
+        F, start = self.family(idx)
+        phi0 = start(self.fit.theta) if phi0 is None else phi0
+        lower = self._phi_lower(idx)
+        phi, dev = self._minimize(lambda ph: F(x, ph), phi0, lower)
+        h = 1e-5 * max(abs(x), 1e-3 * self.scale(idx))
+        slope = (F(x + h, phi) - F(x - h, phi)) / (2 * h)
+        z = math.copysign(math.sqrt(max(dev - self.base, 0.0)), x - self.estimates()[idx])
+        dz = slope / (2 * z) if z != 0 else math.inf
+        return z, dz, phi
+
+    def _phi_lower(self, idx: int) -> np.ndarray:
+        if self.kind(idx) != "cor":
+            return self.lower
+        k, t, _, _ = self.positions[idx]
+        npairs = t.p * (t.p - 1) // 2 - 1
+        return np.concatenate([self.lower[self._others(k)], np.zeros(t.p), np.full(npairs, -1.0)])
+
+    def scale(self, idx: int) -> float:
+        kind = self.kind(idx)
+        if kind == "fixef":
+            return float(self.fit.std_errors[idx - self.lower.size - 1])
+        return 1.0 if kind == "cor" else float(self.fit.sigma)
 
     def interval(self, idx: int, z: float) -> tuple[float, float]:
         """The ends of the interval of parameter idx: zeta = -z and zeta = +z."""
-        return self._end(idx, -z), self._end(idx, z)
+        return float(self._end(idx, -z)), float(self._end(idx, z))
 
     def _end(self, idx: int, target: float) -> float:
-        from scipy.optimize import brentq
-
-        k = self.lower.size
-        est = self.estimates()
-        xhat = float(est[idx])
-        kind = self.kind(idx)
-        lo, hi = {"sd": (0.0, math.inf), "cor": (-CORR_EDGE, CORR_EDGE), "sigma": (1e-6 * xhat, math.inf)}.get(
-            kind, (-math.inf, math.inf)
-        )
-        if kind == "fixef":
-            h = float(self.fit.std_errors[idx - k - 1])
-        elif kind == "cor":
-            h = 0.1
-        else:
-            h = 0.25 * max(abs(xhat), 1e-3 * float(self.fit.sigma))
-        h = h if h > 0 else 1.0
-        self._warm = self.fit.theta.copy()
+        """Safeguarded Newton on zeta(x) = target, from a first step outward; bisection where Newton leaves the
+        bracket; a bound the profile does not reach is the end."""
+        kind, xhat = self.kind(idx), float(self.estimates()[idx])
         sign = 1.0 if target > 0 else -1.0
-        start = self.fit.theta.copy()
+        bound = {"sd": 0.0 if sign < 0 else math.inf, "cor": sign * CORR_EDGE}.get(kind, sign * math.inf)
+        if kind == "sigma" and sign < 0:
+            bound = 0.0
+        if kind == "fixef":
+            x = xhat + target * self.scale(idx)  # the Wald end
+        elif kind == "cor":
+            x = xhat + sign * 0.5 * (CORR_EDGE - sign * xhat)
+        else:
+            x = xhat * (1.0 + 0.3 * sign) if xhat > 0 else 1e-3 * self.scale(idx)
+        inner, outer = xhat, bound  # zeta - target has the sign of -target at inner, of target beyond outer
+        phi = None
+        tol = ZETA_TOL
+        for _ in range(MAX_STEPS):
+            zx, dz, phi = self.zeta(idx, x, phi)
+            g = zx - target
+            if abs(g) < tol:
+                return x
+            if g * sign < 0:
+                inner = x
+            else:
+                outer = x
+            xn = x - g / dz if math.isfinite(dz) and dz > 0 else math.nan
+            if not (min(inner, outer) < xn < max(inner, outer)):
+                if outer == bound and kind in ("sd", "cor") and math.isfinite(bound) and not self._reaches(idx, target):
+                    return 0.0 if kind == "sd" else sign * 1.0
+                xn = 0.5 * (inner + outer) if math.isfinite(outer) else inner + 2.0 * (inner - xhat)
+            if abs(xn - x) <= ROOT_XTOL * max(abs(x), self.scale(idx)):
+                return xn
+            x = xn
+        return x
 
-        seen: dict[float, float] = {}  # each point once: Brent's ends keep the signs the search found
-
-        def g(x: float) -> float:
-            if x not in seen:
-                seen[x] = self.zeta(idx, x, self._warm if kind != "cor" else start) - target
-            return seen[x]
-
-        a, ga = xhat, -target
-        for _ in range(60):
-            b = min(max(a + sign * h, lo), hi)
-            gb = g(b)
-            if gb * sign >= 0:
-                break
-            if b in (lo, hi):  # the profile does not reach the level before the bound
-                return 0.0 if kind == "sd" else b if kind == "sigma" else math.copysign(1.0, b)
-            slope = (gb - ga) / (b - a)
-            step = abs(gb / slope) * 1.1 if slope * sign > 0 else 2.0 * h
-            h = min(max(step, 0.25 * h), 4.0 * h)
-            a, ga = b, gb
-        scale = max(abs(xhat), abs(b), 1e-300)
-        return float(brentq(g, min(a, b), max(a, b), xtol=ROOT_XTOL * scale, rtol=1e-12))
+    def _reaches(self, idx: int, target: float) -> bool:
+        """Whether the profile passes the target before the parameter's bound (0 for an sd, +-1 for a cor)."""
+        if self.kind(idx) == "sd":
+            dev = self._sd_at_zero(idx)
+            return -math.sqrt(max(dev - self.base, 0.0)) <= target
+        z, _, _ = self.zeta(idx, math.copysign(CORR_EDGE, target))
+        return (z - target) * target >= 0
 
 
 def _put(x: np.ndarray, idx: np.ndarray, size: int) -> np.ndarray:
