@@ -31,8 +31,15 @@ def _close(value: float, expected: float, rel: float) -> bool:
     return abs(value - expected) <= rel * max(abs(expected), 1e-3)
 
 
-# The three models as REML fits (lme4's default) and one as ML; lme4 profiles both on the ML deviance.
-PROFILE_CASES = [("dyestuff", True), ("sleepstudy_slope", True), ("penicillin", True), ("dyestuff", False)]
+# The three models as REML fits (lme4's default) and one as ML (lme4 profiles both on the ML deviance), and a
+# singular fit, whose sd's profile starts at 0 (the lower end) from a template row at 0.
+PROFILE_CASES = [
+    ("dyestuff", True),
+    ("sleepstudy_slope", True),
+    ("penicillin", True),
+    ("dyestuff", False),
+    ("dyestuff2", False),
+]
 
 
 @pytest.mark.parametrize(("stem", "reml"), PROFILE_CASES)
@@ -47,6 +54,8 @@ def test_profile_intervals_match_lme4(stem, reml):
             assert _close(got[end], fine[end], OPT_PAR), (got, fine)
             assert _close(got[end], grid[end], R_SPLINE), (got, grid)
             assert abs(got[end] - grid[end]) <= 2.5e-3  # what this means on the parameter scale
+    if stem == "dyestuff2":
+        assert rows[0]["lower"] == 0.0
 
 
 def test_profile_level_090_and_row_names_of_a_correlated_term():

@@ -246,6 +246,8 @@ class Profile:
         dD_min/dx is the partial derivative of F at the optimal phi (a central difference, no re-optimization)."""
         F, start = self.family(idx)
         phi0 = start(self.fit.theta) if phi0 is None else phi0
+        if self.kind(idx) == "sd":
+            phi0 = self._sd_start(idx, x, phi0)
         lower = self._phi_lower(idx)
         phi, dev = self._minimize(lambda ph: F(x, ph), phi0, lower)
         h = 1e-5 * max(abs(x), 1e-3 * self.scale(idx))
@@ -253,6 +255,20 @@ class Profile:
         z = math.copysign(math.sqrt(max(dev - self.base, 0.0)), x - self.estimates()[idx])
         dz = slope / (2 * z) if z != 0 else math.inf
         return z, dz, phi
+
+    def _sd_start(self, idx: int, s: float, theta: np.ndarray) -> np.ndarray:
+        """theta with the held sd's template row rescaled so that sigma stays at its estimate (a row at 0, as in a
+        singular fit, becomes s / sigma on the diagonal): a start where the deviance is finite and near its minimum."""
+        k, t, i, _ = self.positions[idx]
+        rows = [self.offsets[k] + m for m, (a, _) in enumerate(t.template_positions()) if a == i]
+        diag = self.offsets[k] + t.template_positions().index((i, i))
+        theta = theta.copy()
+        norm, want = math.sqrt(float(np.sum(theta[rows] ** 2))), s / float(self.fit.sigma)
+        if norm > 1e-8 * max(want, 1e-300):
+            theta[rows] *= want / norm
+        else:
+            theta[rows], theta[diag] = 0.0, want
+        return theta
 
     def _phi_lower(self, idx: int) -> np.ndarray:
         if self.kind(idx) != "cor":

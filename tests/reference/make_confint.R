@@ -12,7 +12,8 @@ source("tests/reference/json_writer.R")
 models <- list(
   list("dyestuff", "dyestuff.csv", "Yield ~ 1 + (1 | Batch)"),
   list("sleepstudy_slope", "sleepstudy.csv", "Reaction ~ Days + (Days | Subject)"),
-  list("penicillin", "penicillin.csv", "diameter ~ 1 + (1 | plate) + (1 | sample)")
+  list("penicillin", "penicillin.csv", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+  list("dyestuff2", "dyestuff2.csv", "Yield ~ 1 + (1 | Batch)")  # a singular fit: the sd's profile starts at 0
 )
 interval <- function(ci) {
   lapply(seq_len(nrow(ci)), function(i) list(name = rownames(ci)[i], lower = ci[i, 1], upper = ci[i, 2]))
@@ -22,13 +23,13 @@ for (m in models) {
   data <- read.csv(file.path("sample_data", m[[2]]), stringsAsFactors = TRUE)
   if ("Subject" %in% names(data)) data$Subject <- factor(data$Subject)
   for (reml in c(TRUE, FALSE)) {
-    fit <- lmer(as.formula(m[[3]]), data = data, REML = reml)
-    prof <- profile(fit)
+    fit <- suppressMessages(lmer(as.formula(m[[3]]), data = data, REML = reml))
+    prof <- suppressWarnings(profile(fit))
     out[[length(out) + 1]] <- list(
       stem = m[[1]], data = m[[2]], formula = m[[3]], REML = reml,
       profile = interval(confint(prof, level = 0.95)),
       profile_90 = interval(confint(prof, level = 0.90)),
-      profile_fine = interval(confint(profile(fit, delta = 0.05), level = 0.95)),
+      profile_fine = tryCatch(interval(confint(profile(fit, delta = 0.05), level = 0.95)), error = function(e) NULL),
       wald = interval(confint(fit, method = "Wald")),
       wald_90 = interval(confint(fit, method = "Wald", level = 0.90))
     )
