@@ -280,7 +280,7 @@ def confint(fmt: str, data: str, formula: str | None, reml: bool, method: str, *
     from mmcli.commands import run_confint
 
     ci = {k: kw.pop(k) for k in ("level", "nsim", "seed")}
-    with render.progress() as cb:
+    with render.counter("bootstrap refits", ci["nsim"]) if method.lower() == "boot" else render.progress() as cb:
         out = run_confint(data, _model(formula, **kw), method=method.lower(), reml=reml, progress=cb, **ci)
     _emit(out, fmt, render.print_confint)
 

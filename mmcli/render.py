@@ -366,3 +366,28 @@ def print_confint(d: dict[str, Any]) -> None:
     if d["method"] == "boot":
         sub.append(f"  nsim = {d['nsim']}, seed = {d['seed']}")
     _show(head, sub, t)
+
+
+@contextlib.contextmanager
+def counter(what: str, total: int, delay: float = 1.0) -> Iterator[Callable[[int, float], None] | None]:
+    """A progress callback that counts done of total (``what: 37 / 500``), on a terminal only, as progress()."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    start = time.perf_counter()
+    state: dict[str, Any] = {"status": None}
+
+    def cb(done: int, _: float) -> None:
+        if time.perf_counter() - start < delay:
+            return
+        status = state["status"]
+        if status is None:
+            status = state["status"] = err_console().status(what)
+            status.start()
+        status.update(f"{what}: {done} / {total}, {time.perf_counter() - start:.1f} s")
+
+    try:
+        yield cb
+    finally:
+        if state["status"] is not None:
+            state["status"].stop()
