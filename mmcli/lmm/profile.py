@@ -123,7 +123,7 @@ class Profile:
         return d + self.model.n * (r - 1.0 - math.log(r))
 
     def _minimize(
-        self, fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray
+        self, fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, polish: bool = True
     ) -> tuple[np.ndarray, float]:
         if x0.size == 0:
             return x0, fn(x0)
@@ -134,7 +134,7 @@ class Profile:
                 self.progress(self.count, math.nan)
             return fn(x)
 
-        x, fx, _, _ = bobyqa(counted, np.maximum(x0, lower), lower, polish=True, local=True)
+        x, fx, _, _ = bobyqa(counted, np.maximum(x0, lower), lower, polish=polish, local=True)
         return x, fx
 
     # ----------------------------------------------------------------------------------------------
@@ -241,7 +241,9 @@ class Profile:
     def estimates(self) -> np.ndarray:
         return np.concatenate([sdcor(self.terms, self.fit.theta, self.fit.sigma), [self.fit.sigma], self.fit.beta])
 
-    def zeta(self, idx: int, x: float, phi0: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
+    def zeta(
+        self, idx: int, x: float, phi0: np.ndarray | None = None, polish: bool = True
+    ) -> tuple[float, float, np.ndarray]:
         """zeta(x) with parameter idx held at x, its derivative, and the optimal phi. By the envelope theorem
         dD_min/dx is the partial derivative of F at the optimal phi (a central difference, no re-optimization)."""
         F, start = self.family(idx)
@@ -249,7 +251,7 @@ class Profile:
         if self.kind(idx) == "sd":
             phi0 = self._sd_start(idx, x, phi0)
         lower = self._phi_lower(idx)
-        phi, dev = self._minimize(lambda ph: F(x, ph), phi0, lower)
+        phi, dev = self._minimize(lambda ph: F(x, ph), phi0, lower, polish)
         h = 1e-5 * max(abs(x), 1e-3 * self.scale(idx))
         slope = (F(x + h, phi) - F(x - h, phi)) / (2 * h)
         z = math.copysign(math.sqrt(max(dev - self.base, 0.0)), x - self.estimates()[idx])
@@ -303,12 +305,15 @@ class Profile:
             x = xhat * (1.0 + 0.3 * sign) if xhat > 0 else 1e-3 * self.scale(idx)
         inner, outer = xhat, bound  # zeta - target has the sign of -target at inner, of target beyond outer
         phi = None
-        tol = ZETA_TOL
+        polished = False  # BOBYQA's polishing pass (section 6 of docs/methods.md) only once near the end
         for _ in range(MAX_STEPS):
-            zx, dz, phi = self.zeta(idx, x, phi)
+            zx, dz, phi = self.zeta(idx, x, phi, polished)
             g = zx - target
-            if abs(g) < tol:
-                return x
+            if abs(g) < ZETA_TOL:
+                if polished:
+                    return x
+                polished = True  # confirm the end with the polished optimum
+                continue
             if g * sign < 0:
                 inner = x
             else:
@@ -318,8 +323,9 @@ class Profile:
                 if outer == bound and kind in ("sd", "cor") and math.isfinite(bound) and not self._reaches(idx, target):
                     return 0.0 if kind == "sd" else sign * 1.0
                 xn = 0.5 * (inner + outer) if math.isfinite(outer) else inner + 2.0 * (inner - xhat)
-            if abs(xn - x) <= ROOT_XTOL * max(abs(x), self.scale(idx)):
+            if abs(xn - x) <= ROOT_XTOL * max(abs(x), self.scale(idx)) and polished:
                 return xn
+            polished = polished or abs(g) < 1e3 * ZETA_TOL
             x = xn
         return x
 
