@@ -65,7 +65,7 @@ def intervals(
         ends: list[tuple[float | None, float | None]] = [(None, None)] * k  # lme4's NA: none for variances
         ends += [(float(b - z * s), float(b + z * s)) for b, s in zip(fit.beta, fit.std_errors)]
     elif method == "profile":
-        from mmcli.lmm.profile import profile_intervals
+        from mmcli.lmm import profile_intervals
 
         prof = profile_intervals(
             design.X,
@@ -80,7 +80,7 @@ def intervals(
         )
         ends = [(r.lower, r.upper) for r in prof]
     else:
-        from mmcli.lmm.bootstrap import bootstrap, percentile
+        from mmcli.lmm import bootstrap, percentile
 
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else seed
         keep = [list(design.xnames).index(x) for x in fit.xnames]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import OPT_FIXEF, OPT_PAR, R_SPLINE, data_path, load_reference, run_in_process
+from conftest import OPT_FIXEF, OPT_PAR, R_SPLINE, ROOT, data_path, load_reference, run_in_process
 
 REF = load_reference("confint")
 
@@ -68,6 +68,22 @@ def test_profile_level_090_and_row_names_of_a_correlated_term():
     for got, grid in zip(d["intervals"], ref["profile_90"]):
         for end in ("lower", "upper"):
             assert _close(got[end], grid[end], R_SPLINE), (got, grid)
+
+
+def test_profile_with_weights_and_offset_matches_lme4_variance_parameters():
+    """The variance parameters' rows only: lme4 1.1-31's profile of a weighted fit's fixed effects is far narrower
+    than its own Wald interval (docs/cli.md); mmcli's fixed-effect ends lie just outside lme4's Wald ends."""
+    ref = _reference("sleepstudy_weights_offset", False)
+    r = run_in_process(["confint", ROOT / ref["data"], ref["formula"], "--weights", ref["weights"], "--json"])
+    rows = r.json()["intervals"]
+    for got, grid, fine in zip(rows[:2], ref["profile"], ref["profile_fine"]):
+        assert got["parameter"] == grid["name"]
+        for end in ("lower", "upper"):
+            assert _close(got[end], fine[end], OPT_PAR), (got, fine)
+            assert _close(got[end], grid[end], R_SPLINE), (got, grid)
+    for got, wald in zip(rows[2:], ref["wald"][2:]):
+        assert got["lower"] < wald["lower"] < wald["upper"] < got["upper"]
+        assert (got["upper"] - got["lower"]) <= 1.05 * (wald["upper"] - wald["lower"])
 
 
 @pytest.mark.parametrize("reml", [True, False])
@@ -138,7 +154,7 @@ def test_boot_intervals_agree_with_lme4_profile():
 
 
 def test_boot_percentile_is_boots_norm_inter():
-    from mmcli.lmm.bootstrap import percentile
+    from mmcli.lmm import percentile
 
     t = np.arange(1.0, 40.0)  # R = 39: (R + 1) * 0.025 = 1, an order statistic itself
     assert percentile(t, 0.025) == 1.0

@@ -17,13 +17,17 @@ The modules, in the order of the chain theta -> update L -> criterion:
 - results:   beta, conditional modes and covariances at theta; the fitted model
 - dense:     the tutorial's V-based formulation
 - model:     the public entry points
+- profile:   profile confidence intervals (lme4's confint(profile(m)))
+- bootstrap: the parametric bootstrap (lme4's bootMer) and boot's percentile ends
 
 Only the names below are public; nothing outside this package uses another.
 """
 
+from mmcli.lmm.bootstrap import bootstrap, percentile
 from mmcli.lmm.dense import DENSE_MAX_ROWS
 from mmcli.lmm.model import LmmModel, check_terms, fit_at_theta, fit_lmm, xtvinvx
 from mmcli.lmm.optimizer import OptimizerRecord
+from mmcli.lmm.profile import parameter_names, profile_intervals, sdcor
 from mmcli.lmm.rank import aliased_columns
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit
 from mmcli.lmm.terms import ReTerm, general_term, indicator_term, lower_bounds, templates, theta_offsets
@@ -36,12 +40,17 @@ __all__ = [
     "OptimizerRecord",
     "ReTerm",
     "aliased_columns",
+    "bootstrap",
     "check_terms",
     "fit_at_theta",
     "fit_lmm",
     "general_term",
     "indicator_term",
     "lower_bounds",
+    "parameter_names",
+    "percentile",
+    "profile_intervals",
+    "sdcor",
     "templates",
     "theta_offsets",
     "xtvinvx",

@@ -35,5 +35,19 @@ for (m in models) {
     )
   }
 }
+# Prior weights and an offset (the data of make_lmm_weights.R), ML. lme4 1.1-31's profile intervals of the fixed
+# effects of a weighted fit are far narrower than its Wald intervals (with warnings): the tests use only the
+# variance parameters' rows of this model.
+w <- read.csv("tests/reference/sleepstudy_weighted.csv", stringsAsFactors = TRUE)
+w$Subject <- factor(w$Subject)
+fit <- lmer(Reaction ~ Days + offset(off) + (1 | Subject), data = w, weights = w, REML = FALSE)
+prof <- suppressWarnings(profile(fit))
+out[[length(out) + 1]] <- list(
+  stem = "sleepstudy_weights_offset", data = "tests/reference/sleepstudy_weighted.csv",
+  formula = "Reaction ~ Days + offset(off) + (1 | Subject)", weights = "w", REML = FALSE,
+  profile = interval(confint(prof, level = 0.95)),
+  profile_fine = interval(suppressWarnings(confint(profile(fit, delta = 0.05), level = 0.95))),
+  wald = interval(confint(fit, method = "Wald"))
+)
 write_json(list(models = out, script = "tests/reference/make_confint.R", versions = versions(c("lme4", "Matrix"))),
            "tests/reference/confint.json")
