@@ -164,26 +164,33 @@ class Profile:
         return np.setdiff1d(np.arange(self.lower.size), np.arange(off, off + self.terms[k].ntheta))
 
     def _cor_family(self, idx: int) -> tuple[Callable[[float, np.ndarray], float], Callable[[np.ndarray], np.ndarray]]:
-        """phi: the other terms' theta, this term's relative sds d >= 0 and its other correlations; the template
-        is diag(d) chol(R) and sigma is profiled analytically (D*)."""
+        """phi: the other terms' theta, this term's relative sds d >= 0 and, for p >= 3, the rows 3..p of the
+        Cholesky factor L of the correlation matrix with the held pair ordered first (each row free, normalized
+        to unit length: every such L gives a valid correlation matrix, and its first two rows hold rho). The
+        template is chol(diag(d) R diag(d)); sigma is profiled analytically (D*)."""
         k, t, i0, j0 = self.positions[idx]
         off, p = self.offsets[k], t.p
-        pairs = [(i, j) for j in range(p) for i in range(j + 1, p) if (i, j) != (i0, j0)]
+        order = [j0, i0] + [m for m in range(p) if m not in (i0, j0)]
         others = self._others(k)
+        no = others.size
 
         def F(rho: float, x: np.ndarray) -> float:
-            d, r = x[others.size : others.size + p], x[others.size + p :]
-            R = np.eye(p)
-            R[i0, j0] = R[j0, i0] = rho
-            for (i, j), v in zip(pairs, r):
-                R[i, j] = R[j, i] = v
-            try:
-                LR = np.linalg.cholesky(R)
-            except np.linalg.LinAlgError:
-                return math.inf
+            d, v = x[no : no + p], x[no + p :]
+            L = np.zeros((p, p))
+            L[0, 0], L[1, 0], L[1, 1] = 1.0, rho, math.sqrt(max(1.0 - rho * rho, 0.0))
+            pos = 0
+            for r in range(2, p):
+                row = v[pos : pos + r + 1]
+                pos += r + 1
+                norm = float(np.sqrt(row @ row))
+                if norm == 0.0:
+                    return math.inf
+                L[r, : r + 1] = row / norm
+            R = np.empty((p, p))
+            R[np.ix_(order, order)] = L @ L.T
+            Tk = _cholesky_psd(d[:, None] * R * d[None, :])
             theta = np.empty(self.lower.size)
-            theta[others] = x[: others.size]
-            Tk = d[:, None] * LR
+            theta[others] = x[:no]
             theta[off : off + t.ntheta] = [Tk[a, b] for a, b in t.template_positions()]
             return self.parts(theta)[0]
 
@@ -191,8 +198,9 @@ class Profile:
             T = templates(self.terms, theta)[k]
             C = T @ T.T
             d0 = np.sqrt(np.maximum(np.diag(C), 1e-12))
-            R0 = C / np.outer(d0, d0)
-            return np.concatenate([theta[others], d0, [R0[i, j] for i, j in pairs]])
+            Lp = _cholesky_psd((C / np.outer(d0, d0))[np.ix_(order, order)])
+            rows = [Lp[r, : r + 1] if Lp[r, r] > 0 else np.eye(r + 1)[r] for r in range(2, p)]
+            return np.concatenate([theta[others], d0, *rows])
 
         return F, start
 
@@ -276,8 +284,8 @@ class Profile:
         if self.kind(idx) != "cor":
             return self.lower
         k, t, _, _ = self.positions[idx]
-        npairs = t.p * (t.p - 1) // 2 - 1
-        return np.concatenate([self.lower[self._others(k)], np.zeros(t.p), np.full(npairs, -1.0)])
+        nrows = sum(r + 1 for r in range(2, t.p))
+        return np.concatenate([self.lower[self._others(k)], np.zeros(t.p), np.full(nrows, -np.inf)])
 
     def scale(self, idx: int) -> float:
         kind = self.kind(idx)
@@ -336,6 +344,20 @@ class Profile:
             return -math.sqrt(max(dev - self.base, 0.0)) <= target
         z, _, _ = self.zeta(idx, math.copysign(CORR_EDGE, target))
         return (z - target) * target >= 0
+
+
+def _cholesky_psd(S: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factor of a positive semi-definite S, with a zero column where a pivot vanishes (a
+    zero standard deviation), so that a singular covariance still has its template."""
+    p = S.shape[0]
+    L = np.zeros((p, p))
+    for j in range(p):
+        s = S[j, j] - L[j, :j] @ L[j, :j]
+        if s <= 1e-14 * max(S[j, j], 1e-300):
+            continue
+        L[j, j] = math.sqrt(s)
+        L[j + 1 :, j] = (S[j + 1 :, j] - L[j + 1 :, :j] @ L[j, :j]) / L[j, j]
+    return L
 
 
 def _put(x: np.ndarray, idx: np.ndarray, size: int) -> np.ndarray:
