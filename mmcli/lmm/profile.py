@@ -17,8 +17,9 @@ than on lme4's sd/correlation scale:
 
 - a standard deviation sd_i = sigma |row i of the template| fixed at s: theta free, sigma = s / |row i|;
 - ``.sigma`` fixed at s: theta free;
-- a correlation fixed at rho: its term's template is diag(d) chol(R), d >= 0 and the other correlations of R
-  free; sigma is profiled analytically (a correlation does not depend on the scale);
+- a correlation fixed at rho: its term's template is chol(diag(d) R diag(d)), d >= 0 free and R built from a
+  Cholesky factor whose first two rows (the held pair) hold rho and whose other rows are free; sigma is
+  profiled analytically (a correlation does not depend on the scale);
 - a fixed effect beta_j fixed at b: x_j b becomes an offset, and theta is re-optimized on the ML criterion
   profiled over the other fixed effects and sigma.
 
