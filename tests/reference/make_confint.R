@@ -49,5 +49,17 @@ out[[length(out) + 1]] <- list(
   profile_fine = interval(suppressWarnings(confint(profile(fit, delta = 0.05), level = 0.95))),
   wald = interval(confint(fit, method = "Wald"))
 )
+# A term of three correlated effects, ML: the correlations' profiles (.sig02, .sig03, .sig05) hold one
+# correlation of a 3 x 3 matrix. lme4's default grid is off by up to 4e-3 here, so the fine grid is kept for
+# those three rows.
+s <- read.csv("sample_data/sleepstudy.csv")
+s$Subject <- factor(s$Subject)
+fit <- suppressWarnings(lmer(Reaction ~ Days + (Days + I(Days^2) | Subject), data = s, REML = FALSE))
+out[[length(out) + 1]] <- list(
+  stem = "sleepstudy_quadratic", data = "sleepstudy.csv",
+  formula = "Reaction ~ Days + (Days + I(Days^2) | Subject)", REML = FALSE,
+  profile = interval(suppressWarnings(confint(profile(fit)))),
+  profile_fine = interval(suppressWarnings(confint(profile(fit, which = c(2, 3, 5), delta = 0.05))))
+)
 write_json(list(models = out, script = "tests/reference/make_confint.R", versions = versions(c("lme4", "Matrix"))),
            "tests/reference/confint.json")
