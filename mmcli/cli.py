@@ -1,5 +1,5 @@
-"""The command line: parse options -> load -> compute -> render. With cli_inference.py (predict, compare), the only
-modules that import click.
+"""The command line: parse options -> load -> compute -> render. With cli_inference.py (anova, confint, predict,
+compare), the only modules that import click.
 
 Numeric modules are imported inside the commands, so that `mmcli --help` starts fast.
 """
@@ -264,31 +264,6 @@ def gamm(
     _emit(out, fmt, lambda d: render.print_gamm(d, predictions=predict_path is not None))
 
 
-@cli.command()
-@model_options
-@DDF_OPTION
-@output_options
-def anova(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: str, **kw: Any) -> None:
-    """Type III F tests of the fixed terms, with Satterthwaite's or Kenward-Roger's df (lmerTest's anova).
-
-    \b
-    Examples:
-      mmcli anova cake.csv "angle ~ recipe * temperature + (1 | recipe:replicate)" --factor temperature --reml
-      mmcli anova oats.csv "yield ~ nitro * Variety + (1 | Block/Variety)" --reml --ddf kenward-roger --json
-    """
-    from mmcli import render
-    from mmcli.commands import run_anova
-
-    with render.progress() as cb:
-        out = run_anova(data, _model(formula, **kw), reml=reml, method=method, ddf=ddf, progress=cb)
-    _emit(out, fmt, render.print_anova)
-
-
-# --------------------------------------------------------------------------------------------------
-# shared steps of the commands
-# --------------------------------------------------------------------------------------------------
-
-
 def _emit(out: Any, fmt: str, table: Callable[[dict[str, Any]], None]) -> None:
     """Notes to standard error, the result in the chosen format, and exit 3 when the optimizer did not
     converge (the result is still printed). A number that is not finite is written as null or NA, with a note."""
@@ -448,4 +423,4 @@ def _one_line(msg: str) -> str:
     return " ".join(line.strip() for line in msg.strip().splitlines() if line.strip())
 
 
-from mmcli import cli_inference as _cli_inference  # noqa: E402,F401  (registers predict and compare)
+from mmcli import cli_inference as _cli_inference  # noqa: E402,F401  (registers anova, confint, predict, compare)

@@ -1,13 +1,14 @@
-"""The command line of `predict` and `compare`: parse options -> call one library function -> render. Part of
-the click layer (with mmcli/cli.py, which registers these commands on its group)."""
+"""The command line of `anova`, `confint`, `predict` and `compare`: parse options -> call one library function ->
+render. Part of the click layer (with mmcli/cli.py, which registers these commands on its group)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from mmcli.cli import NA_OPTION, _emit, _model, cli, model_options, output_options, split_list
+from mmcli.cli import DDF_OPTION, NA_OPTION, _emit, _model, cli, model_options, output_options, split_list
 
 
 @cli.command()
@@ -35,14 +36,14 @@ def predict(
       mmcli predict sleepstudy.csv "Reaction ~ Days + (Days | Subject)" --newdata new.csv --re-form population
       mmcli predict pastes.csv "strength ~ 1 + (1 | batch/cask)" --newdata casks.csv --format csv
     """
-    from mmcli import render
+    from mmcli import render, render_inference
     from mmcli.predict import run_predict
 
     with render.progress() as cb:
         out = run_predict(
             data, _model(formula, **kw), newdata=newdata, re_form=re_form, reml=reml, method=method, progress=cb
         )
-    _emit(out, fmt, render.print_predict)
+    _emit(out, fmt, render_inference.print_predict)
 
 
 @cli.command()
@@ -63,10 +64,71 @@ def compare(fmt: str, data: str, formulas: tuple[str, ...], reml: bool, method: 
       mmcli compare sleepstudy.csv "Reaction ~ 1 + (1|Subject)" "Reaction ~ Days + (1|Subject)"
       mmcli compare sleepstudy.csv "Reaction ~ Days + (1|Subject)" "Reaction ~ Days + (Days|Subject)" --json
     """
-    from mmcli import render
+    from mmcli import render_inference
     from mmcli.commands import ModelOptions
     from mmcli.compare import run_compare
 
     opts = ModelOptions(factor=tuple(split_list(kw["factor"])), weights=kw["weights"], na=kw["na"])
     out = run_compare(data, list(formulas), opts, reml=reml, method=method)
-    _emit(out, fmt, render.print_compare)
+    _emit(out, fmt, render_inference.print_compare)
+
+
+@cli.command()
+@model_options
+@DDF_OPTION
+@output_options
+def anova(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: str, **kw: Any) -> None:
+    """Type III F tests of the fixed terms, with Satterthwaite's or Kenward-Roger's df (lmerTest's anova).
+
+    \b
+    Examples:
+      mmcli anova cake.csv "angle ~ recipe * temperature + (1 | recipe:replicate)" --factor temperature --reml
+      mmcli anova oats.csv "yield ~ nitro * Variety + (1 | Block/Variety)" --reml --ddf kenward-roger --json
+    """
+    from mmcli import render, render_inference
+    from mmcli.commands import run_anova
+
+    with render.progress() as cb:
+        out = run_anova(data, _model(formula, **kw), reml=reml, method=method, ddf=ddf, progress=cb)
+    _emit(out, fmt, render_inference.print_anova)
+
+
+def _interval_method(f: Callable[..., Any]) -> Callable[..., Any]:
+    """confint's --method names the interval's method, in place of the fit's --method fast|dense."""
+    f.__click_params__ = [p for p in getattr(f, "__click_params__", []) if p.name != "method"]  # type: ignore[attr-defined]
+    how = click.Choice(["profile", "wald", "boot"], case_sensitive=False)
+    return click.option("--method", type=how, default="profile", show_default=True, help="As lme4's.")(f)
+
+
+@cli.command()
+@_interval_method
+@model_options
+@click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level.")
+@click.option("--nsim", type=int, default=500, show_default=True, help="Bootstrap simulations (--method boot).")
+@click.option("--seed", type=int, help="Random seed of the bootstrap (reported, so a run can be repeated).")
+@output_options
+def confint(fmt: str, data: str, formula: str | None, reml: bool, method: str, **kw: Any) -> None:
+    """Confidence intervals of the variance parameters and fixed effects, as lme4's confint().
+
+    \b
+    Examples:
+      mmcli confint sleepstudy.csv "Reaction ~ Days + (Days | Subject)"
+      mmcli confint dyestuff.csv "Yield ~ 1 + (1 | Batch)" --method wald --reml --level 0.9
+      mmcli confint penicillin.csv "diameter ~ 1 + (1|plate) + (1|sample)" --method boot --nsim 1000 --seed 1
+    """
+    from mmcli import render, render_inference
+    from mmcli.commands import run_confint
+
+    ci = {k: kw.pop(k) for k in ("level", "nsim", "seed")}
+    with (
+        render_inference.counter("bootstrap refits", ci["nsim"])
+        if method.lower() == "boot"
+        else render.progress() as cb
+    ):
+        out = run_confint(data, _model(formula, **kw), method=method.lower(), reml=reml, progress=cb, **ci)
+    _emit(out, fmt, render_inference.print_confint)
+
+
+# --------------------------------------------------------------------------------------------------
+# shared steps of the commands
+# --------------------------------------------------------------------------------------------------

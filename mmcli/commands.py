@@ -337,3 +337,52 @@ def run_anova(
     if ddf == "none":
         raise UsageError("The anova table needs denominator degrees of freedom: --ddf satterthwaite or kenward-roger.")
     return _lmm_outcome(path, opts, reml, method, progress, ddf, anova=True)
+
+
+def run_confint(
+    path: str,
+    opts: ModelOptions,
+    *,
+    method: str = "profile",
+    level: float = 0.95,
+    reml: bool = False,
+    nsim: int = 500,
+    seed: int | None = None,
+    progress: Progress = None,
+) -> Outcome:
+    """`mmcli confint`: confidence intervals as lme4's confint(m, method = "profile" | "Wald" | "boot")."""
+    from mmcli.confint import column_names, describe, intervals
+    from mmcli.design import build_design
+
+    if not 0 < level < 1:
+        raise UsageError(f"--level must lie strictly between 0 and 1, such as 0.95; not {level:g}.")
+    if nsim < 1:
+        raise UsageError(f"--nsim must be a positive number of simulations; not {nsim}.")
+    spec = opts.spec(smooths=False)
+    if not spec.random:
+        raise UsageError(f"The model '{spec.text}' has no random-effects term: add one, e.g. '+ (1 | group)'.")
+    table = _load_model_data(path, spec, opts)
+    design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
+    fit, ends, extra = intervals(design, method=method, level=level, reml=reml, nsim=nsim, seed=seed, progress=progress)
+    lo, hi = column_names(level)
+    rows = [
+        {"parameter": name, "description": what, "lower": a, "upper": b}
+        for (name, what), (a, b) in zip(describe(design.terms, fit.xnames), ends)
+    ]
+    base = fit_dict(
+        fit,
+        formula=spec.text,
+        ngroups=design.ngroups,
+        dropped_rows=table.dropped_rows,
+        data=table.source,
+        weights=opts.weights,
+        offset=[str(o) for o in spec.offsets],
+    )
+    d = {"method": method, "level": level, "columns": [lo, hi], "intervals": rows, **extra, "fit": base}
+    csv_rows = [{"parameter": r["parameter"], lo: r["lower"], hi: r["upper"]} for r in rows]
+    notes = list(table.notes) + [n for n in [dropped_columns_note(fit.dropped_columns)] if n]
+    if method == "profile" and reml:
+        notes.append("Profile intervals are computed on the ML deviance, as lme4 profiles a REML fit on its ML refit.")
+    if extra.get("failed"):
+        notes.append(f"{extra['failed']} of {nsim} bootstrap refits failed and were left out.")
+    return Outcome(d, csv_rows, ["parameter", lo, hi], fit, notes, fit.converged)

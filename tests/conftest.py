@@ -35,6 +35,10 @@ the optimizer).
 - ``DDF``: denominator degrees of freedom and p-values of an optimized fit (Satterthwaite's, Kenward-Roger's),
   relative (p-values also absolute ``DDF_P_ABS``). They go through the optimizer and, for Satterthwaite's, second
   derivatives at the optimum, which amplify the optimizer's tolerance.
+- ``R_SPLINE``: lme4's profile confidence intervals, whose ends lme4 reads off a spline through a grid of profile
+  points (spaced cutoff / 8 on the zeta scale) rather than solving for them: they miss the exact ends by up to
+  1.7e-4 relative (Dyestuff's .sig01, 2.0e-3 absolute; with lme4's ``delta = 0.05`` the miss is below 1e-6).
+  Relative; used only against lme4's default-grid intervals.
 - ``PRINTED``: numbers copied from printed output are checked to half a unit of their last printed digit; see
   :func:`printed_tol`.
 
@@ -93,6 +97,7 @@ OPT_SE = 1e-5  # standard errors of an optimized fit, relative
 NUM_DERIV = 1e-6  # two finite-difference derivatives at the same fixed parameters, relative
 DDF = 1e-3  # df and p-values of an optimized fit against lmerTest/pbkrtest, relative
 DDF_P_ABS = 1e-8  # ... or absolute, for p-values near zero
+R_SPLINE = 2.5e-4  # lme4's spline-interpolated profile intervals, relative
 PRINTED = 0.5  # in units of the last printed digit
 
 

@@ -18,14 +18,18 @@ The modules, in the order of the chain theta -> update L -> criterion:
 - dense:     the tutorial's V-based formulation
 - satterthwaite, kenward_roger: denominator degrees of freedom for tests of the fixed effects
 - model:     the public entry points
+- profile:   profile confidence intervals (lme4's confint(profile(m)))
+- bootstrap: the parametric bootstrap (lme4's bootMer) and boot's percentile ends
 
 Only the names below are public; nothing outside this package uses another.
 """
 
+from mmcli.lmm.bootstrap import bootstrap, percentile
 from mmcli.lmm.dense import DENSE_MAX_ROWS
 from mmcli.lmm.kenward_roger import KR_MAX_ROWS, KenwardRoger, kenward_roger
 from mmcli.lmm.model import LmmModel, check_terms, fit_at_theta, fit_lmm, xtvinvx
 from mmcli.lmm.optimizer import OptimizerRecord
+from mmcli.lmm.profile import parameter_names, profile_intervals, sdcor
 from mmcli.lmm.rank import aliased_columns
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit
 from mmcli.lmm.satterthwaite import Satterthwaite, satterthwaite, varpar_deviance
@@ -42,6 +46,7 @@ __all__ = [
     "ReTerm",
     "Satterthwaite",
     "aliased_columns",
+    "bootstrap",
     "check_terms",
     "fit_at_theta",
     "fit_lmm",
@@ -50,6 +55,10 @@ __all__ = [
     "kenward_roger",
     "lower_bounds",
     "satterthwaite",
+    "parameter_names",
+    "percentile",
+    "profile_intervals",
+    "sdcor",
     "templates",
     "theta_offsets",
     "varpar_deviance",
