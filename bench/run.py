@@ -18,6 +18,7 @@ to 1e-3: a fast wrong answer does not count.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -425,6 +426,13 @@ SLEEPSTUDY_R_CHECK = (
     "suppressMessages(library(lme4)); m <- lmer(Reaction ~ Days + (1|Subject), sleepstudy, REML=FALSE); "
     'cat(sprintf("LOGLIK %.10f\\n", as.numeric(logLik(m))))'
 )
+CONFINT_R = (
+    "suppressMessages(library(lme4)); m <- lmer(Reaction ~ Days + (Days|Subject), sleepstudy); print(confint(m))"
+)
+CONFINT_R_CHECK = (
+    "suppressMessages(library(lme4)); m <- lmer(Reaction ~ Days + (Days|Subject), sleepstudy); "
+    'cat(sprintf("LOGLIK %.10f\\n", as.numeric(logLik(m))))'
+)
 
 
 @dataclass
@@ -551,7 +559,7 @@ def short(n: int) -> str:
 
 def case_names(quick: bool) -> list[str]:
     sz = sizes(quick)
-    return ["sleepstudy", *(f"big-{short(n)}" for n, _ in sz["big"]), "crossed", "slopes"]
+    return ["sleepstudy", *(f"big-{short(n)}" for n, _ in sz["big"]), "crossed", "slopes", "confint", "ddf-crossed"]
 
 
 def build_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Callable[[str], bool]) -> list[Case]:
@@ -629,6 +637,28 @@ def build_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Ca
                 [Goal("lme4", 0.1, "≤ 0.1 (10× faster)")],
             )
         )
+    if wanted("confint"):  # profile intervals, whole processes: mmcli confint against R's confint(lmer(...))
+        formula = "Reaction ~ Days + (Days | Subject)"
+        fit = ["fit", str(SLEEPSTUDY), formula, "--reml", "--format", "json", "--ddf", "none"]
+        r = Peer(
+            key="lme4",
+            label="Rscript confint(lmer) (whole)",
+            cmd=["Rscript", "-e", CONFINT_R],
+            parse=parse_nothing,
+            check_cmd=["Rscript", "-e", CONFINT_R_CHECK],
+            timeout=5 * env.timeout,
+            missing=env.r_missing,
+        )
+        confint = ["confint", str(SLEEPSTUDY), formula, "--reml", "--format", "json"]
+        cases.append(Case("confint", 180, SLEEPSTUDY, [mmcli_peer(env, confint, fit), r], [Goal("lme4", 0.5, "≤ 0.5")]))
+    if wanted("ddf-crossed"):  # what Satterthwaite's df add to a large crossed fit: less than the fit itself
+        p = sz["crossed"]
+        csv = ensure_data(env.python, out, f"crossed_{p['n']}_s{p['s']}", "crossed", {**p, "seed": 73_421}, digits)
+        formula = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
+        bare = mmcli_peer(env, ["fit", str(csv), formula, "--format", "json", "--ddf", "none"])
+        bare = dataclasses.replace(bare, key="fit-only", label="mmcli fit --ddf none")
+        with_df = mmcli_peer(env, ["fit", str(csv), formula, "--format", "json", "--ddf", "satterthwaite"])
+        cases.append(Case("ddf-crossed", p["n"], csv, [with_df, bare], [Goal("fit-only", 2.0, "≤ 2 (df cost < fit)")]))
     if wanted("slopes"):
         p = sz["slopes"]
         csv = ensure_data(env.python, out, f"slopes_{p['n']}_g{p['groups']}", "slopes", {**p, "seed": 200_000}, digits)
