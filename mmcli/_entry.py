@@ -1,4 +1,4 @@
-"""The console script's entry point: Ctrl-C and SIGTERM are handled before anything heavy is imported."""
+"""The console script's entry point: Ctrl-C, SIGTERM and SIGHUP are handled before anything heavy is imported."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import click
 
 from mmcli import output
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
-from mmcli.signals import EXIT_TERMINATED, Terminated, unwinding
+from mmcli.signals import Terminated, unwinding
 
 
 def split_list(values: tuple[str, ...]) -> list[str]:
@@ -343,8 +343,8 @@ def main(argv: list[str] | None = None) -> None:
         message, code = "Interrupted.", EXIT_INTERRUPTED
     except KeyboardInterrupt:
         message, code = "\nInterrupted.", EXIT_INTERRUPTED
-    except Terminated:
-        message, code = "Terminated.", EXIT_TERMINATED
+    except Terminated as ended:
+        message, code = ended.message, ended.exit_code
     else:  # not reached: _main ends with sys.exit
         return
     # out of the except clause, so that the interrupted frames, and the objects they hold, are gone first

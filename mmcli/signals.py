@@ -1,4 +1,5 @@
-"""How mmcli ends on Ctrl-C (SIGINT) or SIGTERM: exit 130 or 143, nothing half-written left behind.
+"""How mmcli ends on Ctrl-C (SIGINT), SIGTERM or a hangup (SIGHUP, the terminal closed): exit 130, 143 or 129,
+nothing half-written left behind.
 
 While Python is still importing, nothing has been written, so a signal ends the process at once (the console
 script, mmcli._entry, installs `exit_at_once`). `mmcli.cli.main` then installs `unwinding`: from there a
@@ -24,8 +25,9 @@ from typing import Any
 from mmcli.errors import EXIT_INTERRUPTED  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_HANGUP = 129  # 128 + SIGHUP
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RETRY_SECONDS = 0.1
 
 
@@ -35,16 +37,32 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised where the program happens to be, as Python raises KeyboardInterrupt for SIGINT.
+    """SIGTERM (or SIGHUP), raised where the program happens to be, as Python raises KeyboardInterrupt for SIGINT.
 
     A BaseException, like KeyboardInterrupt, so that no `except Exception` takes it for an error of its own."""
 
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_HANGUP if self.signum == signal.SIGHUP else EXIT_TERMINATED
+
+    @property
+    def message(self) -> str:
+        return "Hangup." if self.signum == signal.SIGHUP else "Terminated."
+
 
 def exit_at_once(signum: int, frame: Any) -> None:
-    message = b"\nInterrupted.\n" if signum == signal.SIGINT else b"Terminated.\n"
+    if signum == signal.SIGINT:
+        message, code = b"\nInterrupted.\n", EXIT_INTERRUPTED
+    else:
+        ended = Terminated(signum)
+        message, code = f"{ended.message}\n".encode(), ended.exit_code
     with contextlib.suppress(OSError):
         os.write(2, message)
-    os._exit(EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
+    os._exit(code)
 
 
 _pending: list[int] = []  # the signal received, until its exception has left `unwinding`
@@ -56,7 +74,7 @@ def _unwind(signum: int, frame: Any) -> None:
     signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)  # again, should this exception be lost
     if _holding or (frame is not None and frame.f_code.co_filename.startswith("<frozen importlib")):
         return  # code that cannot take it: the timer raises it once out of there
-    raise Interrupted if signum == signal.SIGINT else Terminated
+    raise Interrupted if signum == signal.SIGINT else Terminated(signum)
 
 
 def _retry(alarm: int, frame: Any) -> None:

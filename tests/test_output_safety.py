@@ -51,7 +51,7 @@ def _env(**changes: str | None) -> dict[str, str]:
 def _default_signals() -> None:
     """In the child before exec: SIGINT and SIGTERM as a terminal gives them, even when this test runs in the
     background (which ignores them, and mmcli rightly keeps a signal ignored that its parent ignores)."""
-    for s in (signal.SIGINT, signal.SIGTERM):
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, signal.SIG_DFL)
 
 
@@ -187,7 +187,8 @@ SIGNAL_CASES = [
     for command, triggers in (("fit", ("started", "+0.3s", "+0.5s")), ("ranef", ("started", "+0.3s", "figure")))
     for sig in (signal.SIGINT, signal.SIGTERM)
     for trigger in triggers
-]
+] + [("fit", signal.SIGHUP, "+0.3s"), ("ranef", signal.SIGHUP, "figure")]  # the terminal closed
+ENDING = {signal.SIGINT: (130, "Interrupted."), signal.SIGTERM: (143, "Terminated."), signal.SIGHUP: (129, "Hangup.")}
 
 
 @pytest.mark.skipif(not HAS_PROC, reason="needs Linux /proc")
@@ -200,10 +201,10 @@ def test_a_signal_ends_cleanly(command: str, sig: signal.Signals, trigger: str, 
     code, out, err = result
 
     _clean(err)
-    assert code == (130 if sig == signal.SIGINT else 143), err
+    assert code == ENDING[sig][0], err
     assert out == b""
     lines = err.splitlines()
-    assert lines[-1] == ("Interrupted." if sig == signal.SIGINT else "Terminated."), lines
+    assert lines[-1] == ENDING[sig][1], lines
     assert all(line.startswith("Note: ") or not line for line in lines[:-1]), lines
     # the figure is whole or absent, and no temporary file is left
     assert set(_files(tmp_path)) <= {"out.png"}, _files(tmp_path)
