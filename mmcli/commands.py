@@ -83,7 +83,6 @@ def _lmm_outcome(
 ) -> Outcome:
     from mmcli.design import build_design
     from mmcli.inference import check_ddf
-    from mmcli.lmm import LmmModel
 
     spec = opts.spec(smooths=False)
     if not spec.random:
@@ -97,16 +96,7 @@ def _lmm_outcome(
     source, dropped_rows, notes = table.source, table.dropped_rows, list(table.notes)
     del table  # the columns now live in the design: free the frame before the fit
     gc.collect()  # pandas objects hold reference cycles: without this the frame outlives the fit
-    model = LmmModel(
-        design.X,
-        design.y,
-        design.terms,
-        xnames=design.xnames,
-        weights=design.weights,
-        offset=design.offset,
-        method=method,
-        overwrite_y=True,  # y is not used again: its memory holds the working response
-    )
+    model = design.model(method, overwrite_y=True)  # y is not used again: its memory holds the working response
     fit = model.fit(reml, progress)
     d = fit_dict(
         fit,

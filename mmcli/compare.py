@@ -85,7 +85,6 @@ def run_compare(
 ) -> Outcome:
     """`mmcli compare`: fit each formula by ML to the same rows of DATA and tabulate lme4's anova()."""
     from mmcli.design import build_design
-    from mmcli.lmm import fit_lmm
 
     if len(formulas) < 2:
         raise UsageError(f"compare needs at least two formulas, {len(formulas)} given: lme4's anova(m1, m2, ...).")
@@ -111,17 +110,7 @@ def run_compare(
             design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
             source, notes = table.source, notes or list(table.notes)
             del table
-            fit = fit_lmm(
-                design.X,
-                design.y,
-                design.terms,
-                reml=False,
-                xnames=design.xnames,
-                weights=design.weights,
-                offset=design.offset,
-                method=method,
-                overwrite_y=True,
-            )
+            fit = design.model(method, overwrite_y=True).fit(reml=False)
             fits.append(fit)
             nobs.append(fit.n)
         if len(set(nobs)) == 1:

@@ -53,11 +53,8 @@ def intervals(
     from statistics import NormalDist  # scipy.stats would take a second to import
 
     norm = NormalDist()
-    from mmcli.lmm import fit_lmm
 
-    fit = fit_lmm(
-        design.X, design.y, design.terms, reml=reml, xnames=design.xnames, weights=design.weights, offset=design.offset
-    )
+    fit = design.model().fit(reml)
     k = sum(t.ntheta for t in design.terms) + 1
     extra: dict[str, Any] = {}
     if method == "wald":

@@ -15,7 +15,7 @@ from mmcli.errors import DataError, ModelError
 from mmcli.fixed import FixedPart, model_matrix
 from mmcli.formula import ModelSpec, OffsetTerm
 from mmcli.formula.syntax import deep_trees
-from mmcli.lmm import ReTerm, general_term, indicator_term
+from mmcli.lmm import LmmModel, ReTerm, general_term, indicator_term
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,6 +63,20 @@ class Design:
             if t.indicator:
                 out.setdefault(t.group, t.nlevels)
         return out
+
+    def model(self, method: str = "fast", *, overwrite_y: bool = False) -> LmmModel:
+        """The core's model of this design: X, y, the terms, the names, prior weights and the offset.
+        ``overwrite_y`` when the design's y is not used again (its memory then holds the working response)."""
+        return LmmModel(
+            self.X,
+            self.y,
+            self.terms,
+            xnames=self.xnames,
+            weights=self.weights,
+            offset=self.offset,
+            method=method,
+            overwrite_y=overwrite_y,
+        )
 
     def new_rows(self, frame: pd.DataFrame) -> NewRows:
         """The parametric columns, each smooth's x and the offset for new rows (prediction)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mmcli.errors import ModelError
-from mmcli.lmm import LmmFit, LmmModel, theta_offsets, xtvinvx
+from mmcli.lmm import LmmFit, theta_offsets, xtvinvx
 
 if TYPE_CHECKING:
     from mmcli.design import Design, NewRows, SmoothPart
@@ -102,9 +102,7 @@ def fit_gamm(design: Design, *, reml: bool = True, theta: np.ndarray | None = No
         raise ModelError(
             "The model has neither a smooth with a penalty nor a random-effects term; nothing to fit as a mixed model."
         )
-    model = LmmModel(
-        design.X, design.y, design.terms, xnames=design.xnames, weights=design.weights, offset=design.offset
-    )
+    model = design.model()
     fit = model.fit(reml) if theta is None else model.fit_at(theta, reml)
     Vg, edf = _bayes_cov(fit, design)
     keep = [design.xnames.index(n) for n in fit.xnames]

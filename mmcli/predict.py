@@ -163,7 +163,6 @@ def run_predict(
 ) -> Outcome:
     """`mmcli predict`: fit the model to DATA, predict for the rows of NEWDATA (population or conditional)."""
     from mmcli.design import build_design
-    from mmcli.lmm import fit_lmm
 
     if re_form not in RE_FORMS:
         raise UsageError(f"--re-form is 'population' or 'conditional', not '{re_form}'.")
@@ -178,17 +177,7 @@ def run_predict(
     table = _load_model_data(path, spec, opts)
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
     parts = random_parts(spec, design, table.frame, set(opts.factor)) if random else []
-    fit = fit_lmm(
-        design.X,
-        design.y,
-        design.terms,
-        reml=reml,
-        xnames=design.xnames,
-        weights=design.weights,
-        offset=design.offset,
-        method=method,
-        progress=progress,
-    )
+    fit = design.model(method).fit(reml, progress)
     need = needed_columns(spec, random=random)
     new = _load_newdata(newdata, spec, opts, need, random, table.frame)
     try:
