@@ -7,7 +7,7 @@ this module fits it with :class:`mmcli.lmm.LmmModel` and maps the fit back. Numb
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +17,7 @@ from mmcli.lmm import LmmFit, theta_offsets, xtvinvx
 
 if TYPE_CHECKING:
     from mmcli.design import Design, NewRows, SmoothPart
+    from mmcli.smooth_test import SmoothTest
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,6 +31,7 @@ class GammFit:
     edf: list[float]
     x: list[np.ndarray]  # each smooth's data
     resid_population: np.ndarray  # y minus the population-level fit (random effects at zero), for plots
+    tests: list[SmoothTest] = field(default_factory=list)  # summary.gam's smooth-terms table, one per smooth
 
     def theta(self, j: int) -> float:
         """theta of smooth j's random part (0 when the smooth has none)."""
@@ -113,7 +115,10 @@ def fit_gamm(design: Design, *, reml: bool = True, theta: np.ndarray | None = No
     if design.offset is not None:
         resid -= design.offset
     xs = [sp.x for sp in design.smooths]
-    return GammFit(lmm=fit, smooths=design.smooths, Vg=Vg, edf=edf, x=xs, resid_population=resid)
+    g = GammFit(lmm=fit, smooths=design.smooths, Vg=Vg, edf=edf, x=xs, resid_population=resid)
+    from mmcli.smooth_test import gamm_smooth_tests
+
+    return replace(g, tests=gamm_smooth_tests(g, design))
 
 
 def xtvinvx_others(X: np.ndarray, fit: LmmFit, design: Design) -> np.ndarray:

@@ -16,7 +16,8 @@ Two tests, chosen per smooth as mgcv 1.8-41's ``summary.gam`` chooses them:
 Both work for any smooth given its coefficient indices, the length of its null space and the covariance
 matrices; nothing here depends on the basis. The tail probabilities of weighted sums of chi-squares are computed
 by Imhof's (1961) inversion of the characteristic function, where mgcv uses Davies' (1980) algorithm with its
-default accuracy of 2e-5 (absolute). Numbers only: no output.
+default accuracy of 2e-5 (absolute). The scale is estimated (a Gaussian gamm), so every statistic is referred
+to its distribution divided by a chi-square on the residual df over those df. Numbers only: no output.
 """
 
 from __future__ import annotations
@@ -64,47 +65,46 @@ class SmoothTest:
 # weighted sums of chi-squares
 
 
-def psum_chisq_upper(q: float, lb: Sequence[float], df: Sequence[int]) -> float:
-    """P(sum_j lb_j X_j > q) with X_j independent central chi-squares on df_j degrees of freedom (Imhof 1961):
+def prob_positive(lb: Sequence[float], df: Sequence[int]) -> float:
+    """P(sum_j lb_j X_j > 0) with X_j independent central chi-squares on df_j degrees of freedom, the weights of
+    either sign (Imhof 1961, at q = 0):
 
         P = 1/2 + (1/pi) int_0^inf sin(theta(u)) / (u rho(u)) du,
-        theta(u) = 1/2 sum_j df_j arctan(lb_j u) - q u / 2,  rho(u) = prod_j (1 + lb_j^2 u^2)^(df_j / 4).
+        theta(u) = 1/2 sum_j df_j arctan(lb_j u),  rho(u) = prod_j (1 + lb_j^2 u^2)^(df_j / 4).
 
-    The weights may have either sign (mgcv refers an F-like ratio to such a sum with one negative weight)."""
+    theta is bounded, so the integrand does not oscillate without end, and it falls like u^-(1 + sum df / 2): the
+    integral is taken piecewise until the bound on the rest, 2 / (sum df  rho(u)), is below 1e-14."""
     lam = np.asarray(lb, dtype=float)
     h = np.asarray(df, dtype=float)
     keep = lam != 0
     lam, h = lam[keep], h[keep]
     if lam.size == 0:
-        return 1.0 if q < 0 else 0.0
+        return 0.0
+
+    def log_rho(u: float) -> float:
+        return float(np.sum(h / 4 * np.log1p((lam * u) ** 2)))
 
     def integrand(u: float) -> float:
         if u == 0.0:
-            return 0.5 * (float(np.sum(h * lam)) - q)
-        theta = 0.5 * float(np.sum(h * np.arctan(lam * u))) - 0.5 * q * u
-        log_rho = float(np.sum(h / 4 * np.log1p((lam * u) ** 2)))
-        return math.sin(theta) / u * math.exp(-log_rho)
+            return 0.5 * float(np.sum(h * lam))
+        return math.sin(0.5 * float(np.sum(h * np.arctan(lam * u)))) / u * math.exp(-log_rho(u))
 
-    # split the range where the integrand still matters: rho(u) grows like u^(sum df / 2)
     scale = 1.0 / float(np.max(np.abs(lam)))
-    edges = [0.0] + [scale * 2.0**i for i in range(-4, 40)]
-    total = 0.0
-    for a, b in zip(edges, edges[1:]):
-        part = scipy.integrate.quad(integrand, a, b, limit=200, epsabs=1e-14, epsrel=1e-10)[0]
-        total += part
-        tail = math.exp(-float(np.sum(h / 4 * np.log1p((lam * b) ** 2))))
-        if tail * 2.0 * math.pi < 1e-14 * max(abs(total), 1e-3):  # the rest is below the integrand's bound
+    total, a = 0.0, 0.0
+    for i in range(-6, 200):
+        b = scale * 2.0 ** (i / 2)
+        total += scipy.integrate.quad(integrand, a, b, limit=100, epsabs=1e-15, epsrel=1e-12)[0]
+        a = b
+        if 2.0 / float(np.sum(h)) * math.exp(-log_rho(b)) < 1e-14:
             break
     return min(1.0, max(0.0, 0.5 + total / math.pi))
 
 
 def _upper(stat: float, weights: Sequence[float], res_df: float) -> float:
-    """P(sum_j w_j X_j > stat), X_j ~ chi^2_1; with an estimated scale (res_df > 0), as mgcv:
-    P(sum_j w_j X_j - (stat / k) X_k > 0), X_k ~ chi^2_k independent, k = max(1, round(res_df))."""
-    if res_df <= 0:
-        return psum_chisq_upper(stat, weights, [1] * len(weights))
+    """P(sum_j w_j X_j / (X_k / k) > stat), X_j ~ chi^2_1, X_k ~ chi^2_k independent, k = max(1, round(res_df)):
+    as mgcv refers a statistic with an estimated scale, P(sum_j w_j X_j - (stat / k) X_k > 0)."""
     k = max(1, int(np.round(res_df)))
-    return psum_chisq_upper(0.0, [*weights, -stat / k], [1] * len(weights) + [k])
+    return prob_positive([*weights, -stat / k], [1] * len(weights) + [k])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def wood_test(p: np.ndarray, R: np.ndarray, V: np.ndarray, rank: float, res_df: 
     r = k + nu mixes the k-th and (k+1)-th directions by Wood's 2x2 matrix B = [[1, b], [b, nu]] (b^2 =
     nu(1 - nu)/2), and the p-value is the average over the two signs of that mixing, each referred to the sum
     of chi-squares with weights [1, ..., 1, (1 + nu + sqrt((1 + nu)(1 - nu)))/2, (1 + nu) - that]. Returns
-    (statistic, p-value, rank)."""
+    (statistic, p-value, rank). The scale is taken as estimated (res_df > 0), as it is for every gamm."""
     Vr = R @ V @ R.T
     Vr = (Vr + Vr.T) / 2
     vals, vecs = np.linalg.eigh(Vr)
@@ -175,10 +175,7 @@ def wood_test(p: np.ndarray, R: np.ndarray, V: np.ndarray, rank: float, res_df: 
             weights[k1 - 1] = rp - weights[k - 1]
         pval = (_upper(d, weights, res_df) + _upper(d1, weights, res_df)) / 2
     if pval > 1:
-        if res_df <= 0:
-            pval = (scipy.stats.chi2.sf(d, rank1) + scipy.stats.chi2.sf(d1, rank1)) / 2
-        else:
-            pval = (scipy.stats.f.sf(d / rank1, rank1, res_df) + scipy.stats.f.sf(d1 / rank1, rank1, res_df)) / 2
+        pval = (scipy.stats.f.sf(d / rank1, rank1, res_df) + scipy.stats.f.sf(d1 / rank1, rank1, res_df)) / 2
     return d, min(1.0, float(pval)), float(rank)
 
 
@@ -195,9 +192,7 @@ def re_test(b: np.ndarray, M: np.ndarray, Ve: np.ndarray, sigma2: float, res_df:
     rank = int(np.sum(ev > ev.max() * EPS**0.8)) if ev.size and ev.max() > 0 else 0
     if rank == 0:
         return stat, 1.0, 0.0
-    k = max(1, int(np.round(res_df)))
-    pval = psum_chisq_upper(0.0, [*ev[:rank], -stat / k], [1] * rank + [k])
-    return stat, pval, float(rank)
+    return stat, _upper(stat, list(ev[:rank]), res_df), float(rank)
 
 
 def smooth_tests(
