@@ -123,7 +123,9 @@ def gamm_predictions(
     groups = {f for t in spec.random for f in t.factors}
     need = [c for c in spec.variables() if c != spec.response and (conditional or c not in groups)]
     svars = [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
-    cats = [c for c in need if c in opts.factor or (c in groups and c not in svars and frame[c].dtype.kind not in "fiu")]
+    cats = [
+        c for c in need if c in opts.factor or (c in groups and c not in svars and frame[c].dtype.kind not in "fiu")
+    ]
     new = _predict_table(
         path,
         numeric=[c for c in need if c in svars],

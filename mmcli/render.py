@@ -312,7 +312,11 @@ def _predictions(rows: list[dict[str, Any]], cols: list[str], conditional: bool 
     t = _plain_table(*cols, right=tuple(range(len(cols))))
     for r in rows:
         t.add_row(*[sig(r[c], 6) if isinstance(r[c], float) or r[c] is None else str(r[c]) for c in cols])
-    what = "conditional (random effects of each row's levels; 0 for a new level)" if conditional else "population level, random effects at zero"
+    what = (
+        "conditional (random effects of each row's levels; 0 for a new level)"
+        if conditional
+        else "population level, random effects at zero"
+    )
     return [Text(f"Predictions, {what}:", style="bold"), t]
 
 

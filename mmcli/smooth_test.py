@@ -117,7 +117,7 @@ def upper_root(G: np.ndarray) -> np.ndarray:
     the test does not see)."""
     w, U = np.linalg.eigh((G + G.T) / 2)
     B = np.sqrt(np.maximum(w, 0.0))[:, None] * U.T
-    return np.linalg.qr(B, mode="r")
+    return np.asarray(np.linalg.qr(B, mode="r"))
 
 
 def wood_test(p: np.ndarray, R: np.ndarray, V: np.ndarray, rank: float, res_df: float) -> tuple[float, float, float]:
@@ -222,7 +222,11 @@ def smooth_tests(
         if blk.null_space_dim == 0:
             rest = np.setdiff1d(np.arange(coef.size), ind)
             Hmo = H[np.ix_(ind, rest)]
-            M = H[np.ix_(ind, ind)] - Hmo @ np.linalg.solve(H[np.ix_(rest, rest)], Hmo.T) if rest.size else H[np.ix_(ind, ind)]
+            M = (
+                H[np.ix_(ind, ind)] - Hmo @ np.linalg.solve(H[np.ix_(rest, rest)], Hmo.T)
+                if rest.size
+                else H[np.ix_(ind, ind)]
+            )
             stat, pval, rank = re_test(p, (M + M.T) / 2, Ve[np.ix_(ind, ind)], sigma2, residual_df)
             test = "Wood 2013b"
         else:
