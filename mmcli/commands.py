@@ -139,6 +139,8 @@ def run_ranef(
     if gamm_ranef_check(opts.spec(smooths=True)):
         out = run_gamm(path, opts, reml=reml is not False)
         fit = out.result.lmm
+        if method != "fast":
+            out.notes.append(f"--method {method} is for models without smooths; this one is fitted as gamm fits it.")
     else:
         out = _lmm_outcome(path, opts, bool(reml), method, progress)
         fit = out.result

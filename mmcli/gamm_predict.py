@@ -70,18 +70,6 @@ def conditional_effects(
     return total, per, new
 
 
-def new_levels_note(per: dict[str, int], new: np.ndarray) -> str | None:
-    if not per:
-        return None
-    n, m = int(new.sum()), new.size
-    where = ", ".join(f"{g}: {k}" for g, k in per.items())
-    verb = "has" if n == 1 else "have"
-    return (
-        f"{n} of {m} rows of the --predict file {verb} a level the fitted data do not have ({where}); for such a "
-        "row the random effect of that factor is 0 (population level), as lme4's allow.new.levels = TRUE."
-    )
-
-
 def check_re_form(spec: ModelSpec, re_form: str) -> None:
     """--re-form names one of the two kinds; conditional needs a random-effects term."""
     if re_form not in RE_FORMS:
@@ -117,6 +105,7 @@ def gamm_predictions(
     """The rows of the --predict file with their predictions: ``fit`` and ``se`` (population), or ``fit`` alone
     (conditional), and the notes to show."""
     from mmcli.commands import _predict_table, predict_notes
+    from mmcli.predict import levels_note
 
     check_re_form(spec, re_form)
     conditional = re_form == "conditional"
@@ -140,7 +129,7 @@ def gamm_predictions(
         if conditional:
             parts = grouping_parts(spec, g, frame, set(opts.factor))
             extra, per, is_new = conditional_effects(g, parts, new.frame)
-            notes += [n for n in [new_levels_note(per, is_new)] if n]
+            notes += [n for n in [levels_note(per, is_new, "--predict")] if n]
     except DataError as e:
         raise DataError(f"In the --predict file: {e}") from None
     values = dataio.records(new, need)
