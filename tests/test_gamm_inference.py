@@ -199,3 +199,16 @@ def test_wood_test_at_a_whole_rank_is_the_wald_f_test():
     assert rank == 4.0
     assert stat == pytest.approx(float(p @ np.linalg.solve(V, p)), rel=EXACT)
     assert pval == pytest.approx(scipy.stats.f.sf(stat / 4, 4, 45.0), rel=EXACT)
+
+
+def test_s_table_does_not_depend_on_the_order_of_the_rows():
+    case = REF["sleep_cr_slope"]
+    g = fits("sleep_cr_slope")[0]
+    spec = parse_formula(case["mmcli"], allow_smooths=True)
+    frame = load(SLEEP, numeric=["Reaction", "Days"], categorical=["Subject"]).frame
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    h = fit_gamm(build_design(spec, shuffled, set()), theta=g.lmm.theta)
+    for a, b in zip(g.tests, h.tests):
+        assert (b.edf, b.ref_df) == pytest.approx((a.edf, a.ref_df), rel=EXACT)
+        assert pytest.approx(a.F, rel=EXACT) == b.F
+        assert b.p_value == pytest.approx(a.p_value, rel=EXACT)
