@@ -1,8 +1,9 @@
 """The smooth-terms table (summary.gam's s.table), ranef and conditional predictions of gamm fits, against gamm4.
 
 Reference: tests/reference/gamm_inference.json, made by tests/reference/make_gamm_inference.R (R 4.2.2, mgcv
-1.8-41, gamm4 0.2-6, lme4 1.1-31) on sleepstudy and on gamSim(1) data with 15 groups
-(tests/reference/gamm_inference_sim.csv). Each case records gamm4's theta: at that theta everything is a
+1.8-41, gamm4 0.2-6, lme4 1.1-31) on sleepstudy, on gamSim(1) data with 15 groups
+(tests/reference/gamm_inference_sim.csv) and on make_gamm_weights.R's data with prior weights, an offset and a
+parametric term (tests/reference/gamm_weighted.csv). Each case records gamm4's theta: at that theta everything is a
 deterministic evaluation (EXACT; p-values to mgcv's Davies accuracy R_DAVIES); at mmcli's optimum the
 optimizer tiers, and the smooth-terms table S_TABLE, as gamm4 stops early on flat surfaces.
 
@@ -57,9 +58,13 @@ def build(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 
         monkeypatch.setattr(mmcli.smooths, "smooth_construct", construct)
     spec = parse_formula(case["mmcli"], allow_smooths=True)
-    numeric = [spec.response] + [s.var for s in spec.smooths]
-    frame = load(str(ROOT / case["data"]), numeric=numeric, categorical=[f for t in spec.random for f in t.factors])
-    return build_design(spec, frame.frame, set())
+    numeric = [spec.response] + [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
+    weights = case.get("weights")
+    numeric += [weights] if weights else []
+    cats = [f for t in spec.random for f in t.factors]
+    other = [c for c in spec.variables() if c not in numeric and c not in cats]
+    frame = load(str(ROOT / case["data"]), numeric=numeric, categorical=cats, other=other)
+    return build_design(spec, frame.frame, set(), weights=weights)
 
 
 @functools.cache

@@ -29,6 +29,9 @@ sim <- data.frame(
 write.csv(sim, "tests/reference/gamm_inference_sim.csv", row.names = FALSE, quote = FALSE)
 sim <- read.csv("tests/reference/gamm_inference_sim.csv")
 sim$g <- factor(sim$g)
+## make_gamm_weights.R's data: prior weights, an offset and a parametric term.
+weighted <- read.csv("tests/reference/gamm_weighted.csv")
+weighted$g <- factor(weighted$g)
 
 ## New rows for conditional predictions: known and unknown levels.
 new_sleep <- data.frame(Days = c(0.5, 4.25, 9, 2), Subject = c("308", "372", "335", "999"))
@@ -47,7 +50,9 @@ cases <- list(
   sim_four_g = list(data = "sim",
                     formula = 'y ~ s(x0, bs = "cr") + s(x1, bs = "cs") + s(x2, bs = "cr", k = 12) + s(x3, bs = "cs")',
                     random = "~ (1 | g)",
-                    mmcli = "y ~ s(x0, bs='cr') + s(x1, bs='cs') + s(x2, bs='cr', k=12) + s(x3, bs='cs') + (1|g)")
+                    mmcli = "y ~ s(x0, bs='cr') + s(x1, bs='cs') + s(x2, bs='cr', k=12) + s(x3, bs='cs') + (1|g)"),
+  weighted = list(data = "weighted", formula = 'y ~ x1 + s(x2, bs = "cr") + offset(off)', random = "~ (1 | g)",
+                  weights = "w", mmcli = "y ~ x1 + s(x2, bs='cr') + offset(off) + (1|g)")
 )
 
 ## Conditional predictions for new rows, by hand: predict.gam's population prediction plus each row's random
@@ -64,9 +69,11 @@ conditional <- function(m, new, group, slope) {
 }
 
 fit_case <- function(cs) {
-  d <- if (cs$data == "sleep") sleep else sim
-  m <- if (is.null(cs$random)) gamm4(as.formula(cs$formula), data = d, REML = TRUE) else
-    gamm4(as.formula(cs$formula), random = as.formula(cs$random), data = d, REML = TRUE)
+  d <- switch(cs$data, sleep = sleep, sim = sim, weighted = weighted)
+  if (!is.null(cs$weights)) prior_w <<- d[[cs$weights]]  # gamm4 looks its weights up outside this function
+  m <- if (is.null(cs$random)) gamm4(as.formula(cs$formula), data = d, REML = TRUE) else if (is.null(cs$weights))
+    gamm4(as.formula(cs$formula), random = as.formula(cs$random), data = d, REML = TRUE) else
+    gamm4(as.formula(cs$formula), random = as.formula(cs$random), data = d, weights = prior_w, REML = TRUE)
   s <- summary(m$gam)
   st <- s$s.table
   s_table <- lapply(seq_len(nrow(st)), function(i) list(term = rownames(st)[i], edf = st[i, "edf"],
@@ -83,8 +90,10 @@ fit_case <- function(cs) {
     }
   }
   out <- list(
-    data = if (cs$data == "sleep") "sample_data/sleepstudy.csv" else "tests/reference/gamm_inference_sim.csv",
+    data = switch(cs$data, sleep = "sample_data/sleepstudy.csv", sim = "tests/reference/gamm_inference_sim.csv",
+                  weighted = "tests/reference/gamm_weighted.csv"),
     formula = cs$formula, random = if (is.null(cs$random)) "none" else cs$random, mmcli = cs$mmcli,
+    weights = if (is.null(cs$weights)) NULL else cs$weights,
     REMLcrit = as.numeric(REMLcrit(m$mer)),
     theta = I(as.numeric(getME(m$mer, "theta"))),
     theta_names = I(names(getME(m$mer, "theta"))),
@@ -97,7 +106,7 @@ fit_case <- function(cs) {
   if (cs$data == "sleep") {
     out$newdata <- list(Days = I(new_sleep$Days), Subject = I(new_sleep$Subject))
     out$predict <- conditional(m, new_sleep, "Subject", if (grepl("Days \\|", cs$random)) "Days" else NULL)
-  } else if (!is.null(cs$random)) {
+  } else if (cs$data == "sim" && !is.null(cs$random)) {
     out$newdata <- list(x0 = I(new_sim$x0), x1 = I(new_sim$x1), x2 = I(new_sim$x2), x3 = I(new_sim$x3),
                         g = I(new_sim$g))
     out$predict <- conditional(m, new_sim, "g", NULL)
