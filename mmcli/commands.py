@@ -238,7 +238,7 @@ def run_gamm(
 
     spec = opts.spec(smooths=True)
     _stdin_once(path, predict)
-    check_re_form(spec, re_form)
+    check_re_form(spec, re_form, predict)
     table = _load_model_data(path, spec, opts)
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
     g = fit_gamm(design, reml=reml)

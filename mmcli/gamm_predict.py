@@ -70,10 +70,12 @@ def conditional_effects(
     return total, per, new
 
 
-def check_re_form(spec: ModelSpec, re_form: str) -> None:
-    """--re-form names one of the two kinds; conditional needs a random-effects term."""
+def check_re_form(spec: ModelSpec, re_form: str, predict: str | None) -> None:
+    """--re-form names one of the two kinds; conditional needs --predict and a random-effects term."""
     if re_form not in RE_FORMS:
         raise UsageError(f"--re-form is 'population' or 'conditional', not '{re_form}'.")
+    if re_form == "conditional" and not predict:
+        raise UsageError("--re-form conditional says how to predict: give the rows with --predict FILE.csv.")
     if re_form == "conditional" and not spec.random:
         raise UsageError(
             f"The model '{spec.text}' has no random-effects term, so its conditional predictions are its "
@@ -107,7 +109,7 @@ def gamm_predictions(
     from mmcli.commands import _predict_table, predict_notes
     from mmcli.predict import levels_note
 
-    check_re_form(spec, re_form)
+    check_re_form(spec, re_form, path)
     conditional = re_form == "conditional"
     groups = {f for t in spec.random for f in t.factors}
     need = [c for c in spec.variables() if c != spec.response and (conditional or c not in groups)]

@@ -177,6 +177,7 @@ def test_cli_s_table_in_json_and_table():
     [
         (["ranef", SLEEP, "Reaction ~ s(Days, bs='cr')"], "no random-effects term"),
         (["gamm", SLEEP, "Reaction ~ s(Days, bs='cr')", "--predict", SLEEP, "--re-form", "conditional"], "leave out"),
+        (["gamm", SLEEP, SLOPE["mmcli"], "--re-form", "conditional"], "--predict FILE.csv"),
     ],
 )
 def test_errors(args, message):
