@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from mmcli import output
+from mmcli.cli_gamm import gamm_predict_options, ranef_reml_option
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
 from mmcli.signals import Terminated, unwinding
 
@@ -164,17 +165,20 @@ def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: 
 
 
 @cli.command()
+@ranef_reml_option
 @model_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a caterpillar plot (.png/.svg/.pdf).")
 @output_options
 def ranef(fmt: str, data: str, formula: str | None, reml: bool, method: str, plot_path: str | None, **kw: Any) -> None:
-    """Conditional modes (BLUPs) of the random effects, with conditional standard deviations.
+    """Conditional modes (BLUPs) of the random effects, with conditional standard deviations. A formula with
+    smooths is fitted as gamm fits it; its grouping factors' effects are listed.
 
     \b
     Examples:
       mmcli ranef sleepstudy.csv --y Reaction --fixed Days --group Subject
       mmcli ranef sleepstudy.csv "Reaction ~ Days + (Days | Subject)" --format csv | head
       mmcli ranef penicillin.csv "diameter ~ 1 + (1|plate) + (1|sample)" --plot ranef.png
+      mmcli ranef sleepstudy.csv "Reaction ~ s(Days, bs='cr') + (Days|Subject)"
     """
     from mmcli import render
     from mmcli.commands import run_ranef
@@ -241,7 +245,8 @@ def spline(fmt: str, data: str, knot_values: str | None, plot_path: str | None, 
 @click.option("--weights", metavar="COL", help="Prior weights (positive): residual variance sigma^2 / w.")
 @NA_OPTION
 @click.option("--reml/--ml", default=True, help="REML (default, as gamm4) or maximum likelihood.")
-@click.option("--predict", "predict_path", metavar="FILE.csv", help="Population-level predictions with se.")
+@click.option("--predict", "predict_path", metavar="FILE.csv", help="Predictions for its rows (see --re-form).")
+@gamm_predict_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Each smooth with its 2 se band.")
 @output_options
 def gamm(
@@ -254,12 +259,14 @@ def gamm(
       mmcli gamm sleepstudy.csv "Reaction ~ s(Days, bs='cs') + (1|Subject)"
       mmcli gamm sleepstudy.csv --y Reaction --smooth Days --bs cr --k 5 --group Subject
       mmcli gamm sleepstudy.csv "Reaction ~ s(Days, bs='cs') + (1|Subject)" --predict grid.csv --plot days.png
+      mmcli gamm sleepstudy.csv "Reaction ~ s(Days, bs='cr') + (Days|Subject)" --predict new.csv --re-form conditional
     """
     from mmcli import render
     from mmcli.commands import run_gamm
 
     _check_plot_path(plot_path)
-    out = run_gamm(data, _model(formula, **kw), reml=reml, predict=predict_path)
+    re_form = kw.pop("re_form")
+    out = run_gamm(data, _model(formula, **kw), reml=reml, predict=predict_path, re_form=re_form)
     _plot(plot_path, "plot_gamm", out.result)
     _emit(out, fmt, lambda d: render.print_gamm(d, predictions=predict_path is not None))
 

@@ -128,10 +128,23 @@ def run_fit(
     return _lmm_outcome(path, opts, reml, method, progress, ddf)
 
 
-def run_ranef(path: str, opts: ModelOptions, *, reml: bool, method: str = "fast", progress: Progress = None) -> Outcome:
-    """`mmcli ranef`: the conditional modes and standard deviations of the random effects."""
-    out = _lmm_outcome(path, opts, reml, method, progress)
-    rows = ranef_rows(out.result)
+def run_ranef(
+    path: str, opts: ModelOptions, *, reml: bool | None = None, method: str = "fast", progress: Progress = None
+) -> Outcome:
+    """`mmcli ranef`: the conditional modes and standard deviations of the random effects. A formula with
+    smooths is fitted as `gamm` fits it (REML unless ``reml`` is False, as gamm4) and its grouping factors'
+    effects are listed (the smooths' random parts are not); otherwise ML unless ``reml``."""
+    from mmcli.gamm_predict import gamm_ranef_check
+
+    if gamm_ranef_check(opts.spec(smooths=True)):
+        out = run_gamm(path, opts, reml=reml is not False)
+        fit = out.result.lmm
+        if method != "fast":
+            out.notes.append(f"--method {method} is for models without smooths; this one is fitted as gamm fits it.")
+    else:
+        out = _lmm_outcome(path, opts, bool(reml), method, progress)
+        fit = out.result
+    rows = ranef_rows(fit)
     out.data = {"ranef": rows, "fit": out.data}
     out.csv_rows, out.csv_columns = rows, ["group", "level", "term", "mode", "cond_sd"]
     return out
@@ -214,13 +227,18 @@ def _predict_table(path: str, **columns: Any) -> dataio.Table:
         raise DataError(f"In the --predict file: {e}") from None
 
 
-def run_gamm(path: str, opts: ModelOptions, *, reml: bool = True, predict: str | None = None) -> Outcome:
-    """`mmcli gamm`: smooths and random effects as one mixed model (gamm4's construction)."""
+def run_gamm(
+    path: str, opts: ModelOptions, *, reml: bool = True, predict: str | None = None, re_form: str = "population"
+) -> Outcome:
+    """`mmcli gamm`: smooths and random effects as one mixed model (gamm4's construction); with ``predict``,
+    predictions at the population level or conditional on the rows' grouping levels (``re_form``)."""
     from mmcli.design import build_design
     from mmcli.gamm import fit_gamm
+    from mmcli.gamm_predict import check_re_form, gamm_predictions
 
     spec = opts.spec(smooths=True)
     _stdin_once(path, predict)
+    check_re_form(spec, re_form, predict)
     table = _load_model_data(path, spec, opts)
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
     g = fit_gamm(design, reml=reml)
@@ -245,33 +263,11 @@ def run_gamm(path: str, opts: ModelOptions, *, reml: bool = True, predict: str |
     d = gamm_dict(g, base)
     rows, columns = d["fixed_effects"], ["term", "estimate", "std_error", "t_value"]
     if predict:
-        rows, predicted_notes = _gamm_predictions(predict, spec, opts, design, g)
-        d["predictions"] = rows
+        rows, predicted_notes = gamm_predictions(predict, spec, opts, design, g, table.frame, re_form)
+        d["predictions"], d["re_form"] = rows, re_form
         notes += predicted_notes
         columns = list(rows[0].keys()) if rows else ["fit", "se"]
     return Outcome(d, rows, columns, g, notes, g.lmm.converged)
-
-
-def _gamm_predictions(
-    path: str, spec: ModelSpec, opts: ModelOptions, design: Any, g: Any
-) -> tuple[list[dict[str, Any]], list[str]]:
-    groups = {f for t in spec.random for f in t.factors}
-    need = [c for c in spec.variables() if c != spec.response and c not in groups]
-    svars = [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
-    new = _predict_table(
-        path,
-        numeric=[c for c in need if c in svars],
-        categorical=[c for c in need if c in opts.factor],
-        other=[c for c in need if c not in svars and c not in opts.factor],
-        na=opts.na,
-    )
-    try:
-        rows = design.new_rows(new.frame)
-    except DataError as e:
-        raise DataError(f"In the --predict file: {e}") from None
-    fit, se = g.predict(rows)
-    values = dataio.records(new, need)
-    return [{**v, "fit": float(f), "se": float(s)} for v, f, s in zip(values, fit, se)], predict_notes(new)
 
 
 def _fixed_terms(design: Any, frame: Any) -> Any:

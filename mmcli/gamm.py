@@ -7,7 +7,7 @@ this module fits it with :class:`mmcli.lmm.LmmModel` and maps the fit back. Numb
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +17,7 @@ from mmcli.lmm import LmmFit, theta_offsets, xtvinvx
 
 if TYPE_CHECKING:
     from mmcli.design import Design, NewRows, SmoothPart
+    from mmcli.smooth_test import SmoothTest
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,6 +31,7 @@ class GammFit:
     edf: list[float]
     x: list[np.ndarray]  # each smooth's data
     resid_population: np.ndarray  # y minus the population-level fit (random effects at zero), for plots
+    tests: list[SmoothTest] = field(default_factory=list)  # summary.gam's smooth-terms table, one per smooth
 
     def theta(self, j: int) -> float:
         """theta of smooth j's random part (0 when the smooth has none)."""
@@ -113,7 +115,22 @@ def fit_gamm(design: Design, *, reml: bool = True, theta: np.ndarray | None = No
     if design.offset is not None:
         resid -= design.offset
     xs = [sp.x for sp in design.smooths]
-    return GammFit(lmm=fit, smooths=design.smooths, Vg=Vg, edf=edf, x=xs, resid_population=resid)
+    g = GammFit(lmm=fit, smooths=design.smooths, Vg=Vg, edf=edf, x=xs, resid_population=resid)
+    from mmcli.smooth_test import gamm_smooth_tests
+
+    return replace(g, tests=gamm_smooth_tests(g, design))
+
+
+def xtvinvx_others(X: np.ndarray, fit: LmmFit, design: Design) -> np.ndarray:
+    """X' V0^-1 X with V0 = W^-1 + Z_o Lambda_o Lambda_o' Z_o' over the random effects that are not smooths."""
+    smooth_terms = {sp.term for sp in design.smooths if sp.term >= 0}
+    offsets = theta_offsets(design.terms)
+    others = [t for i, t in enumerate(design.terms) if i not in smooth_terms]
+    theta_o = np.concatenate(
+        [fit.theta[k : k + t.ntheta] for i, (t, k) in enumerate(zip(design.terms, offsets)) if i not in smooth_terms]
+        or [np.zeros(0)]
+    )
+    return xtvinvx(X, others, theta_o, design.weights)
 
 
 def _bayes_cov(fit: LmmFit, design: Design) -> tuple[np.ndarray, list[float]]:
@@ -122,7 +139,6 @@ def _bayes_cov(fit: LmmFit, design: Design) -> tuple[np.ndarray, list[float]]:
     over the other random effects (Wood 2017, 6.6). EDF_j = trace of the smooth's block of Vp X~'V0^-1 X~ / sigma^2."""
     keep = [design.xnames.index(n) for n in fit.xnames]
     Xk = design.X[:, keep]
-    smooth_terms = {sp.term for sp in design.smooths if sp.term >= 0}
     offsets = theta_offsets(design.terms)
     cols, scale = [Xk], [np.ones(Xk.shape[1])]
     for sp in design.smooths:
@@ -132,12 +148,7 @@ def _bayes_cov(fit: LmmFit, design: Design) -> tuple[np.ndarray, list[float]]:
             scale.append(np.full(Zr.shape[1], float(fit.theta[offsets[sp.term]])))
     Xt = np.column_stack(cols)  # [X, Zr_j]: full rank; X~ = Xt diag(1, theta_j) is applied after the factor
     tscale = np.concatenate(scale)
-    others = [t for i, t in enumerate(design.terms) if i not in smooth_terms]
-    theta_o = np.concatenate(
-        [fit.theta[k : k + t.ntheta] for i, (t, k) in enumerate(zip(design.terms, offsets)) if i not in smooth_terms]
-        or [np.zeros(0)]
-    )
-    A = xtvinvx(Xt, others, theta_o, design.weights) * np.outer(tscale, tscale)  # X~' V0^-1 X~
+    A = xtvinvx_others(Xt, fit, design) * np.outer(tscale, tscale)  # X~' V0^-1 X~
     P = np.zeros(A.shape[0])
     P[Xk.shape[1] :] = 1.0
     Hinv = np.linalg.inv(A + np.diag(P))

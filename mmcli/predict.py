@@ -226,12 +226,18 @@ def new_levels_note(fit: LmmFit, rows: NewRows) -> str | None:
         any_new |= lev < 0
         if np.any(lev < 0):
             per[term.group] = max(per.get(term.group, 0), int(np.sum(lev < 0)))
+    return levels_note(per, any_new, "--newdata")
+
+
+def levels_note(per: dict[str, int], any_new: np.ndarray, option: str) -> str | None:
+    """The note on rows of the ``option`` file with a new level: ``per`` counts them per grouping factor,
+    ``any_new`` marks the rows with at least one."""
     if not per:
         return None
     n, m = int(any_new.sum()), any_new.size
     where = ", ".join(f"{g}: {k}" for g, k in per.items())
     verb = "has" if n == 1 else "have"
     return (
-        f"{n} of {m} rows of the --newdata file {verb} a level the fitted data do not have ({where}); "
+        f"{n} of {m} rows of the {option} file {verb} a level the fitted data do not have ({where}); "
         "for such a row the random effect of that factor is 0 (population level), as lme4's allow.new.levels = TRUE."
     )

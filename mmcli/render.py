@@ -171,9 +171,10 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
         out += [Text("\nScaled residuals:", style="bold"), res]
     out += _random_effects(d) + _fixed_effects(d)
     if d.get("smooths"):
-        st = _plain_table("term", "basis", "k", "edf", "lambda", right=(2, 3, 4))
+        st = _plain_table("term", "basis", "k", "edf", "Ref.df", "F", "p-value", "lambda", right=(2, 3, 4, 5, 6, 7))
         for s in d["smooths"]:
-            st.add_row(s["term"], s["basis"], str(s["k"]), fixed(s["edf"], 3), sig(s["lambda"]))
+            tests = (fixed(s.get("ref_df"), 3), sig(s.get("F")), p_coef(s.get("p_value")))
+            st.add_row(s["term"], s["basis"], str(s["k"]), fixed(s["edf"], 3), *tests, sig(s["lambda"]))
         out += [Text("\nSmooth terms:", style="bold"), st]
     if d.get("singular"):
         out.append(
@@ -303,15 +304,20 @@ def print_gamm(d: dict[str, Any], *, predictions: bool) -> None:
     parts = fit_renderables(d)
     if predictions:
         rows = d.get("predictions") or []
-        parts += _predictions(rows, list(rows[0].keys()) if rows else [])
+        parts += _predictions(rows, list(rows[0].keys()) if rows else [], d.get("re_form") == "conditional")
     _show(*parts)
 
 
-def _predictions(rows: list[dict[str, Any]], cols: list[str]) -> list[Any]:
+def _predictions(rows: list[dict[str, Any]], cols: list[str], conditional: bool = False) -> list[Any]:
     t = _plain_table(*cols, right=tuple(range(len(cols))))
     for r in rows:
         t.add_row(*[sig(r[c], 6) if isinstance(r[c], float) or r[c] is None else str(r[c]) for c in cols])
-    return [Text("Predictions (population level, random effects at zero):", style="bold"), t]
+    what = (
+        "conditional (random effects of each row's levels; 0 for a new level)"
+        if conditional
+        else "population level, random effects at zero"
+    )
+    return [Text(f"Predictions, {what}:", style="bold"), t]
 
 
 # --------------------------------------------------------------------------------------------------

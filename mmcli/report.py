@@ -195,6 +195,7 @@ def gamm_dict(g: GammFit, base: dict[str, Any]) -> dict[str, Any]:
                 "basis": sp.smooth.bs,
                 "k": sp.smooth.k,
                 "edf": finite(g.edf[j]),
+                **smooth_test_fields(g, j),
                 "knots": plain(sp.smooth.knots),
                 "lambda": finite(lam),
                 "variance": finite(g.lmm.sigma**2 / lam) if lam else 0.0,
@@ -203,6 +204,14 @@ def gamm_dict(g: GammFit, base: dict[str, Any]) -> dict[str, Any]:
         )
     d["smooths"] = smooths
     return d
+
+
+def smooth_test_fields(g: GammFit, j: int) -> dict[str, Any]:
+    """Smooth j's row of summary.gam's smooth-terms table: Ref.df, F, p-value and which test gave them."""
+    if j >= len(g.tests):
+        return {}
+    t = g.tests[j]
+    return {"ref_df": finite(t.ref_df), "F": finite(t.F), "p_value": finite(t.p_value), "test": t.test}
 
 
 # --------------------------------------------------------------------------------------------------

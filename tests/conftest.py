@@ -98,6 +98,16 @@ NUM_DERIV = 1e-6  # two finite-difference derivatives at the same fixed paramete
 DDF = 1e-3  # df and p-values of an optimized fit against lmerTest/pbkrtest, relative
 DDF_P_ABS = 1e-8  # ... or absolute, for p-values near zero
 R_SPLINE = 2.5e-4  # lme4's spline-interpolated profile intervals, relative
+# mgcv's summary.gam p-values of smooth terms come from Davies' (1980) algorithm at its default accuracy 2e-5
+# (psum.chisq's tol, absolute); mmcli's Imhof integration is accurate to ~1e-14, so the gap is mgcv's. Absolute.
+R_DAVIES = 2e-5
+# summary.gam for a smooth whose variance is exactly zero: gamm4 keeps its smoothing parameter at 1e10, so its EDF
+# (and Ref.df, and F through it) read 1 + 2e-6 for a straight line (s(Days) on sleepstudy), and the other
+# smooths' rows of the same fit move by about 1e-9. Relative.
+R_SP_FLOOR = 1e-5
+# The smooth-terms table (F, p-value) at mmcli's optimum against gamm4's: gamm4's optimizer stops up to 0.013
+# above the REML optimum on flat surfaces, which moves F by up to 0.9e-2. Relative (p-values also R_DAVIES).
+S_TABLE = 1e-2
 PRINTED = 0.5  # in units of the last printed digit
 
 
