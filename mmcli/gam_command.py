@@ -29,15 +29,17 @@ def run_gam(path: str, opts: Any, spec: Any, table: dataio.Table, *, reml: bool,
     notes = list(table.notes)
     notes.append(
         "te() has overlapping penalties, so the model is fitted as mgcv's gam(method = "
-        f"\"{'REML' if reml else 'ML'}\") with one smoothing parameter per penalty"
-        + (" and each random intercept as s(g, bs = \"re\")" if spec.random else "")
+        f'"{"REML" if reml else "ML"}") with one smoothing parameter per penalty'
+        + (' and each random intercept as s(g, bs = "re")' if spec.random else "")
         + "; gamm4 does not take te()."
     )
     rows, columns = d["fixed_effects"], ["term", "estimate", "std_error", "t_value"]
     if predict:
         groups = {f for t in spec.random for f in t.factors}
         need = [c for c in spec.variables() if c != spec.response and c not in groups]
-        svars = {s.var for s in spec.smooths} | {v for t in spec.tensors for v in t.vars} | {o.var for o in spec.offsets}
+        svars = (
+            {s.var for s in spec.smooths} | {v for t in spec.tensors for v in t.vars} | {o.var for o in spec.offsets}
+        )
         new = _predict_table(
             predict,
             numeric=[c for c in need if c in svars],

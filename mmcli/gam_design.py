@@ -19,7 +19,7 @@ import numpy as np
 from mmcli.design import categorical_columns, group_codes, offset_values, response, tensor_data
 from mmcli.errors import DataError, ModelError
 from mmcli.fixed import FixedPart, model_matrix
-from mmcli.gam_reml import GamFit, PenalizedModel, Penalty, fit_gam
+from mmcli.gam_reml import GamFit, PenalizedModel, Penalty
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,7 +70,9 @@ class GamDesign:
         return G
 
 
-def build_gam_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, weights: str | None = None) -> GamDesign:
+def build_gam_design(
+    spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, weights: str | None = None
+) -> GamDesign:
     """X = [parametric columns, each smooth's constrained basis, each random intercept's indicators] and the
     penalties of each block (smoothCon's, and the identity for a random intercept)."""
     from mmcli.smooths import smooth_construct
@@ -87,7 +89,9 @@ def build_gam_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *,
                 "as a mixed model (as gamm4 does)."
             )
     Xp, fixed = model_matrix(spec.fixed_terms, frame, cats)
-    cols, pens, blocks = [Xp], [], []
+    cols: list[np.ndarray] = [Xp]
+    pens: list[Penalty] = []
+    blocks: list[GamBlock] = []
     start = Xp.shape[1]
 
     def add(kind: str, label: str, X: np.ndarray, S: list[np.ndarray], **extra: Any) -> None:
@@ -136,8 +140,16 @@ def predict_gam(fit: GamFit, G: np.ndarray, offset: np.ndarray | None) -> tuple[
     return (fit_ + offset if offset is not None else fit_), se
 
 
-def gam_dict(fit: GamFit, design: GamDesign, *, formula: str, data: str, dropped_rows: int,
-             weights: str | None, offset: list[str]) -> dict[str, Any]:
+def gam_dict(
+    fit: GamFit,
+    design: GamDesign,
+    *,
+    formula: str,
+    data: str,
+    dropped_rows: int,
+    weights: str | None,
+    offset: list[str],
+) -> dict[str, Any]:
     """The `gamm` JSON of a model fitted as mgcv's gam: the fields of the mixed-model fit that apply, and the
     smooths with one λ per penalty. ``reml_criterion`` (or ``deviance`` for ML) is −2 times mgcv's score."""
     from mmcli.report import finite, plain, quantiles_type7
@@ -156,7 +168,9 @@ def gam_dict(fit: GamFit, design: GamDesign, *, formula: str, data: str, dropped
         lams = lam_of[b]
         if blk.kind == "re":
             var = fit.scale / lams[0]
-            re_rows.append({"group": blk.label, "term": "(Intercept)", "variance": finite(var), "std_dev": finite(math.sqrt(var))})
+            re_rows.append(
+                {"group": blk.label, "term": "(Intercept)", "variance": finite(var), "std_dev": finite(math.sqrt(var))}
+            )
             ngroups[blk.label] = len(blk.levels)
             continue
         sm = blk.smooth

@@ -182,7 +182,9 @@ def fit_gam(model: PenalizedModel, *, reml: bool = True, rho: np.ndarray | None 
     else:
         rho, converged = np.asarray(rho, dtype=float), True
     at = prob.at(rho)
-    record.update({"evaluations": prob.evals, "rho": [float(v) for v in rho], "gradient": [float(g) for g in at["grad"]]})
+    record.update(
+        {"evaluations": prob.evals, "rho": [float(v) for v in rho], "gradient": [float(g) for g in at["grad"]]}
+    )
     XtX = prob.XtX
     edf = np.einsum("ij,ji->i", at["Hinv"], XtX)
     if reml:

@@ -6,9 +6,10 @@ Everything here follows mgcv 1.8-41 (Wood 2017, *Generalized Additive Models*, 2
   unscaled (:mod:`mmcli.crspline`);
 - ``te`` (``smooth.construct.tensor.smooth.spec``, Wood 2006): each margin's penalty divided by its largest
   eigenvalue (a cr margin's coefficients are already the function's values at its knots, so mgcv's
-  reparametrization to values is not applied); the basis is the row-wise Kronecker product of the margins (the first varying slowest)
-  and there is one penalty per margin, S₁ ⊗ I and I ⊗ S₂. They overlap, so a te term is not a set of
-  independent random effects: it is fitted with several smoothing parameters by :mod:`mmcli.gam_reml`;
+  reparametrization to values is not applied); the basis is the row-wise Kronecker product of the margins
+  (the first varying slowest) and there is one penalty per margin, S₁ ⊗ I and I ⊗ S₂. They overlap, so a
+  te term is not a set of independent random effects: it is fitted with several smoothing parameters by
+  :mod:`mmcli.gam_reml`;
 - ``t2`` (``smooth.construct.t2.smooth.spec``; Wood, Scheipl & Faraway 2013): each margin in its natural
   parametrization (mgcv's ``nat.param`` type 3: penalty diagonal, range and null space each scaled to unit
   mean square, the null space rotated so that its first column is the most nearly constant); the basis is
@@ -212,7 +213,9 @@ class TensorSmooth:
         if not np.all(np.isfinite(x)):
             raise ModelError(f"{self.term} needs finite values of {', '.join(self.vars)}.")
         mats = [mg.matrix(x[:, i]) for i, mg in enumerate(self.margins)]
-        return te_model_matrix(mats) if self.kind == "te" else t2_model_matrix(mats, [mg.rank for mg in self.margins])[0]
+        return (
+            te_model_matrix(mats) if self.kind == "te" else t2_model_matrix(mats, [mg.rank for mg in self.margins])[0]
+        )
 
     def predict_matrix(self, x: np.ndarray) -> np.ndarray:
         """The constrained basis at new rows (mgcv's ``PredictMat``); cr margins extrapolate linearly."""
@@ -239,8 +242,17 @@ def _kron_penalties(Sm: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def _absorb(kind: str, label: str, vars_: tuple[str, ...], margins: list[Margin], X0: np.ndarray,
-            S0: list[np.ndarray], ranks: list[int], C: np.ndarray | None, **extra: object) -> TensorSmooth:
+def _absorb(
+    kind: str,
+    label: str,
+    vars_: tuple[str, ...],
+    margins: list[Margin],
+    X0: np.ndarray,
+    S0: list[np.ndarray],
+    ranks: list[int],
+    C: np.ndarray | None,
+    **extra: object,
+) -> TensorSmooth:
     """smoothCon's scaling (S / (‖S‖₁ / ‖X‖∞²), from the unconstrained X) and constraint absorption."""
     scales = [penalty_scale(X0, S) for S in S0]
     m0 = X0.shape[1]
@@ -249,11 +261,12 @@ def _absorb(kind: str, label: str, vars_: tuple[str, ...], margins: list[Margin]
     for Sj, sc in zip(S0, scales):
         Sc = Z.T @ (Sj / sc) @ Z
         S.append((Sc + Sc.T) / 2)
-    return TensorSmooth(kind, label, vars_, tuple(margins), X0 @ Z, tuple(S), tuple(ranks), Z, tuple(scales),
-                        **extra)  # type: ignore[arg-type]
+    return TensorSmooth(kind, label, vars_, tuple(margins), X0 @ Z, tuple(S), tuple(ranks), Z, tuple(scales), **extra)  # type: ignore[arg-type]
 
 
-def te_construct(xs: list[np.ndarray], *, vars_: tuple[str, ...], bs: tuple[str, ...], k: tuple[int, ...]) -> TensorSmooth:
+def te_construct(
+    xs: list[np.ndarray], *, vars_: tuple[str, ...], bs: tuple[str, ...], k: tuple[int, ...]
+) -> TensorSmooth:
     """``te(x, z, bs = bs, k = k)`` as smoothCon builds it (see the module docstring)."""
     label = f"te({','.join(vars_)})"
     margins, Sm = [], []
@@ -302,12 +315,16 @@ def t2_model_matrix(mats: list[np.ndarray], ranks: list[int]) -> tuple[np.ndarra
     return np.column_stack(parts), cols, labels, not no_null
 
 
-def t2_construct(xs: list[np.ndarray], *, vars_: tuple[str, ...], bs: tuple[str, ...], k: tuple[int, ...]) -> TensorSmooth:
+def t2_construct(
+    xs: list[np.ndarray], *, vars_: tuple[str, ...], bs: tuple[str, ...], k: tuple[int, ...]
+) -> TensorSmooth:
     """``t2(x, z, bs = bs, k = k)`` as smoothCon builds it (see the module docstring)."""
     label = f"t2({','.join(vars_)})"
     margins = [t2_margin(x, label=label, var=v, bs=b, k=kk) for x, v, b, kk in zip(xs, vars_, bs, k)]
     _check_size(label, xs[0].size, int(np.prod(k)))
-    X0, cols, labels, has_null = t2_model_matrix([mg.matrix(x) for mg, x in zip(margins, xs)], [mg.rank for mg in margins])
+    X0, cols, labels, has_null = t2_model_matrix(
+        [mg.matrix(x) for mg, x in zip(margins, xs)], [mg.rank for mg in margins]
+    )
     m0 = X0.shape[1]
     edges = np.concatenate([[0], np.cumsum(cols)]).astype(int)
     S0 = []
@@ -325,8 +342,9 @@ def t2_construct(xs: list[np.ndarray], *, vars_: tuple[str, ...], bs: tuple[str,
         raise ModelError(f"{label}: a one-dimensional null space is not supported.")
     blocks = tuple(np.arange(a, b) for a, b in zip(edges[:-1], edges[1:]))
     null_cols = np.arange(nup, m0 - (1 if C is not None else 0))
-    return _absorb("t2", label, vars_, margins, X0, S0, list(cols), C, blocks=blocks, labels=tuple(labels),
-                   null_cols=null_cols)
+    return _absorb(
+        "t2", label, vars_, margins, X0, S0, list(cols), C, blocks=blocks, labels=tuple(labels), null_cols=null_cols
+    )
 
 
 def _check_size(label: str, n: int, m: int) -> None:

@@ -73,7 +73,9 @@ def tensor_term(call: Call, text: str) -> TensorTerm:
             k = ks * d if len(ks) == 1 else ks
         elif key == "bs":
             if not all(isinstance(i, Str) for i in items):
-                raise FormulaError(f"bs in {f}() must be quoted basis names: bs = 'cr' or bs = c('cr', 'cs')", text, v.pos)
+                raise FormulaError(
+                    f"bs in {f}() must be quoted basis names: bs = 'cr' or bs = c('cr', 'cs')", text, v.pos
+                )
             names = tuple(i.value for i in items if isinstance(i, Str))
             bad = [b for b in names if b not in MARGIN_BASES]
             if bad:
