@@ -53,8 +53,8 @@ class GamDesign:
     def model(self) -> PenalizedModel:
         return PenalizedModel(self.X, self.y, self.penalties, self.weights, self.offset)
 
-    def new_rows(self, frame: pd.DataFrame) -> np.ndarray:
-        """Rows of X for new data at the population level: random intercepts at zero."""
+    def new_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows of X for new data at the population level (random intercepts at zero), and their offset."""
         n = len(frame)
         G = np.zeros((n, self.X.shape[1]))
         p0 = len(self.fixed.names)
@@ -67,7 +67,7 @@ class GamDesign:
             else:
                 x = np.column_stack([frame[v].to_numpy(dtype=float) for v in b.vars])
             G[:, b.cols] = b.smooth.predict_matrix(x)
-        return G
+        return G, offset_values(frame, self.offsets)
 
 
 def build_gam_design(
@@ -138,6 +138,16 @@ def predict_gam(fit: GamFit, G: np.ndarray, offset: np.ndarray | None) -> tuple[
     se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", G, fit.Vp, G), 0.0))
     fit_ = G @ fit.beta
     return (fit_ + offset if offset is not None else fit_), se
+
+
+@dataclass(frozen=True, eq=False)
+class Predictor:
+    """A fit's predictions for :meth:`GamDesign.new_rows`, in the shape of a gamm's ``predict``."""
+
+    fit: GamFit
+
+    def predict(self, rows: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+        return predict_gam(self.fit, *rows)
 
 
 def gam_dict(

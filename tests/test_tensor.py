@@ -128,7 +128,7 @@ def test_te_fit_equals_mgcv_gam(te_fits, grid, key):
     assert abs(fit.scale / ref["scale"] - 1) < OPT_PAR
     te_block = next(b for b in design.blocks if b.kind == "te")
     assert abs(fit.edf[te_block.cols].sum() - ref["edf"]) < OPT_PAR * ref["edf"]
-    fit_, se = predict_gam(fit, design.new_rows(grid), None)
+    fit_, se = predict_gam(fit, *design.new_rows(grid))
     se_ref = np.asarray(ref["predict_se"])
     assert np.max(np.abs(fit_ - ref["predict"]) / se_ref) < OPT_PAR
     assert rel(se, se_ref) < OPT_PAR
