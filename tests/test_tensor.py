@@ -2,7 +2,8 @@
 
 Provenance: tests/reference/make_tensor.R (R 4.2.2; versions inside the JSON) on tests/reference/
 tensor_surface.csv, a documented simulated surface (400 points, 20 groups; see the script):
-- te: ``gam(y0 ~ te(x, z), method = "REML")``, the same by ``"ML"``, ``te(x, z, k = c(4, 6))``, and
+- te: ``gam(y0 ~ te(x, z), method = "REML")``, the same by ``"ML"``, ``te(x, z, k = c(4, 6))``, a surface
+  straight in x (``ys ~ te(x, z)``, where the x penalty is large), and
   ``gam(y ~ te(x, z) + s(g, bs = "re"), method = "REML")`` (mmcli's answer to te with a random intercept);
 - t2: ``gamm4(y0 ~ t2(x, z))`` and ``gamm4(y ~ t2(x, z, k = c(5, 6)), random = ~(1 | g))``, and the latter
   as ``gam(y ~ t2(x, z, k = c(5, 6)) + s(g, bs = "re"), method = "REML")``.
@@ -107,6 +108,7 @@ TE_CASES = {
     "te_reml": ("y0 ~ te(x, z)", True),
     "te_ml": ("y0 ~ te(x, z)", False),
     "te_k": ("y0 ~ te(x, z, k = c(4, 6))", True),
+    "te_straight": ("ys ~ te(x, z)", True),
     "te_re": ("y ~ te(x, z) + (1 | g)", True),
 }
 

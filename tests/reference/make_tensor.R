@@ -5,7 +5,8 @@
 #
 # The data: 400 points (x, z) uniform on the unit square, in 20 groups g01..g20 of 20 points, and the surface
 #   f(x, z) = 1.5 exp(-((x - 0.3)^2 / 0.08 + (z - 0.6)^2 / 0.12)) + 0.8 sin(2 pi x) z.
-# y0 = f + N(0, 0.3^2) (no group effect), y = f + u_g + N(0, 0.3^2) with u_g ~ N(0, 0.5^2); all rounded.
+# y0 = f + N(0, 0.3^2) (no group effect), y = f + u_g + N(0, 0.3^2) with u_g ~ N(0, 0.5^2), and
+# ys = 2x + sin(6z) + N(0, 0.2^2), a surface straight in x; all rounded.
 suppressPackageStartupMessages({
   library(mgcv)
   library(gamm4)
@@ -24,7 +25,8 @@ f <- 1.5 * exp(-((x - 0.3)^2 / 0.08 + (z - 0.6)^2 / 0.12)) + 0.8 * sin(2 * pi * 
 u <- rnorm(n_g, sd = 0.5)
 y0 <- round(f + rnorm(n, sd = 0.3), 6)
 y <- round(f + u[as.integer(g)] + rnorm(n, sd = 0.3), 6)
-d <- data.frame(y = y, y0 = y0, x = x, z = z, g = g)
+ys <- round(2 * x + sin(6 * z) + rnorm(n, sd = 0.2), 6)  # straight in x: te's x penalty goes to infinity
+d <- data.frame(y = y, y0 = y0, ys = ys, x = x, z = z, g = g)
 write.csv(d, "tests/reference/tensor_surface.csv", row.names = FALSE, quote = FALSE)
 d <- read.csv("tests/reference/tensor_surface.csv", stringsAsFactors = TRUE)
 
@@ -89,6 +91,7 @@ out <- list(
   te_reml = gam_case(y0 ~ te(x, z), "REML"),
   te_ml = gam_case(y0 ~ te(x, z), "ML"),
   te_k = gam_case(y0 ~ te(x, z, k = c(4, 6)), "REML"),
+  te_straight = gam_case(ys ~ te(x, z), "REML"),
   te_re = gam_case(y ~ te(x, z) + s(g, bs = "re"), "REML", exclude = "s(g)"),
   t2_gam_re = gam_case(y ~ t2(x, z, k = c(5, 6)) + s(g, bs = "re"), "REML", exclude = "s(g)"),
   t2 = gamm4_case(y0 ~ t2(x, z), NULL),
