@@ -140,16 +140,6 @@ def predict_gam(fit: GamFit, G: np.ndarray, offset: np.ndarray | None) -> tuple[
     return (fit_ + offset if offset is not None else fit_), se
 
 
-@dataclass(frozen=True, eq=False)
-class Predictor:
-    """A fit's predictions for :meth:`GamDesign.new_rows`, in the shape of a gamm's ``predict``."""
-
-    fit: GamFit
-
-    def predict(self, rows: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-        return predict_gam(self.fit, *rows)
-
-
 def gam_dict(
     fit: GamFit,
     design: GamDesign,

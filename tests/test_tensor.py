@@ -293,3 +293,16 @@ def test_cli_json_of_te_and_t2(cli):
 def test_cli_plot_of_a_surface_is_refused(cli, tmp_path):
     res = cli(["gamm", DATA, "y0 ~ t2(x, z)", "--plot", tmp_path / "a.png"])
     assert res.code == 2 and "surfaces are not drawn" in res.error_lines[0]
+
+
+def test_cli_te_predictions_equal_mgcv(cli, tmp_path, grid):
+    """`--predict` on the te path: population level, as mgcv's predict.gam(exclude = "s(g)")."""
+    path = tmp_path / "grid.csv"
+    grid.to_csv(path, index=False)
+    d = cli(["gamm", DATA, "y ~ te(x, z) + (1|g)", "--predict", path, "--json"]).json()
+    ref = REF["te_re"]
+    fit_ = np.array([r["fit"] for r in d["predictions"]])
+    se = np.array([r["se"] for r in d["predictions"]])
+    se_ref = np.asarray(ref["predict_se"])
+    assert np.max(np.abs(fit_ - ref["predict"]) / se_ref) < OPT_PAR
+    assert rel(se, se_ref) < OPT_PAR
