@@ -252,7 +252,7 @@ def spline(fmt: str, data: str, knot_values: str | None, plot_path: str | None, 
 def gamm(
     fmt: str, data: str, formula: str | None, reml: bool, predict_path: str | None, plot_path: str | None, **kw: Any
 ) -> None:
-    """Fit smooths and random effects as one mixed model by REML (as gamm4).
+    """Fit smooths and random effects as one mixed model by REML (as gamm4); te() as mgcv's gam.
 
     \b
     Examples:
@@ -260,6 +260,7 @@ def gamm(
       mmcli gamm sleepstudy.csv --y Reaction --smooth Days --bs cr --k 5 --group Subject
       mmcli gamm sleepstudy.csv "Reaction ~ s(Days, bs='cs') + (1|Subject)" --predict grid.csv --plot days.png
       mmcli gamm sleepstudy.csv "Reaction ~ s(Days, bs='cr') + (Days|Subject)" --predict new.csv --re-form conditional
+      mmcli gamm surface.csv "y ~ t2(x, z, k = c(5, 6)) + (1|g)"
     """
     from mmcli import render
     from mmcli.commands import run_gamm

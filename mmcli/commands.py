@@ -61,6 +61,7 @@ def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions) -> dataio.T
     --factor columns categorical; the rest as read."""
     used = spec.variables()
     numeric = [spec.response] + [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
+    numeric += [v for t in spec.tensors for v in t.vars]
     numeric += [opts.weights] if opts.weights else []
     numeric = list(dict.fromkeys(numeric))
     # a grouping column is a factor inside its random-effects term only: used elsewhere too (Days in
@@ -240,6 +241,10 @@ def run_gamm(
     _stdin_once(path, predict)
     check_re_form(spec, re_form, predict)
     table = _load_model_data(path, spec, opts)
+    if any(t.kind == "te" for t in spec.tensors):  # overlapping penalties: mgcv's gam (mmcli.gam_design)
+        from mmcli.gam_command import run_gam
+
+        return run_gam(path, opts, spec, table, reml=reml, predict=predict)  # type: ignore[no-any-return]
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
     g = fit_gamm(design, reml=reml)
     notes = list(table.notes)
@@ -261,6 +266,10 @@ def run_gamm(
         offset=[str(o) for o in spec.offsets],
     )
     d = gamm_dict(g, base)
+    if spec.tensors:  # the penalty blocks of each t2 joined into one row
+        from mmcli.tensor_mixed import join_t2_rows
+
+        d["smooths"] = join_t2_rows(d["smooths"], g.smooths)
     rows, columns = d["fixed_effects"], ["term", "estimate", "std_error", "t_value"]
     if predict:
         rows, predicted_notes = gamm_predictions(predict, spec, opts, design, g, table.frame, re_form)

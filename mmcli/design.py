@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
 from mmcli.fixed import FixedPart, model_matrix
-from mmcli.formula import ModelSpec, OffsetTerm
+from mmcli.formula import ModelSpec, OffsetTerm, TensorTerm
 from mmcli.formula.syntax import deep_trees
 from mmcli.lmm import LmmModel, ReTerm, general_term, indicator_term
 
@@ -178,11 +178,14 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
             raise DataError(f"Cannot smooth '{s.var}': it is not a numeric column. A smooth needs numeric x.")
     if len({s.var for s in spec.smooths}) < len(spec.smooths):
         raise ModelError("Each column can be smoothed once: remove the repeated s(...) term.")
-    Xp, fixed = model_matrix(spec.fixed_terms, frame, cats, extra=0 if spec.smooths else 1)
+    has_smooths = bool(spec.smooths or spec.tensors)
+    Xp, fixed = model_matrix(spec.fixed_terms, frame, cats, extra=0 if has_smooths else 1)
     smooths, tagged, xcols, xnames = [], [], [Xp], list(fixed.names)
     if spec.smooths:  # scipy comes with the bases: a model without smooths does not pay for its import
         from mmcli.smooths import smooth_construct, smooth_to_mixed
-    for s, gname in zip(spec.smooths, smooth_group_names(len(spec.smooths))):
+    # gamm4's names Xr, Xr.0, ...: one per s() and one per penalty of a t2 (at most 2^d - 1 for d margins)
+    gnames = iter(smooth_group_names(len(spec.smooths) + sum(2 ** len(t.vars) for t in spec.tensors)))
+    for s, gname in zip(spec.smooths, gnames):
         x = frame[s.var].to_numpy(dtype=float)
         sm = smooth_construct(x, var=s.var, bs=s.bs, k=s.k)
         ms = smooth_to_mixed(sm)
@@ -191,6 +194,12 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
         xnames += list(ms.fixed_names)
         if ms.rank > 0:
             tagged.append((general_term(gname, ms.term, ms.Zr), len(smooths) - 1))
+    for t in spec.tensors:  # t2() as gamm4 takes it: one random-effects term per penalty block
+        for sm, ms, x in t2_design_parts(t, frame, cats):
+            smooths.append((sm, ms, x))
+            xcols.append(ms.Xf)
+            xnames += list(ms.fixed_names)
+            tagged.append((general_term(next(gnames), ms.term, ms.Zr), len(smooths) - 1))
     for rt in spec.random:
         codes, labels = group_codes(frame, rt.factors)
         T, part = model_matrix(rt.terms, frame, cats)
@@ -201,7 +210,7 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
         tagged.append((indicator_term(rt.group, part.names, codes.astype(np.int32, copy=False), labels, T), -1))
     order = lme4_order([t.nlevels for t, _ in tagged])
     tagged = [tagged[i] for i in order]
-    if spec.smooths:
+    if has_smooths:
         XY = np.column_stack([*xcols, response(frame, spec.response)])
     else:
         XY = Xp  # the response goes in its trailing column: no copy of X
@@ -222,3 +231,25 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
 def smooth_group_names(count: int) -> list[str]:
     """gamm4's names for the smooths' random parts: Xr, Xr.0, Xr.1, ..."""
     return ["Xr"] + [f"Xr.{i}" for i in range(count - 1)]
+
+
+def tensor_data(t: TensorTerm, frame: pd.DataFrame, cats: set[str]) -> list[np.ndarray]:
+    """The columns of a te() or t2() term as floats; a factor among them is an error."""
+    for v in t.vars:
+        if v in cats:
+            raise DataError(f"Cannot smooth '{v}' in {t.label}: it is not a numeric column.")
+    return [frame[v].to_numpy(dtype=float) for v in t.vars]
+
+
+def t2_design_parts(t: TensorTerm, frame: pd.DataFrame, cats: set[str]) -> list[tuple[Any, Any, np.ndarray]]:
+    """A t2() term's basis (mgcv's smoothCon) split into its penalty blocks (gamm4's smooth2random); the
+    parts share the basis and the data (n x d)."""
+    from mmcli.tensor import t2_construct
+    from mmcli.tensor_mixed import t2_parts
+
+    if t.kind != "t2":
+        raise ModelError(f"{t.label} is fitted by mmcli.gam_reml, not as a mixed model.")  # pragma: no cover
+    xs = tensor_data(t, frame, cats)
+    sm = t2_construct(xs, vars_=t.vars, bs=t.bs, k=t.k)
+    x = np.column_stack(xs)
+    return [(sm, part, x) for part in t2_parts(sm)]

@@ -113,6 +113,8 @@ def plot_gamm(g: GammFit, path: str | os.PathLike[str], *, points: int = 200) ->
     y_i - mu_i + f_j(x_i), mu the population-level fit (random effects at zero); and a rug of the data x.
     The y label is mgcv's ``s(x,EDF)``.
     """
+    if g is None or any(np.ndim(x) > 1 for x in g.x):
+        raise UsageError("--plot draws smooths of one variable; te() and t2() surfaces are not drawn.")
     if not g.smooths:
         raise UsageError("--plot draws smooth terms; this model has none.")
     target, fmt = check_target(path)

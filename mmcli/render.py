@@ -153,7 +153,9 @@ def _decimals(values: list[float | None]) -> int:
 def fit_renderables(d: dict[str, Any]) -> list[Any]:
     """lme4's summary() of a fit: header, criteria, scaled residuals, random and fixed effects, flags."""
     reml = d["method"] == "REML"
-    kind = "Generalized additive mixed model" if d.get("model") == "gamm" else "Linear mixed model"
+    kind = {"gamm": "Generalized additive mixed model", "gam": "Generalized additive model (mgcv's gam)"}.get(
+        d.get("model", ""), "Linear mixed model"
+    )
     head = Text()
     head.append(f"{kind} fit by {'REML' if reml else 'maximum likelihood'}\n", style="bold")
     head.append(f"Formula: {d['formula']}\n")
@@ -174,7 +176,7 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
         st = _plain_table("term", "basis", "k", "edf", "Ref.df", "F", "p-value", "lambda", right=(2, 3, 4, 5, 6, 7))
         for s in d["smooths"]:
             tests = (fixed(s.get("ref_df"), 3), sig(s.get("F")), p_coef(s.get("p_value")))
-            st.add_row(s["term"], s["basis"], str(s["k"]), fixed(s["edf"], 3), *tests, sig(s["lambda"]))
+            st.add_row(s["term"], s["basis"], _each(s["k"], str), fixed(s["edf"], 3), *tests, _each(s["lambda"], sig))
         out += [Text("\nSmooth terms:", style="bold"), st]
     if d.get("singular"):
         out.append(
@@ -183,6 +185,11 @@ def fit_renderables(d: dict[str, Any]) -> list[Any]:
     if not d.get("converged", True):
         out.append(Text(f"The optimizer did not converge: {d['optimizer']['message']}", style="red"))
     return out
+
+
+def _each(v: Any, fmt: Callable[[Any], str]) -> str:
+    """One value, or a tensor product's list of values (one per margin or penalty), comma-separated."""
+    return ",".join(fmt(x) for x in v) if isinstance(v, list) else fmt(v)
 
 
 def _random_effects(d: dict[str, Any]) -> list[Any]:
@@ -201,7 +208,8 @@ def _random_effects(d: dict[str, Any]) -> list[Any]:
         rt.add_row(*row)
         prev = g
     groups = ", ".join(f"{g}, {n}" for g, n in d["ngroups"].items())
-    return [Text("\nRandom effects:", style="bold"), rt, Text(f"Number of obs: {d['nobs']}, groups:  {groups}")]
+    obs = f"Number of obs: {d['nobs']}" + (f", groups:  {groups}" if groups else "")
+    return [Text("\nRandom effects:", style="bold"), rt, Text(obs)]
 
 
 def _fixed_effects(d: dict[str, Any]) -> list[Any]:

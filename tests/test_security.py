@@ -165,7 +165,7 @@ def test_every_column_name_is_usable(args, terms, group, names_csv):
 @pytest.mark.parametrize(
     ("formula", "pattern"),
     [
-        ("Ozone ~ te(Solar.R, `my x`) + (1 | `Subj ID`)", r"Unsupported function 'te'.*position 9"),
+        ("Ozone ~ gp(Solar.R, `my x`) + (1 | `Subj ID`)", r"Unsupported function 'gp'.*position 9"),
         ("Ozone ~ ti(Solar.R) + (1 | `Subj ID`)", r"Unsupported function 'ti'"),
         ("Ozone ~ bs(Solar.R, 3) + (1 | `Subj ID`)", r"Unsupported function 'bs': a term may use I\(\)"),
         ("Ozone ~ I(cos(Solar.R)) + (1 | `Subj ID`)", r"Unsupported function 'cos' inside a transform"),

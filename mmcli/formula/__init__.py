@@ -26,6 +26,7 @@ from mmcli.formula.syntax import (
     parse,
     quote_name,
 )
+from mmcli.formula.tensor import TENSOR_FUNCTIONS, TensorTerm, tensor_term
 
 SMOOTH_BASES = ("cr", "cs", "rk")
 ARITHMETIC = ("log", "log1p", "log2", "log10", "exp", "sqrt", "abs")  # functions of numbers, anywhere in a term
@@ -96,13 +97,14 @@ class ModelSpec:
     random: tuple[RandomTerm, ...] = ()
     smooths: tuple[SmoothTerm, ...] = ()
     offsets: tuple[OffsetTerm, ...] = ()
+    tensors: tuple[TensorTerm, ...] = ()  # te() and t2(), after the s() terms
 
     @property
     def text(self) -> str:
         """The formula fitted, written as lme4/gamm4 would print it."""
         parts = [self.fixed] if self.fixed else []
         parts += [str(o) for o in self.offsets]
-        parts += [str(s) for s in self.smooths]
+        parts += [str(s) for s in self.smooths] + [str(t) for t in self.tensors]
         parts += [str(t) for t in self.random]
         return f"{quote_name(self.response)} ~ " + " + ".join(parts)
 
@@ -112,7 +114,7 @@ class ModelSpec:
         out += [n for _, t in self.fixed_terms for n in names_in(t)]
         for rt in self.random:
             out += [n for _, t in rt.terms for n in names_in(t)] + list(rt.factors)
-        out += [s.var for s in self.smooths] + [o.var for o in self.offsets]
+        out += [s.var for s in self.smooths] + [v for t in self.tensors for v in t.vars] + [o.var for o in self.offsets]
         return list(dict.fromkeys(out))
 
 
@@ -160,6 +162,7 @@ def _parse_formula(text: str, allow_smooths: bool) -> ModelSpec:
     random: list[RandomTerm] = []
     smooths: list[SmoothTerm] = []
     offsets: list[OffsetTerm] = []
+    tensors: list[TensorTerm] = []
     for sign, term in signed_terms(tree.right):
         kind = _kind(term, text)
         if sign == "-" and kind != "fixed":
@@ -171,7 +174,10 @@ def _parse_formula(text: str, allow_smooths: bool) -> ModelSpec:
             if not allow_smooths:
                 raise FormulaError("Smooth terms s(...) belong to 'mmcli gamm', not this command", text, term.pos)
             assert isinstance(term, Call)
-            smooths.append(_smooth(term, text))
+            if term.func in TENSOR_FUNCTIONS:
+                tensors.append(tensor_term(term, text))
+            else:
+                smooths.append(_smooth(term, text))
         elif kind == "offset":
             assert isinstance(term, Call)
             offsets.append(_offset(term, text))
@@ -185,6 +191,7 @@ def _parse_formula(text: str, allow_smooths: bool) -> ModelSpec:
         random=tuple(random),
         smooths=tuple(smooths),
         offsets=tuple(offsets),
+        tensors=tuple(tensors),
     )
 
 
@@ -209,7 +216,7 @@ def _kind(term: Node, text: str) -> str:
         return "random-effects term"
     if isinstance(term, BinOp) and term.op in ("|", "||"):
         raise FormulaError("A random-effects term must be in parentheses: (expr | group)", text, term.op_pos)
-    if isinstance(term, Call) and term.func == "s":
+    if isinstance(term, Call) and term.func in ("s", *TENSOR_FUNCTIONS):
         return "smooth"
     if isinstance(term, Call) and term.func == "offset":
         return "offset"
@@ -256,8 +263,8 @@ def check_wilkinson(node: Node, text: str) -> None:
 
 
 def unsupported(call: Call, text: str) -> FormulaError:
-    if call.func in ("te", "ti", "t2", "gp"):
-        what = f"mmcli fits smooths of one column, s(x, bs = {' | '.join(repr(b) for b in SMOOTH_BASES)})"
+    if call.func in ("ti", "gp"):
+        what = "mmcli fits s(x, ...), te(x, z, ...) and t2(x, z, ...)"
     else:
         what = f"a term may use {_ALLOWED_TEXT}"
     return FormulaError(f"Unsupported function '{call.func}': {what}", text, call.pos)
@@ -424,6 +431,7 @@ __all__ = [
     "OffsetTerm",
     "RandomTerm",
     "SmoothTerm",
+    "TensorTerm",
     "build_formula",
     "join_terms",
     "parse_formula",
