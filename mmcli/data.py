@@ -14,6 +14,7 @@ from mmcli import csvread
 from mmcli.csvlines import Layout, read_layout
 from mmcli.csvread import resolve
 from mmcli.errors import DataError
+from mmcli.parquet import is_parquet
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,33 +54,43 @@ def load(
     import pandas as pd
 
     other = other or []
-    src = csvread.open_source(path)
-    layout = read_layout(src)
-    columns = layout.columns
     wanted = list(dict.fromkeys(numeric + categorical + other))
-    for c in wanted:
-        resolve(c, columns, layout.index)
-    layout.check()
-    frame = _read_columns(src, layout, wanted, numeric, categorical, other, na)
+    lines = None
+    if path != "-" and is_parquet(path):
+        import numpy as np
+
+        from mmcli.parquet import read_parquet
+
+        name = path
+        frame, columns = read_parquet(path, wanted, categorical, na)
+        lines = np.arange(1, len(frame) + 1)  # the messages' "line" of a Parquet row is its number
+    else:
+        src = csvread.open_source(path)
+        layout = read_layout(src)
+        name, columns, lines = src.name, layout.columns, layout.lines
+        for c in wanted:
+            resolve(c, columns, layout.index)
+        layout.check()
+        frame = _read_columns(src, layout, wanted, numeric, categorical, other, na)
     n_all = len(frame)
     if n_all == 0:
-        raise DataError(f"File '{src.name}' has a header but no data rows.")
+        raise DataError(f"File '{name}' has a header but no data rows.")
     for c in numeric:
-        frame[c] = _as_numeric(frame[c], c, layout.lines)
+        frame[c] = _as_numeric(frame[c], c, lines)
     for c in other:
         s = frame[c]
         # text (object, or pandas 3's str) of numbers and NaN is numeric; numbers with a few text cells are a
         # mistake, not a factor
         if pd.api.types.is_string_dtype(s.dtype) and _text_cells(s)[1] > 0.5 * s.notna().sum():
-            frame[c] = _as_numeric(s, c, layout.lines)
+            frame[c] = _as_numeric(s, c, lines)
     for c in categorical:
         frame[c] = _nan_levels_missing(frame[c])
     for c in wanted:
         if frame[c].dtype.kind == "f":
-            _check_magnitude(frame[c].to_numpy(), c, layout.lines)
-    frame, dropped, notes = _drop_incomplete(frame, src.name)
+            _check_magnitude(frame[c].to_numpy(), c, lines)
+    frame, dropped, notes = _drop_incomplete(frame, name)
     _release_parser_memory()
-    return Table(frame=frame, source=src.name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
+    return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
 
 
 def _read_columns(
@@ -101,20 +112,32 @@ def _read_columns(
     text_na, num_na = csvread.na_tokens(na), csvread.numeric_na_tokens(na)
     dtypes: dict[int, str] = {at[c]: "category" for c in categorical}
     nas = {at[c]: text_na for c in wanted}
-    fast, fast_na = dict(dtypes), dict(nas)
-    numbers = list(numeric)
+    fast: dict[int, str] = {at[c]: "str" for c in categorical}
+    fast_na = dict(nas)
+    numbers, numeric_groups = list(numeric), []
     try:
-        if other:
-            cols = sorted(at[c] for c in other)
+        guess = [c for c in dict.fromkeys(other + categorical) if c not in numeric]
+        if guess:
+            cols = sorted(at[c] for c in guess)
             sample = csvread.read_csv(src, usecols=cols, nrows=200, na_values={i: num_na for i in cols})
-            numbers += [columns[i] for i, t in zip(cols, sample.dtypes) if t.kind in "fiu"]
+            kinds = {columns[i]: t.kind for i, t in zip(cols, sample.dtypes)}
+            numbers += [c for c in other if kinds.get(c, "") in "fiu"]
+            numeric_groups = [c for c in categorical if kinds.get(c, "") in "fiu"]
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
         pass
-    fast.update({at[c]: "float64" for c in numbers})
-    fast_na.update({at[c]: num_na for c in numbers})
+    fast.update({at[c]: "float64" for c in numbers + numeric_groups})
+    fast_na.update({at[c]: num_na for c in numbers + numeric_groups})
     usecols = sorted(at[c] for c in wanted)
+    if categorical and layout.lines is None and all(c in numbers for c in other):
+        got = csvread.read_arrow(src, len(columns), [at[c] for c in numbers], [at[c] for c in categorical], text_na)
+        if got is not None:
+            return _arrow_frame(got, wanted, numbers, at)
     try:
         frame = csvread.read_csv(src, usecols=usecols, dtype=fast, na_values=fast_na)
+        frame.columns = pd.Index([columns[i] for i in usecols])
+        for c in categorical:
+            frame[c] = factorized(frame[c])
+        return frame[wanted]
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
         try:
             frame = csvread.read_csv(src, usecols=usecols, dtype=dtypes, na_values=nas)
@@ -124,6 +147,34 @@ def _read_columns(
             raise DataError(f"File '{src.name}' is not a readable CSV: {_first_line(e)}") from None
     frame.columns = pd.Index([columns[i] for i in usecols])
     return frame[wanted]
+
+
+def _arrow_frame(got: dict, wanted: list[str], numbers: list[str], at: dict[str, int]) -> pd.DataFrame:
+    """The frame of :func:`csvread.read_arrow`'s columns: numbers as float64, grouping columns categorical."""
+    import pandas as pd
+
+    cols: dict[str, object] = {}
+    for c in wanted:
+        if c in numbers:
+            cols[c] = got[at[c]]
+        else:
+            codes, labels = got[at[c]]
+            cols[c] = pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
+    return pd.DataFrame(cols, copy=False)
+
+
+def factorized(values: pd.Series) -> pd.Series:
+    """A column as a categorical, from one hash pass over a plain read (``pd.factorize``): far cheaper than
+    pandas' ``category`` parsing of a long column. Missing cells stay missing. The categories come in the
+    order of first appearance; :func:`level_order` sorts them as R's factor() does."""
+    import pandas as pd
+
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if values.dtype.kind != "f":
+        uniques = pd.Index(uniques.astype(str), dtype=object)  # as the category parser reads them: text
+    return pd.Series(pd.Categorical.from_codes(codes, categories=uniques), index=values.index, name=values.name)
 
 
 def _first_line(e: Exception) -> str:
@@ -285,6 +336,13 @@ def load_all(path: str, na: tuple[str, ...] | list[str] = ()) -> Table:
     of numbers and NaN is numeric."""
     import pandas as pd
 
+    if path != "-" and is_parquet(path):
+        from mmcli.parquet import columns_of, read_parquet
+
+        frame, names = read_parquet(path, columns_of(path), [], na)
+        if len(frame) == 0:
+            raise DataError(f"File '{path}' has no data rows.")
+        return Table(frame=frame, source=path, columns=tuple(names))
     src = csvread.open_source(path)
     layout = read_layout(src)
     layout.check()
