@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from mmcli import output
+from mmcli.cli_dask import dask_option
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
 from mmcli.signals import Terminated, unwinding
 
@@ -143,6 +144,7 @@ DDF_OPTION = click.option(
 @model_options
 @DDF_OPTION
 @output_options
+@dask_option
 def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: str, **kw: Any) -> None:
     """Fit a linear mixed model by ML (default) or REML.
 

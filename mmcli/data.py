@@ -128,7 +128,7 @@ def _read_columns(
     fast.update({at[c]: "float64" for c in numbers + numeric_groups})
     fast_na.update({at[c]: num_na for c in numbers + numeric_groups})
     usecols = sorted(at[c] for c in wanted)
-    if categorical and layout.lines is None and all(c in numbers for c in other):
+    if categorical and layout.lines is None and set(other) <= set(numbers) and not set(numbers) & set(categorical):
         got = csvread.read_arrow(src, len(columns), [at[c] for c in numbers], [at[c] for c in categorical], text_na)
         if got is not None:
             return _arrow_frame(got, wanted, numbers, at)
