@@ -128,7 +128,8 @@ def _read_columns(
     fast.update({at[c]: "float64" for c in numbers + numeric_groups})
     fast_na.update({at[c]: num_na for c in numbers + numeric_groups})
     usecols = sorted(at[c] for c in wanted)
-    if categorical and layout.lines is None and set(other) <= set(numbers) and not set(numbers) & set(categorical):
+    simple = layout.lines is None and not layout.quoted  # pyarrow reads quotes after a blank as text: pandas then
+    if categorical and simple and set(other) <= set(numbers) and not set(numbers) & set(categorical):
         got = csvread.read_arrow(src, len(columns), [at[c] for c in numbers], [at[c] for c in categorical], text_na)
         if got is not None:
             return _arrow_frame(got, wanted, numbers, at)
