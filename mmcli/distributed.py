@@ -269,12 +269,17 @@ def read_partitions(pattern: str, plan: Plan, na: tuple[str, ...]) -> list[Any]:
     from mmcli.csvread import na_tokens, numeric_na_tokens
     from mmcli.parquet import SUFFIXES
 
-    files = sorted(glob.glob(pattern)) if any(ch in pattern for ch in "*?[") else [pattern]
-    if not files or not all(os.path.exists(f) for f in files):
-        raise DataError(f"No file matches '{pattern}'.")
+    if "://" in pattern:  # s3://, gs://, hdfs://, ...: dask lists the files (fsspec), where they are
+        files: Any = pattern
+        parquet = pattern.lower().rstrip("/").endswith(SUFFIXES)
+    else:
+        files = sorted(glob.glob(pattern)) if any(ch in pattern for ch in "*?[") else [pattern]
+        if not files or not all(os.path.exists(f) for f in files):
+            raise DataError(f"No file matches '{pattern}'.")
+        parquet = all(f.lower().endswith(SUFFIXES) for f in files)
     used = list(plan.numeric) + list(plan.groups)
     try:
-        if all(f.lower().endswith(SUFFIXES) for f in files):
+        if parquet:
             ddf = dd.read_parquet(files, columns=used)
         else:
             nas = {c: numeric_na_tokens(na) for c in plan.numeric} | {c: na_tokens(na) for c in plan.groups}
