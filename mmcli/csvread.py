@@ -248,7 +248,9 @@ def resolve(col: str, columns: Sequence[str], known: Container[str] | None = Non
 # --------------------------------------------------------------------------------------------------
 
 
-def read_arrow(source: Source, ncols: int, floats: list[int], groups: list[int], na: list[str]) -> dict[int, Any] | None:
+def read_arrow(
+    source: Source, ncols: int, floats: list[int], groups: list[int], na: list[str]
+) -> dict[int, Any] | None:
     """The columns at the given positions, read by pyarrow's multithreaded CSV reader: ``floats`` as float64
     arrays (NaN where missing), ``groups`` as (codes, labels) with code -1 where missing; ``na`` are the missing
     cells. Grouping columns come dictionary-encoded straight from the parser, several times cheaper than

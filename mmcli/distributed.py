@@ -292,7 +292,9 @@ def read_partitions(pattern: str, plan: Plan, na: tuple[str, ...]) -> list[Any]:
     return list(ddf.to_delayed())
 
 
-def fit_on_cluster(address: str, pattern: str, spec: ModelSpec, *, reml: bool, weights: str | None, na: tuple[str, ...]) -> Any:
+def fit_on_cluster(
+    address: str, pattern: str, spec: ModelSpec, *, reml: bool, weights: str | None, na: tuple[str, ...]
+) -> Any:
     """The fit, its groups' sizes and the rows dropped: the passes of the module docstring."""
     from mmcli.design import lme4_order
     from mmcli.lmm.stats import StatsModel, add_second, rowless_term, setup

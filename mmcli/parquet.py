@@ -26,7 +26,9 @@ SUFFIXES = (".parquet", ".pq", ".parq")
 def is_parquet(path: str) -> bool:
     """Whether a data argument names Parquet data (by its suffix, or a directory of Parquet files)."""
     low = path.lower()
-    return low.endswith(SUFFIXES) or (os.path.isdir(path) and any(f.lower().endswith(SUFFIXES) for f in os.listdir(path)))
+    return low.endswith(SUFFIXES) or (
+        os.path.isdir(path) and any(f.lower().endswith(SUFFIXES) for f in os.listdir(path))
+    )
 
 
 def _pyarrow() -> Any:

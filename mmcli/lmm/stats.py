@@ -117,10 +117,7 @@ def setup(fp: FirstPass, groups: Sequence[str], nlevels: Sequence[int], weighted
     """Aliased columns (on X), M (on sqrt(w) X's kept columns), b0 and the template scales, as
     :func:`mmcli.lmm.transform.prepare` decides them from the rows."""
     keep, drop, RX = aliased_columns_r(fp.R)
-    if weighted:
-        RX = aliased_columns_r(fp.Rw[:, keep])[2]
-    else:
-        RX = RX[:, keep]
+    RX = aliased_columns_r(fp.Rw[:, keep])[2] if weighted else RX[:, keep]
     M = _x_transform(np.zeros((0, keep.size)), RX, False)
     G, g = fp.XtX[np.ix_(keep, keep)], fp.Xty[keep]
     if M is not None:
