@@ -917,7 +917,10 @@ def compare_row(case: Case, goal: Goal, results: dict[str, Result]) -> tuple[lis
     dll = None
     if m.loglik is not None and b.loglik is not None:
         dll = m.loglik - b.loglik
-    if goal.max_ratio is None:
+    if goal.max_ratio is None and goal.loglik_rel is not None:  # a goal on the agreement alone
+        ok = m.ok and b.ok and dll is not None and abs(dll) <= loglik_tol(goal, m)
+        verdict = "pass" if ok else "FAIL (loglik)" if dll is not None else "n/a (no result)"
+    elif goal.max_ratio is None:
         verdict = "—"
     elif not m.ok:
         verdict = "FAIL (mmcli: no result)"
