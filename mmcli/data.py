@@ -114,19 +114,17 @@ def _read_columns(
     nas = {at[c]: text_na for c in wanted}
     fast: dict[int, str] = {at[c]: "str" for c in categorical}
     fast_na = dict(nas)
-    numbers, numeric_groups = list(numeric), []
+    numbers = list(numeric)
     try:
-        guess = [c for c in dict.fromkeys(other + categorical) if c not in numeric]
-        if guess:
-            cols = sorted(at[c] for c in guess)
+        if other:
+            cols = sorted(at[c] for c in other)
             sample = csvread.read_csv(src, usecols=cols, nrows=200, na_values={i: num_na for i in cols})
-            kinds = {columns[i]: t.kind for i, t in zip(cols, sample.dtypes)}
-            numbers += [c for c in other if kinds.get(c, "") in "fiu"]
-            numeric_groups = [c for c in categorical if kinds.get(c, "") in "fiu"]
+            numbers += [columns[i] for i, t in zip(cols, sample.dtypes) if t.kind in "fiu"]
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
         pass
-    fast.update({at[c]: "float64" for c in numbers + numeric_groups})
-    fast_na.update({at[c]: num_na for c in numbers + numeric_groups})
+    # grouping columns stay text, even of numbers: ids beyond 2^53 (or 007 and 7.0) must not merge as floats
+    fast.update({at[c]: "float64" for c in numbers})
+    fast_na.update({at[c]: num_na for c in numbers})
     usecols = sorted(at[c] for c in wanted)
     simple = layout.lines is None and not layout.quoted  # pyarrow reads quotes after a blank as text: pandas then
     if categorical and simple and set(other) <= set(numbers) and not set(numbers) & set(categorical):

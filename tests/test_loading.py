@@ -70,3 +70,12 @@ def test_sample_data_levels_unchanged(case, monkeypatch) -> None:
     cols = groups[case]
     fast, careful = _both(data_path(case), monkeypatch, numeric=[], categorical=cols)
     _same(fast, careful, cols)
+
+
+def test_large_integer_ids_stay_distinct(tmp_path, monkeypatch) -> None:
+    """Ids beyond 2^53 differ in their last digit: as floats they would merge into one level."""
+    path = tmp_path / "ids.csv"
+    path.write_text("y,g\n1,9007199254740993\n2,9007199254740992\n3,9007199254740993\n4,7\n")
+    fast, careful = _both(path, monkeypatch, numeric=["y"], categorical=["g"])
+    _same(fast, careful, ["g"])
+    assert len(data.level_order(fast.frame["g"])[0]) == 3
