@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mmcli import csvread
-from mmcli.csvlines import Layout, read_layout
+from mmcli.csvlines import Layout, read_header, read_layout
 from mmcli.csvread import resolve
 from mmcli.errors import DataError
 from mmcli.parquet import is_parquet
@@ -49,11 +49,27 @@ def load(
     ``numeric`` columns must hold numbers (the response, smooth variables); ``categorical`` columns are read
     as text (grouping factors, --factor columns); ``other`` columns keep the type pandas infers (fixed effects:
     numbers stay numeric, text becomes a factor as in R). Missing are NA, the empty cell and the ``na`` tokens,
-    in every column; NaN too in a numeric column (R's read.csv rules).
+    in every column; NaN too in a numeric column (R's read.csv rules). A CSV read by the fast path whose data
+    then fail a check is read again by the careful one, so that the message names the right line.
     """
+    try:
+        return _load(path, numeric, categorical, other or [], na, fast_ok=True)
+    except DataError:
+        if path == "-" or is_parquet(path) or not categorical:
+            raise
+    return _load(path, numeric, categorical, other or [], na, fast_ok=False)
+
+
+def _load(
+    path: str,
+    numeric: list[str],
+    categorical: list[str],
+    other: list[str],
+    na: tuple[str, ...] | list[str],
+    fast_ok: bool,
+) -> Table:
     import pandas as pd
 
-    other = other or []
     wanted = list(dict.fromkeys(numeric + categorical + other))
     lines = None
     if path != "-" and is_parquet(path):
@@ -66,12 +82,16 @@ def load(
         lines = np.arange(1, len(frame) + 1)  # the messages' "line" of a Parquet row is its number
     else:
         src = csvread.open_source(path)
-        layout = read_layout(src)
-        name, columns, lines = src.name, layout.columns, layout.lines
-        for c in wanted:
-            resolve(c, columns, layout.index)
-        layout.check()
-        frame = _read_columns(src, layout, wanted, numeric, categorical, other, na)
+        fast = _read_fast(src, wanted, numeric, categorical, other, na) if categorical and fast_ok else None
+        if fast is not None:
+            frame, columns, name = fast[0], fast[1], src.name
+        else:
+            layout = read_layout(src)
+            name, columns, lines = src.name, layout.columns, layout.lines
+            for c in wanted:
+                resolve(c, columns, layout.index)
+            layout.check()
+            frame = _read_columns(src, layout, wanted, numeric, categorical, other, na)
     n_all = len(frame)
     if n_all == 0:
         raise DataError(f"File '{name}' has a header but no data rows.")
@@ -126,11 +146,6 @@ def _read_columns(
     fast.update({at[c]: "float64" for c in numbers})
     fast_na.update({at[c]: num_na for c in numbers})
     usecols = sorted(at[c] for c in wanted)
-    simple = layout.lines is None and not layout.quoted  # pyarrow reads quotes after a blank as text: pandas then
-    if categorical and simple and set(other) <= set(numbers) and not set(numbers) & set(categorical):
-        got = csvread.read_arrow(src, len(columns), [at[c] for c in numbers], [at[c] for c in categorical], text_na)
-        if got is not None:
-            return _arrow_frame(got, wanted, numbers, at)
     try:
         frame = csvread.read_csv(src, usecols=usecols, dtype=fast, na_values=fast_na)
         frame.columns = pd.Index([columns[i] for i in usecols])
@@ -146,6 +161,43 @@ def _read_columns(
             raise DataError(f"File '{src.name}' is not a readable CSV: {_first_line(e)}") from None
     frame.columns = pd.Index([columns[i] for i in usecols])
     return frame[wanted]
+
+
+def _read_fast(
+    src: csvread.Source,
+    wanted: list[str],
+    numeric: list[str],
+    categorical: list[str],
+    other: list[str],
+    na: tuple[str, ...] | list[str],
+) -> tuple[pd.DataFrame, list[str]] | None:
+    """The columns by pyarrow with the header alone checked here: pyarrow refuses a line with another number
+    of fields, a text cell in a number column and bytes that are not UTF-8, and then (None) the careful path
+    scans the file and reads it with pandas, whose messages name the line. A quote after a blank is text to
+    pyarrow but quotes to pandas: a label that starts so sends the read to the careful path too."""
+    import pandas as pd
+
+    head = read_header(src)
+    if head is None or not all(c in head.index for c in wanted) or set(numeric) & set(categorical):
+        return None
+    at = head.index
+    numbers = list(numeric)
+    if other:
+        num_na = csvread.numeric_na_tokens(na)
+        try:
+            cols = sorted(at[c] for c in other)
+            sample = csvread.read_csv(src, usecols=cols, nrows=200, na_values={i: num_na for i in cols})
+        except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
+            return None
+        numbers += [head.columns[i] for i, t in zip(cols, sample.dtypes) if t.kind in "fiu"]
+        if not set(other) <= set(numbers):
+            return None
+    got = csvread.read_arrow(
+        src, len(head.columns), [at[c] for c in numbers], [at[c] for c in categorical], csvread.na_tokens(na)
+    )
+    if got is None or any(str(v).lstrip().startswith('"') for c in categorical for v in got[at[c]][1]):
+        return None
+    return _arrow_frame(got, wanted, numbers, at), head.columns
 
 
 def _arrow_frame(got: dict, wanted: list[str], numbers: list[str], at: dict[str, int]) -> pd.DataFrame:
