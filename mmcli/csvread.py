@@ -277,6 +277,8 @@ def read_arrow(
                 strings_can_be_null=True,
             ),
         )
+    except pa.ArrowCancelled:  # Ctrl-C inside pyarrow's reader
+        raise KeyboardInterrupt from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
         return None
     out: dict[int, Any] = {}

@@ -85,7 +85,12 @@ def read_parquet(
         if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)) and c not in categorical:
             cols[c] = col.cast(pa.float64()).fill_null(float("nan")).to_numpy()
             continue
-        text = col.cast(pa.string()) if not pa.types.is_boolean(t) else pc.if_else(col, "TRUE", "FALSE")
+        try:
+            text = col.cast(pa.string()) if not pa.types.is_boolean(t) else pc.if_else(col, "TRUE", "FALSE")
+        except pa.ArrowException:
+            raise DataError(
+                f"Column '{c}' of '{path}' holds values of type {t}: mmcli reads numbers and text."
+            ) from None
         if pa.types.is_string(t) or pa.types.is_large_string(t):  # R's missing-value cells of a CSV
             text = pc.if_else(pc.is_in(text, value_set=missing), pa.scalar(None, pa.string()), text)
         if c in categorical:

@@ -51,6 +51,8 @@ def test_only_the_formulas_columns_are_read(tmp_path) -> None:
     assert d["nobs"] == 180
     t = data.load(str(tmp_path / "s.parquet"), numeric=["Reaction"], categorical=["Subject"], other=[])
     assert list(t.frame.columns) == ["Reaction", "Subject"] and t.columns[-1] == "notes"
+    code, _, err = run_in_process(["fit", tmp_path / "s.parquet", "Reaction ~ Days + (1 | notes)"])
+    assert code == 1 and err.startswith("Error: Column 'notes'") and "Traceback" not in err
 
 
 def test_missing_values_and_levels_as_in_a_csv(tmp_path) -> None:
