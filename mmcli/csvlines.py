@@ -33,7 +33,6 @@ class Layout:
     index: dict[str, int]  # the position of each column, for look-ups in constant time
     problem: str | None = None  # the error for that line
     lines: np.ndarray | None = None  # the file's line of each data row, when it is not simply row + 2
-    quoted: bool = True  # whether the file has a double quote (False only when the scan saw none)
 
     def check(self) -> None:
         """Raise the error for a line with too many or too few fields (after the columns are known to exist,
@@ -73,7 +72,7 @@ def _layout(source: Source, raw: Bytes, scan: _Scan) -> Layout:
     if problem is None and len(index) < len(names):
         dup = sorted(c for c, n in Counter(names).items() if n > 1)
         raise DataError(f"File '{source.name}' has duplicated column names: {', '.join(dup)}.")
-    return Layout(columns=names, index=index, problem=problem, lines=lines, quoted=scan.quoted)
+    return Layout(columns=names, index=index, problem=problem, lines=lines)
 
 
 def _wrong_count(source: Source, line: int, n: int, k: int) -> str:
@@ -272,4 +271,4 @@ def read_header(source: Source) -> Layout | None:
     index = {c: i for i, c in enumerate(names)}
     if len(names) < 2 or len(index) < len(names):
         return None
-    return Layout(columns=names, index=index, quoted=False)
+    return Layout(columns=names, index=index)
