@@ -992,8 +992,9 @@ def report(cases: list[Case], all_results: dict[str, dict[str, Result]]) -> str:
                 diffs.append((d, results[goal.baseline].peer.label))
         if diffs:
             d, who = max(diffs)
-            verdict = "ok" if d <= LOGLIK_TOL else "DISAGREE"
-            agree.append(f"- {case.name}: max |Δ loglik| = {d:.2e} ({who}) → {verdict} (tolerance {LOGLIK_TOL:g})")
+            tol = min(loglik_tol(goal, results["mmcli"]) for goal in case.goals)
+            verdict = "ok" if d <= tol else "DISAGREE"
+            agree.append(f"- {case.name}: max |Δ loglik| = {d:.2e} ({who}) → {verdict} (tolerance {tol:.3g})")
         else:
             agree.append(f"- {case.name}: nothing to compare (no log-likelihood from mmcli or a baseline)")
         m = results["mmcli"]
