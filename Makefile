@@ -9,7 +9,7 @@ install: $(BIN)/mmcli
 $(BIN)/mmcli: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,parquet,dask]'
 	@touch $(BIN)/mmcli
 	@echo "installed: $(BIN)/mmcli  (activate with: source $(BIN)/activate)"
 

@@ -10,6 +10,11 @@ which reports each child's own ``ru_maxrss`` (KiB on Linux).
     .venv/bin/python bench/run.py --only crossed --repeats 5
     .venv/bin/python bench/run.py --save bench/RESULTS.md
 
+Runs are paired: each round runs every peer of a case once, in turn (mmcli, baseline, mmcli, baseline, ...), the
+1-minute load average is recorded before every run, and a ratio is the median of the per-round ratios, so that a
+drift of the machine's speed moves both sides of a pair. ``--busy`` runs a busy-loop process beside every run
+(as a machine doing something else would), to show what BLAS threads and schedulers do under contention.
+
 The data are simulated with fixed seeds into ``--out`` (bench/out, git-ignored) and reused while their
 parameters are unchanged. The log-likelihoods of every peer that fits the same model must agree with mmcli's
 to 1e-3: a fast wrong answer does not count.
@@ -18,6 +23,7 @@ to 1e-3: a fast wrong answer does not count.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -32,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,6 +171,8 @@ class Result:
     wall: list[float] = field(default_factory=list)
     rss_kib: list[int] = field(default_factory=list)
     fit_seconds: list[float] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)  # the round of each timed run (for paired ratios)
+    loads: list[float] = field(default_factory=list)  # the 1-minute load average before each timed run
     loglik: float | None = None
     notes: list[str] = field(default_factory=list)
     timed_out: bool = False
@@ -193,11 +201,27 @@ def first_error_line(proc: Proc) -> str:
     return f"exit {proc.returncode}: {text[:200]}"
 
 
-def run_once(res: Result, timed: bool, check: bool = False) -> None:
+def load_average() -> float:
+    """The 1-minute load average (/proc/loadavg), as the kernel counts runnable and waiting processes."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+
+
+def paired_ratio(a: Result, b: Result) -> float | None:
+    """The median over rounds of a's time / b's time in the same round (None when no round has both)."""
+    bt = dict(zip(b.rounds, b.seconds))
+    ratios = [t / bt[r] for r, t in zip(a.rounds, a.seconds) if bt.get(r)]
+    return statistics.median(ratios) if ratios else None
+
+
+def run_once(res: Result, timed: bool, check: bool = False, round_no: int = -1) -> None:
     """Run the peer's command (or its check command) and fold what it printed into ``res``."""
     peer = res.peer
     cmd = peer.check_cmd if check and peer.check_cmd is not None else peer.cmd
     parse = peer.check_parse if check and peer.check_cmd is not None else peer.parse
+    load = load_average()
     proc = run_process(cmd, peer.timeout)
     if proc.timed_out:
         res.timed_out = True
@@ -216,6 +240,8 @@ def run_once(res: Result, timed: bool, check: bool = False) -> None:
         if note not in res.notes:
             res.notes.append(note)
     if timed:
+        res.rounds.append(round_no)
+        res.loads.append(load)
         res.wall.append(proc.wall)
         res.rss_kib.append(proc.maxrss_kib)
         res.seconds.append(parsed.inner_seconds if parsed.inner_seconds is not None else proc.wall)
@@ -244,7 +270,7 @@ def measure(peers: list[Peer], repeats: int, log: Callable[[str], None]) -> dict
             res = results[peer.key]
             if res.error is not None or res.timed_out:
                 continue
-            run_once(res, timed=True)
+            run_once(res, timed=True, round_no=r)
             if res.seconds and not res.timed_out and res.error is None:
                 log(f"    {peer.label}: run {r + 1}/{repeats}: {res.seconds[-1]:.3f} s")
             else:
@@ -383,7 +409,73 @@ def make_slopes(p: dict):  # type: ignore[no-untyped-def]
     return pd.DataFrame({"y": y, "x": x, "g": names[g]})
 
 
-GENERATORS = {"big": make_big, "crossed": make_crossed, "slopes": make_slopes}
+def zipf_levels(rng, n: int, k: int, exponent: float):  # type: ignore[no-untyped-def]
+    """Level index per row with Zipf-like frequencies (the r-th most frequent level ~ 1 / r^exponent), every
+    level at least once, shuffled; level numbers are shuffled too, so frequency is not level order."""
+    import numpy as np
+
+    w = 1.0 / np.arange(1, k + 1) ** exponent
+    idx = np.concatenate([np.arange(k), rng.choice(k, size=n - k, p=w / w.sum())])
+    rng.shuffle(idx)
+    return rng.permutation(k)[idx]
+
+
+def make_zipf(p: dict):  # type: ignore[no-untyped-def]
+    """A realistic crossed design: A (e.g. users) and B (e.g. items) crossed, each with Zipf-like frequencies
+    (a few very frequent levels, a long tail seen once or twice). y = 2 + 0.3 x + a + b + e with sd 0.6, 0.4, 1."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(p["seed"])
+    n, ka, kb = p["n"], p["a"], p["b"]
+    a = zipf_levels(rng, n, ka, p.get("exponent", 1.0))
+    b = zipf_levels(rng, n, kb, p.get("exponent", 1.0))
+    x = rng.standard_normal(n)
+    y = 2.0 + 0.3 * x + rng.normal(0.0, 0.6, ka)[a] + rng.normal(0.0, 0.4, kb)[b] + rng.normal(0.0, 1.0, n)
+    return pd.DataFrame(
+        {"y": y, "x": x, "A": np.array(level_names("a", ka), dtype=object)[a],
+         "B": np.array(level_names("b", kb), dtype=object)[b]}
+    )  # fmt: skip
+
+
+GENERATORS = {"big": make_big, "crossed": make_crossed, "slopes": make_slopes, "zipf": make_zipf}
+
+
+def ensure_parquet(python: str, csv: Path, files: int) -> Path:
+    """The CSV's rows as Parquet: one file (``files`` = 1, ``NAME.parquet``) or a directory of ``files`` files
+    of consecutive rows (``NAME.parts``), made in a child process (the runner must stay small) and reused while
+    newer than the CSV."""
+    target = csv.with_suffix(".parquet") if files == 1 else csv.with_suffix(f".parts{files}")
+    if target.exists() and target.stat().st_mtime >= csv.stat().st_mtime:
+        return target
+    code = (
+        "import sys, pathlib, pyarrow.csv as pc, pyarrow.parquet as pq\n"
+        "src, dst, k = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3])\n"
+        "t = pc.read_csv(src)\n"
+        "if k == 1:\n    pq.write_table(t, dst)\n"
+        "else:\n"
+        "    dst.mkdir(exist_ok=True)\n"
+        "    step = -(-t.num_rows // k)\n"
+        "    for i in range(k):\n"
+        "        pq.write_table(t.slice(i * step, step), dst / f'part{i:03d}.parquet')\n"
+    )
+    subprocess.run([python, "-c", code, str(csv), str(target), str(files)], check=True)
+    return target
+
+
+def ensure_insteval(out: Path, rows: int | None) -> Path | None:
+    """lme4's own InstEval as CSV (all 73,421 rows, or the first ``rows``), exported by R; None without R."""
+    csv = out / (f"insteval_{rows}.csv" if rows else "insteval.csv")
+    if csv.exists():
+        return csv
+    head = f"d <- head(d, {rows}); " if rows else ""
+    code = (
+        "suppressMessages(library(lme4)); d <- InstEval; "
+        f"{head}d$service <- as.integer(d$service == '1'); write.csv(d, '{csv}', row.names = FALSE)"
+    )
+    if shutil.which("Rscript") is None or run_process(["Rscript", "-e", code], 300).returncode != 0:
+        return None
+    return csv
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -526,6 +618,7 @@ class Goal:
     baseline: str  # peer key
     max_ratio: float | None  # mmcli seconds / baseline seconds must be <= this; None: informative only
     text: str
+    loglik_rel: float | None = None  # the log-likelihoods must agree to this, relative (default: LOGLIK_TOL abs)
 
 
 @dataclass
@@ -536,6 +629,8 @@ class Case:
     peers: list[Peer]
     goals: list[Goal]
     memory_goal: float | None = None  # mmcli peak RSS / CSV bytes must be <= this
+    rss_max_mib: float | None = None  # mmcli's largest process (a Dask worker, say) must stay below this
+    rss_below: str | None = None  # peer key: mmcli's peak RSS must be below that peer's
 
 
 def sizes(quick: bool) -> dict:
@@ -544,11 +639,17 @@ def sizes(quick: bool) -> dict:
             "big": [(10_000, 2_000), (100_000, 2_000)],
             "crossed": {"n": 7_342, "s": 297, "d": 113, "dept": 14},
             "slopes": {"n": 20_000, "groups": 1_000},
+            "zipf": {"n": 10_000, "a": 1_000, "b": 300},
+            "insteval": 7_342,
+            "huge": (200_000, 2_000),
         }
     return {
         "big": [(100_000, 20_000), (1_000_000, 20_000)],
         "crossed": {"n": 73_421, "s": 2_972, "d": 1_128, "dept": 14},
         "slopes": {"n": 200_000, "groups": 10_000},
+        "zipf": {"n": 100_000, "a": 10_000, "b": 3_000},
+        "insteval": None,  # all of lme4's InstEval
+        "huge": (10_000_000, 100_000),
     }
 
 
@@ -559,7 +660,20 @@ def short(n: int) -> str:
 
 def case_names(quick: bool) -> list[str]:
     sz = sizes(quick)
-    return ["sleepstudy", *(f"big-{short(n)}" for n, _ in sz["big"]), "crossed", "slopes", "confint", "ddf-crossed"]
+    huge = short(sz["huge"][0])
+    return [
+        "sleepstudy",
+        *(f"big-{short(n)}" for n, _ in sz["big"]),
+        "crossed",
+        "slopes",
+        "confint",
+        "ddf-crossed",
+        "zipf-crossed",
+        "insteval",
+        f"load-{huge}",
+        f"parquet-{huge}",
+        f"dask-{huge}",
+    ]
 
 
 def build_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Callable[[str], bool]) -> list[Case]:
@@ -676,6 +790,93 @@ def build_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Ca
                 [Goal("lme4", None, "—"), Goal("statsmodels", None, "—")],
             )
         )
+    cases += scale_cases(env, out, quick, digits, wanted)
+    return cases
+
+
+def scale_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Callable[[str], bool]) -> list[Case]:
+    """The crossed designs at scale (Zipf-like frequencies; lme4's InstEval) and the 1e7-row data: CSV against
+    pandas.read_csv, the same rows as Parquet, and as 20 Parquet files fitted on a 2-worker Dask cluster."""
+    sz = sizes(quick)
+    cases = []
+    if wanted("zipf-crossed"):
+        p = sz["zipf"]
+        csv = ensure_data(env.python, out, f"zipf_{short(p['n'])}_{p['a']}x{p['b']}", "zipf", {**p, "seed": 7}, digits)
+        formula = "y ~ x + (1 | A) + (1 | B)"
+        cases.append(
+            Case(
+                "zipf-crossed",
+                p["n"],
+                csv,
+                [mmcli_peer(env, ["fit", str(csv), formula, "--json", "--ddf", "none"]), lme4_peer(env, csv, formula)],
+                [Goal("lme4", 0.2, "≤ 0.2 (5× faster)")],
+                rss_below="lme4",
+            )
+        )
+    if wanted("insteval"):
+        csv = ensure_insteval(out, sz["insteval"])
+        formula = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
+        if csv is not None:
+            cases.append(
+                Case(
+                    "insteval",
+                    csv.read_bytes().count(b"\n") - 1,
+                    csv,
+                    [
+                        mmcli_peer(env, ["fit", str(csv), formula, "--json", "--ddf", "none"]),
+                        lme4_peer(env, csv, formula),
+                    ],
+                    [Goal("lme4", 0.1, "≤ 0.1 (10× faster)")],
+                )
+            )
+    n, k = sz["huge"]
+    huge = short(n)
+    if not any(wanted(f"{w}-{huge}") for w in ("load", "parquet", "dask")):
+        return cases
+    csv = ensure_data(
+        env.python, out, f"big_{huge}_g{k}", "big", {"n": n, "groups": k, "seed": 1_000 + n // 1_000}, digits
+    )
+    formula = "y ~ x1 + x2 + (1 | g)"
+    fit = ["fit", formula, "--json", "--ddf", "none"]
+    if wanted(f"load-{huge}"):
+        cases.append(
+            Case(
+                f"load-{huge}",
+                n,
+                csv,
+                [mmcli_peer(env, [fit[0], str(csv), *fit[1:]]), pandas_peer(env, csv)],
+                [Goal("pandas", 2.0, "≤ 2 (whole process)")],
+                memory_goal=2.0,
+            )
+        )
+    if wanted(f"parquet-{huge}"):
+        pqt = ensure_parquet(env.python, csv, 1)
+        cases.append(
+            Case(
+                f"parquet-{huge}",
+                n,
+                csv,
+                [mmcli_peer(env, [fit[0], str(pqt), *fit[1:]]), pandas_peer(env, csv)],
+                [Goal("pandas", 1.0, "≤ 1 (Parquet fit vs CSV read)")],
+            )
+        )
+    if wanted(f"dask-{huge}"):
+        parts = ensure_parquet(env.python, csv, 20)
+        dask = mmcli_peer(env, [fit[0], str(parts / "*.parquet"), *fit[1:], "--dask", "local:2"])
+        memory = dataclasses.replace(
+            mmcli_peer(env, [fit[0], str(ensure_parquet(env.python, csv, 1)), *fit[1:]]), key="memory",
+            label="mmcli in memory (Parquet)",
+        )  # fmt: skip
+        cases.append(
+            Case(
+                f"dask-{huge}",
+                n,
+                csv,
+                [dask, memory],
+                [Goal("memory", None, "logLik to 1e-10", loglik_rel=1e-10)],
+                rss_max_mib=1024.0,
+            )
+        )
     return cases
 
 
@@ -707,7 +908,8 @@ def compare_row(case: Case, goal: Goal, results: dict[str, Result]) -> tuple[lis
     tm, tb = m.median(), b.median()
     ratio_txt, ratio, upper_bound = "—", None, False
     if m.ok and b.ok and tm is not None and tb:
-        ratio = tm / tb
+        paired = paired_ratio(m, b)
+        ratio = paired if paired is not None else tm / tb
         ratio_txt = f"{ratio:.3f}"
     elif m.ok and tm is not None and b.timed_out:
         ratio, upper_bound = tm / b.peer.timeout, True
@@ -715,7 +917,10 @@ def compare_row(case: Case, goal: Goal, results: dict[str, Result]) -> tuple[lis
     dll = None
     if m.loglik is not None and b.loglik is not None:
         dll = m.loglik - b.loglik
-    if goal.max_ratio is None:
+    if goal.max_ratio is None and goal.loglik_rel is not None:  # a goal on the agreement alone
+        ok = m.ok and b.ok and dll is not None and abs(dll) <= loglik_tol(goal, m)
+        verdict = "pass" if ok else "FAIL (loglik)" if dll is not None else "n/a (no result)"
+    elif goal.max_ratio is None:
         verdict = "—"
     elif not m.ok:
         verdict = "FAIL (mmcli: no result)"
@@ -723,7 +928,7 @@ def compare_row(case: Case, goal: Goal, results: dict[str, Result]) -> tuple[lis
         verdict = "n/a (baseline missing)"
     elif ratio > goal.max_ratio:
         verdict = f"FAIL (×{ratio / goal.max_ratio:.2f} over)"
-    elif dll is not None and abs(dll) > LOGLIK_TOL:
+    elif dll is not None and abs(dll) > loglik_tol(goal, m):
         verdict = "FAIL (loglik)"
     else:
         verdict = "pass" + (" (bound)" if upper_bound else "")
@@ -745,8 +950,21 @@ def compare_row(case: Case, goal: Goal, results: dict[str, Result]) -> tuple[lis
         "—" if rss is None else f"{rss:.0f}",
         csv_txt,
         "—" if rss is None else f"{rss / csv_mib:,.2f}" if rss / csv_mib < 100 else f"{rss / csv_mib:,.0f}",
+        load_cell(m, b),
     ]
     return cells, (None if dll is None else abs(dll))
+
+
+def loglik_tol(goal: Goal, m: Result) -> float:
+    if goal.loglik_rel is not None and m.loglik is not None:
+        return goal.loglik_rel * abs(m.loglik)
+    return LOGLIK_TOL
+
+
+def load_cell(*results: Result) -> str:
+    """The median and the largest 1-minute load average seen before the case's timed runs."""
+    loads = [x for r in results for x in r.loads]
+    return "—" if not loads else f"{statistics.median(loads):.2f} (max {max(loads):.2f})"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -761,7 +979,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def report(cases: list[Case], all_results: dict[str, dict[str, Result]]) -> str:
     header = [
         "case", "rows", "mmcli s", "baseline", "baseline s", "ratio", "goal", "result",
-        "loglik mmcli", "loglik baseline", "Δ loglik", "mmcli RSS MiB", "CSV MiB", "RSS/CSV",
+        "loglik mmcli", "loglik baseline", "Δ loglik", "mmcli RSS MiB", "CSV MiB", "RSS/CSV", "load",
     ]  # fmt: skip
     rows, mem_rows, agree, notes, details = [], [], [], [], []
     for case in cases:
@@ -774,8 +992,9 @@ def report(cases: list[Case], all_results: dict[str, dict[str, Result]]) -> str:
                 diffs.append((d, results[goal.baseline].peer.label))
         if diffs:
             d, who = max(diffs)
-            verdict = "ok" if d <= LOGLIK_TOL else "DISAGREE"
-            agree.append(f"- {case.name}: max |Δ loglik| = {d:.2e} ({who}) → {verdict} (tolerance {LOGLIK_TOL:g})")
+            tol = min(loglik_tol(goal, results["mmcli"]) for goal in case.goals)
+            verdict = "ok" if d <= tol else "DISAGREE"
+            agree.append(f"- {case.name}: max |Δ loglik| = {d:.2e} ({who}) → {verdict} (tolerance {tol:.3g})")
         else:
             agree.append(f"- {case.name}: nothing to compare (no log-likelihood from mmcli or a baseline)")
         m = results["mmcli"]
@@ -803,6 +1022,21 @@ def report(cases: list[Case], all_results: dict[str, dict[str, Result]]) -> str:
                     peers_rss or "—",
                 ]
             )
+        rss = m.median_rss_mib()
+        if case.rss_max_mib is not None and rss is not None:
+            top = max(k / 1024 for k in m.rss_kib)
+            verdict = "pass" if top < case.rss_max_mib else "FAIL"
+            mem_rows.append(
+                [case.name, f"{case.rows:,}", f"{size / MIB:.1f}", f"{rss:.0f} (max {top:.0f})", "—",
+                 f"largest process < {case.rss_max_mib:g} MiB", verdict, "—"]
+            )  # fmt: skip
+        if case.rss_below is not None and rss is not None:
+            other = results[case.rss_below].median_rss_mib()
+            verdict = "—" if other is None else ("pass" if rss < other else "FAIL")
+            mem_rows.append(
+                [case.name, f"{case.rows:,}", f"{size / MIB:.1f}", f"{rss:.0f}", "—",
+                 f"below {results[case.rss_below].peer.label}", verdict, "—" if other is None else f"{other:.0f}"]
+            )  # fmt: skip
         for res in results.values():
             for note in res.notes:
                 notes.append(f"- {case.name}: {note}")
@@ -819,11 +1053,13 @@ def report(cases: list[Case], all_results: dict[str, dict[str, Result]]) -> str:
                     + ", ".join(fmt_s(s) for s in res.seconds)
                     + f" s{extra}; peak RSS "
                     + ", ".join(f"{k / 1024:.0f}" for k in res.rss_kib)
-                    + " MiB"
+                    + " MiB; load before each run "
+                    + ", ".join(f"{x:.2f}" for x in res.loads)
                 )
     out = [
-        "ratio = mmcli seconds / baseline seconds (medians); a goal passes when the ratio is within it "
-        f"and the log-likelihoods agree to {LOGLIK_TOL:g}.",
+        "ratio = the median over rounds of mmcli seconds / baseline seconds in the same round (paired runs); a goal "
+        f"passes when the ratio is within it and the log-likelihoods agree to {LOGLIK_TOL:g} (or the relative "
+        "tolerance the case states). load = the 1-minute load average before each timed run of the pair.",
         "",
         markdown_table(header, rows),
     ]
@@ -881,6 +1117,12 @@ def versions(python: str) -> str:
         "    out.append(f\"numpy's BLAS {b['name']} {b.get('version', '')}\".strip())\n"
         "except Exception:\n"
         "    pass\n"
+        "try:\n"
+        "    import threadpoolctl\n"
+        "    for d in threadpoolctl.threadpool_info():\n"
+        "        out.append(f\"{d['internal_api']} threads {d['num_threads']}\")\n"
+        "except Exception:\n"
+        "    pass\n"
         "print(', '.join(out))"
     )
     proc = run_process([python, "-c", code], 60)
@@ -930,13 +1172,29 @@ def machine_header(env: Env, args: argparse.Namespace) -> str:
         f"- mmcli: {env.mmcli} at commit {git_commit()}",
         f"- BLAS environment: {blas}" + (f"; {threads}" if threads else ""),
         f"- settings: {'quick sizes' if args.quick else 'full sizes'}, median of {args.repeats} runs, "
-        f"statsmodels timeout {env.timeout:.0f} s, CSV floats "
+        f"statsmodels timeout {env.timeout:.0f} s, "
+        + ("a busy-loop process beside every run, " if args.busy else "")
+        + "CSV floats "
         + ("at full precision" if args.digits is None else f"with {args.digits} significant digits"),
     ]
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def busy_loop(on: bool, python: str) -> Iterator[None]:
+    """A process spinning on one core beside the runs, when ``on``: what a shared machine looks like."""
+    if not on:
+        yield
+        return
+    proc = subprocess.Popen([python, "-c", "while True: pass"], start_new_session=True)
+    try:
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -960,6 +1218,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mmcli", default=None, help="mmcli executable (default .venv/bin/mmcli)")
     ap.add_argument("--save", type=Path, default=None, help="also write the report (markdown) to this file")
     ap.add_argument("--list", action="store_true", help="list the case names and exit")
+    ap.add_argument(
+        "--busy",
+        action="store_true",
+        help="run a busy-loop process beside every run (contention, as on a machine doing something else)",
+    )
     ap.add_argument("--generate-one", nargs=3, metavar=("KIND", "PARAMS", "CSV"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.generate_one:
@@ -1006,7 +1269,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         log(f"{case.name} ({case.rows:,} rows, {case.csv.stat().st_size / 1e6:.1f} MB):")
         subprocess.run(["cat", str(case.csv)], stdout=subprocess.DEVNULL, check=False)  # page cache, for everyone
-        all_results[case.name] = measure(case.peers, args.repeats, log)
+        with busy_loop(args.busy, python):
+            all_results[case.name] = measure(case.peers, args.repeats, log)
 
     floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     text = (

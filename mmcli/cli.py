@@ -16,6 +16,7 @@ import click
 
 from mmcli import output
 from mmcli.cli_gamm import gamm_predict_options, ranef_reml_option
+from mmcli.cli_dask import dask_option
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
 from mmcli.signals import Terminated, unwinding
 
@@ -144,6 +145,7 @@ DDF_OPTION = click.option(
 @model_options
 @DDF_OPTION
 @output_options
+@dask_option
 def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: str, **kw: Any) -> None:
     """Fit a linear mixed model by ML (default) or REML.
 

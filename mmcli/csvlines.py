@@ -252,3 +252,23 @@ def _by_csv_module(source: Source, raw: Bytes, k: int) -> tuple[str | None, np.n
     except csv.Error as e:
         raise DataError(f"File '{source.name}' is not a readable CSV: line {reader.line_num}: {e}.") from None
     return None, np.asarray(lines, dtype=np.int64)
+
+
+def read_header(source: Source) -> Layout | None:
+    """The header alone, when it is the file's first line, unquoted, of at least two names, all distinct and
+    ending in \\n: enough for a reader that checks every line's fields itself (pyarrow's). None otherwise, and
+    then :func:`read_layout` scans the whole file."""
+    with source.open_bytes() as raw:
+        head = raw.fetch(0, 1 << 16)
+        end = head.find(b"\n")
+        line = head[:end] if end >= 0 else b""
+        if not line.removeprefix(b"\xef\xbb\xbf").strip(b" \t\r") or b'"' in line or b"\r" in line[:-1]:
+            return None
+        try:
+            names = _header_names(source, line, 0)
+        except DataError:
+            return None
+    index = {c: i for i, c in enumerate(names)}
+    if len(names) < 2 or len(index) < len(names):
+        return None
+    return Layout(columns=names, index=index)

@@ -241,3 +241,54 @@ def resolve(col: str, columns: Sequence[str], known: Container[str] | None = Non
     if len(columns) > _SHOW_COLUMNS:
         shown += f", ... ({len(columns) - _SHOW_COLUMNS} more)"
     raise DataError(f"Column '{col}' not found.{hint} Columns are: {shown}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The fast read of grouping columns (pyarrow, when installed)
+# --------------------------------------------------------------------------------------------------
+
+
+def read_arrow(
+    source: Source, ncols: int, floats: list[int], groups: list[int], na: list[str]
+) -> dict[int, Any] | None:
+    """The columns at the given positions, read by pyarrow's multithreaded CSV reader: ``floats`` as float64
+    arrays (NaN where missing), ``groups`` as (codes, labels) with code -1 where missing; ``na`` are the missing
+    cells. Grouping columns come dictionary-encoded straight from the parser, several times cheaper than
+    building a Python string per cell and hashing them. None when pyarrow is not installed or its stricter
+    parser refuses the file (a blank after a separator, a text cell in a number column, ...): the caller then
+    reads with pandas, whose messages name the offending line. The header must be the file's first line."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        return None
+    names = [f"c{i}" for i in range(ncols)]
+    types = {names[i]: pa.float64() for i in floats}
+    types.update({names[i]: pa.dictionary(pa.int32(), pa.string()) for i in groups})
+    try:
+        table = pacsv.read_csv(
+            source.handle(),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[names[i] for i in sorted({*floats, *groups})],
+                column_types=types,
+                null_values=list(na),
+                strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowCancelled:  # Ctrl-C inside pyarrow's reader
+        raise KeyboardInterrupt from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
+        return None
+    out: dict[int, Any] = {}
+    for i in floats:
+        col = table.column(names[i])
+        out[i] = col.to_numpy() if col.null_count == 0 else col.fill_null(float("nan")).to_numpy()
+    for i in groups:
+        col = table.column(names[i]).unify_dictionaries()
+        labels = col.chunk(0).dictionary.to_pylist() if col.num_chunks else []
+        parts = [c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in col.chunks]
+        out[i] = (np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, dtype=np.int32), labels)
+    del table
+    return out

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mmcli import csvread
-from mmcli.csvlines import Layout, read_layout
+from mmcli.csvlines import Layout, read_header, read_layout
 from mmcli.csvread import resolve
 from mmcli.errors import DataError
+from mmcli.parquet import is_parquet
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,38 +49,68 @@ def load(
     ``numeric`` columns must hold numbers (the response, smooth variables); ``categorical`` columns are read
     as text (grouping factors, --factor columns); ``other`` columns keep the type pandas infers (fixed effects:
     numbers stay numeric, text becomes a factor as in R). Missing are NA, the empty cell and the ``na`` tokens,
-    in every column; NaN too in a numeric column (R's read.csv rules).
+    in every column; NaN too in a numeric column (R's read.csv rules). A CSV read by the fast path whose data
+    then fail a check is read again by the careful one, so that the message names the right line.
     """
+    try:
+        return _load(path, numeric, categorical, other or [], na, fast_ok=True)
+    except DataError:
+        if path == "-" or is_parquet(path) or not categorical:
+            raise
+    return _load(path, numeric, categorical, other or [], na, fast_ok=False)
+
+
+def _load(
+    path: str,
+    numeric: list[str],
+    categorical: list[str],
+    other: list[str],
+    na: tuple[str, ...] | list[str],
+    fast_ok: bool,
+) -> Table:
     import pandas as pd
 
-    other = other or []
-    src = csvread.open_source(path)
-    layout = read_layout(src)
-    columns = layout.columns
     wanted = list(dict.fromkeys(numeric + categorical + other))
-    for c in wanted:
-        resolve(c, columns, layout.index)
-    layout.check()
-    frame = _read_columns(src, layout, wanted, numeric, categorical, other, na)
+    lines = None
+    if path != "-" and is_parquet(path):
+        import numpy as np
+
+        from mmcli.parquet import read_parquet
+
+        name = path
+        frame, columns = read_parquet(path, wanted, categorical, na)
+        lines = np.arange(1, len(frame) + 1)  # the messages' "line" of a Parquet row is its number
+    else:
+        src = csvread.open_source(path)
+        fast = _read_fast(src, wanted, numeric, categorical, other, na) if categorical and fast_ok else None
+        if fast is not None:
+            frame, columns, name = fast[0], fast[1], src.name
+        else:
+            layout = read_layout(src)
+            name, columns, lines = src.name, layout.columns, layout.lines
+            for c in wanted:
+                resolve(c, columns, layout.index)
+            layout.check()
+            frame = _read_columns(src, layout, wanted, numeric, categorical, other, na)
     n_all = len(frame)
     if n_all == 0:
-        raise DataError(f"File '{src.name}' has a header but no data rows.")
+        raise DataError(f"File '{name}' has a header but no data rows.")
     for c in numeric:
-        frame[c] = _as_numeric(frame[c], c, layout.lines)
+        frame[c] = _as_numeric(frame[c], c, lines)
     for c in other:
         s = frame[c]
         # text (object, or pandas 3's str) of numbers and NaN is numeric; numbers with a few text cells are a
         # mistake, not a factor
         if pd.api.types.is_string_dtype(s.dtype) and _text_cells(s)[1] > 0.5 * s.notna().sum():
-            frame[c] = _as_numeric(s, c, layout.lines)
+            frame[c] = _as_numeric(s, c, lines)
     for c in categorical:
         frame[c] = _nan_levels_missing(frame[c])
     for c in wanted:
         if frame[c].dtype.kind == "f":
-            _check_magnitude(frame[c].to_numpy(), c, layout.lines)
-    frame, dropped, notes = _drop_incomplete(frame, src.name)
+            _check_magnitude(frame[c].to_numpy(), c, lines)
+    frame, dropped, notes = _drop_incomplete(frame, name)
     _release_parser_memory()
-    return Table(frame=frame, source=src.name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
+    return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
 
 
 def _read_columns(
@@ -101,7 +132,8 @@ def _read_columns(
     text_na, num_na = csvread.na_tokens(na), csvread.numeric_na_tokens(na)
     dtypes: dict[int, str] = {at[c]: "category" for c in categorical}
     nas = {at[c]: text_na for c in wanted}
-    fast, fast_na = dict(dtypes), dict(nas)
+    fast: dict[int, str] = {at[c]: "str" for c in categorical}
+    fast_na = dict(nas)
     numbers = list(numeric)
     try:
         if other:
@@ -110,11 +142,16 @@ def _read_columns(
             numbers += [columns[i] for i, t in zip(cols, sample.dtypes) if t.kind in "fiu"]
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
         pass
+    # grouping columns stay text, even of numbers: ids beyond 2^53 (or 007 and 7.0) must not merge as floats
     fast.update({at[c]: "float64" for c in numbers})
     fast_na.update({at[c]: num_na for c in numbers})
     usecols = sorted(at[c] for c in wanted)
     try:
         frame = csvread.read_csv(src, usecols=usecols, dtype=fast, na_values=fast_na)
+        frame.columns = pd.Index([columns[i] for i in usecols])
+        for c in categorical:
+            frame[c] = factorized(frame[c])
+        return frame[wanted]
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
         try:
             frame = csvread.read_csv(src, usecols=usecols, dtype=dtypes, na_values=nas)
@@ -124,6 +161,71 @@ def _read_columns(
             raise DataError(f"File '{src.name}' is not a readable CSV: {_first_line(e)}") from None
     frame.columns = pd.Index([columns[i] for i in usecols])
     return frame[wanted]
+
+
+def _read_fast(
+    src: csvread.Source,
+    wanted: list[str],
+    numeric: list[str],
+    categorical: list[str],
+    other: list[str],
+    na: tuple[str, ...] | list[str],
+) -> tuple[pd.DataFrame, list[str]] | None:
+    """The columns by pyarrow with the header alone checked here: pyarrow refuses a line with another number
+    of fields, a text cell in a number column and bytes that are not UTF-8, and then (None) the careful path
+    scans the file and reads it with pandas, whose messages name the line. A quote after a blank is text to
+    pyarrow but quotes to pandas: a label that starts so sends the read to the careful path too."""
+    import pandas as pd
+
+    head = read_header(src)
+    if head is None or not all(c in head.index for c in wanted) or set(numeric) & set(categorical):
+        return None
+    at = head.index
+    numbers = list(numeric)
+    if other:
+        num_na = csvread.numeric_na_tokens(na)
+        try:
+            cols = sorted(at[c] for c in other)
+            sample = csvread.read_csv(src, usecols=cols, nrows=200, na_values={i: num_na for i in cols})
+        except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
+            return None
+        numbers += [head.columns[i] for i, t in zip(cols, sample.dtypes) if t.kind in "fiu"]
+        if not set(other) <= set(numbers):
+            return None
+    got = csvread.read_arrow(
+        src, len(head.columns), [at[c] for c in numbers], [at[c] for c in categorical], csvread.na_tokens(na)
+    )
+    if got is None or any(str(v).lstrip().startswith('"') for c in categorical for v in got[at[c]][1]):
+        return None
+    return _arrow_frame(got, wanted, numbers, at), head.columns
+
+
+def _arrow_frame(got: dict, wanted: list[str], numbers: list[str], at: dict[str, int]) -> pd.DataFrame:
+    """The frame of :func:`csvread.read_arrow`'s columns: numbers as float64, grouping columns categorical."""
+    import pandas as pd
+
+    cols: dict[str, object] = {}
+    for c in wanted:
+        if c in numbers:
+            cols[c] = got[at[c]]
+        else:
+            codes, labels = got[at[c]]
+            cols[c] = pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
+    return pd.DataFrame(cols, copy=False)
+
+
+def factorized(values: pd.Series) -> pd.Series:
+    """A column as a categorical, from one hash pass over a plain read (``pd.factorize``): far cheaper than
+    pandas' ``category`` parsing of a long column. Missing cells stay missing. The categories come in the
+    order of first appearance; :func:`level_order` sorts them as R's factor() does."""
+    import pandas as pd
+
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if values.dtype.kind != "f":
+        uniques = pd.Index(uniques.astype(str), dtype=object)  # as the category parser reads them: text
+    return pd.Series(pd.Categorical.from_codes(codes, categories=uniques), index=values.index, name=values.name)
 
 
 def _first_line(e: Exception) -> str:
@@ -285,6 +387,13 @@ def load_all(path: str, na: tuple[str, ...] | list[str] = ()) -> Table:
     of numbers and NaN is numeric."""
     import pandas as pd
 
+    if path != "-" and is_parquet(path):
+        from mmcli.parquet import columns_of, read_parquet
+
+        frame, names = read_parquet(path, columns_of(path), [], na)
+        if len(frame) == 0:
+            raise DataError(f"File '{path}' has no data rows.")
+        return Table(frame=frame, source=path, columns=tuple(names))
     src = csvread.open_source(path)
     layout = read_layout(src)
     layout.check()

@@ -131,7 +131,8 @@ def fit_dict(
     ]
     re_rows, corrs = random_effect_rows(fit)
     corr_fixed = fit.corr_fixed
-    scaled = [q / fit.sigma for q in quantiles_type7(fit.pearson_residuals)] if fit.sigma > 0 else None
+    res = fit.pearson_residuals  # empty for a fit from summed statistics (--dask): no quantiles then
+    scaled = [q / fit.sigma for q in quantiles_type7(res)] if fit.sigma > 0 and res.size else None
     return {
         "model": model,
         "formula": formula,

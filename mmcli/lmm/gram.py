@@ -55,6 +55,36 @@ class Gram:
                 self.AR0 = (ZR.T @ first.Z).tocsr()
         else:
             self.ARR, self.AXR = np.zeros((0, 0)), np.zeros((self.p1, 0))
+        self._derive()
+
+    @classmethod
+    def from_parts(
+        cls,
+        terms: Sequence[ReTerm],
+        n: int,
+        AXX: np.ndarray,
+        A00: np.ndarray,
+        AX0: np.ndarray,
+        ARR: np.ndarray,
+        AXR: np.ndarray,
+        AR0: sp.csr_matrix | None,
+    ) -> Gram:
+        """The Gram matrix from its blocks, summed elsewhere over chunks of rows (:mod:`mmcli.lmm.stats`): the
+        terms give the layout (their codes and T may hold no rows), the blocks are those __init__ computes."""
+        self = cls.__new__(cls)
+        self.terms, self.n, self.p, self.has_y = list(terms), n, AXX.shape[0] - 1, True
+        self.blocks = make_blocks(terms)
+        first = self.blocks[0] if self.blocks and self.blocks[0].indicator else None
+        self.first = first
+        self.rest = self.blocks[1:] if first is not None else self.blocks
+        self.AXX, self.A00, self.AX0, self.ARR, self.AXR = AXX, A00, AX0, ARR, AXR
+        self.qR = sum(b.q for b in self.rest)
+        self.AR0 = AR0 if first is not None and self.rest else None
+        self._derive()
+        return self
+
+    def _derive(self) -> None:
+        """What the update at each theta reads besides the blocks: the maps from theta, the patterns."""
         self.block_maps = self._block_maps()
         self.rest_scalar = all(b.p == 1 for b in self.rest)
         self.LR_rows, self.LR_cols, self.LR_src = self._lambda_rest_pattern()

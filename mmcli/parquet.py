@@ -1,0 +1,104 @@
+"""Parquet input: only the model's columns are read (column projection), by pyarrow.
+
+A Parquet file carries types, so there is no guessing: number columns (integers, floats, booleans as 0/1)
+become float64 with null as missing, text columns stay text (missing: null, and the cells R reads as missing
+in a CSV, NA, the empty cell and the ``--na`` tokens, so that a file converted from a CSV gives the same fit),
+and grouping columns are dictionary-encoded by pyarrow (codes and labels, no Python string per row). What
+happens next is what happens to a CSV's columns (:func:`mmcli.data.load`): the same checks, the same
+missing-row rule, the same levels in R's order. With data.py, csvread.py and csvlines.py, the only modules
+that read files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from mmcli.csvread import na_tokens, resolve
+from mmcli.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SUFFIXES = (".parquet", ".pq", ".parq")
+
+
+def is_parquet(path: str) -> bool:
+    """Whether a data argument names Parquet data (by its suffix, or a directory of Parquet files)."""
+    low = path.lower()
+    return low.endswith(SUFFIXES) or (
+        os.path.isdir(path) and any(f.lower().endswith(SUFFIXES) for f in os.listdir(path))
+    )
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(
+            "Reading Parquet needs pyarrow, which is not installed: pip install 'mmcli[parquet]' (or pyarrow)."
+        ) from None
+    return pq
+
+
+def columns_of(path: str) -> list[str]:
+    """The column names of a Parquet file or directory, from its schema alone (no data is read)."""
+    import pyarrow as pa
+
+    pq = _pyarrow()
+    if not os.path.exists(path):
+        raise DataError(f"File '{path}' not found.")
+    try:
+        return list(pq.read_schema(path).names) if os.path.isfile(path) else list(pq.ParquetDataset(path).schema.names)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"File '{path}' is not a readable Parquet file: {str(e).splitlines()[0]}") from None
+
+
+def read_parquet(
+    path: str, wanted: list[str], categorical: list[str], na: tuple[str, ...] | list[str] = ()
+) -> tuple[pd.DataFrame, list[str]]:
+    """The wanted columns of a Parquet file (projection: no other column is read) as a frame, and the file's
+    column names. ``categorical`` columns come as pandas categoricals (from pyarrow's dictionary encoding)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    pq = _pyarrow()
+    names = columns_of(path)
+    known = set(names)
+    for c in wanted:
+        resolve(c, names, known)
+    try:
+        table = pq.read_table(path, columns=wanted)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"File '{path}' is not a readable Parquet file: {str(e).splitlines()[0]}") from None
+    missing = pa.array(na_tokens(na), type=pa.string())
+    cols: dict[str, Any] = {}
+    for c in wanted:
+        col = table.column(c)
+        t = col.type
+        if pa.types.is_dictionary(t):
+            col, t = col.cast(t.value_type), t.value_type
+        if pa.types.is_boolean(t) and c not in categorical:
+            col, t = col.cast(pa.float64()), pa.float64()
+        if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)) and c not in categorical:
+            cols[c] = col.cast(pa.float64()).fill_null(float("nan")).to_numpy()
+            continue
+        try:
+            text = col.cast(pa.string()) if not pa.types.is_boolean(t) else pc.if_else(col, "TRUE", "FALSE")
+        except pa.ArrowException:
+            raise DataError(
+                f"Column '{c}' of '{path}' holds values of type {t}: mmcli reads numbers and text."
+            ) from None
+        if pa.types.is_string(t) or pa.types.is_large_string(t):  # R's missing-value cells of a CSV
+            text = pc.if_else(pc.is_in(text, value_set=missing), pa.scalar(None, pa.string()), text)
+        if c in categorical:
+            enc = text.combine_chunks().dictionary_encode() if text.num_chunks else pa.array([], pa.string())
+            codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+            labels = pd.Index(enc.dictionary.to_pylist(), dtype=object)
+            cols[c] = pd.Categorical.from_codes(codes, categories=labels)
+        else:
+            cols[c] = pd.Series(text.to_pandas(), dtype=object).to_numpy()
+    del table
+    return pd.DataFrame(cols, copy=False), names

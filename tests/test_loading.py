@@ -1,0 +1,81 @@
+"""Loading at read speed: grouping columns come dictionary-encoded from pyarrow's CSV reader, or factorized
+from a plain read, never parsed as pandas categories; the levels, their R order and the missing cells must be
+exactly those of the careful path (pandas' parser, whose errors name the line), which stays the fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import data_path, run_in_process
+
+from mmcli import csvread, data
+
+CSV = """y,x,g,h
+1.5,0.1,10,b
+2.5,0.2,9,a
+3.5,0.3,1,NA
+4.5,NA,10,b
+5.5,0.5,,c
+6.5,0.6,2,a
+7.5,0.7,9,b
+8.5,0.8,1,c
+"""
+
+
+def _both(path, monkeypatch, **cols) -> tuple[data.Table, data.Table]:
+    fast = data.load(str(path), **cols)
+    monkeypatch.setattr(csvread, "read_arrow", lambda *a, **k: None)
+    careful = data.load(str(path), **cols)
+    monkeypatch.undo()
+    return fast, careful
+
+
+def _same(a: data.Table, b: data.Table, cols: list[str]) -> None:
+    assert a.dropped_rows == b.dropped_rows and len(a.frame) == len(b.frame)
+    for c in cols:
+        la, ca = data.level_order(a.frame[c])
+        lb, cb = data.level_order(b.frame[c])
+        assert la == lb and np.array_equal(ca, cb)
+
+
+def test_fast_read_gives_the_same_levels(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(CSV)
+    fast, careful = _both(path, monkeypatch, numeric=["y"], categorical=["g", "h"], other=["x"])
+    _same(fast, careful, ["g", "h"])
+    assert fast.dropped_rows == 3
+    labels, codes = data.level_order(fast.frame["g"])
+    assert labels == ["1", "2", "9", "10"]  # numeric ids sort as numbers, as R's factor() of a numeric column
+    assert codes.tolist() == [3, 2, 1, 2, 0]
+
+
+def test_blanks_and_quotes_fall_back_to_the_careful_read(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text('y, g\n1, "a"\n2, b\n3, "a"\n4, " b"\n5,c\n6,c\n')
+    fast, careful = _both(path, monkeypatch, numeric=["y"], categorical=["g"])
+    _same(fast, careful, ["g"])
+    assert data.level_order(fast.frame["g"])[0] == ["a", "b", "c"]
+
+
+def test_text_in_a_number_column_is_the_careful_error(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("y,g\n1,a\n2,b\nthree,a\n4,b\n")
+    code, _, err = run_in_process(["fit", path, "y ~ 1 + (1 | g)"])
+    assert code == 1 and "line 4" in err and "'three'" in err
+
+
+@pytest.mark.parametrize("case", ["sleepstudy.csv", "penicillin.csv", "pastes.csv"])
+def test_sample_data_levels_unchanged(case, monkeypatch) -> None:
+    groups = {"sleepstudy.csv": ["Subject"], "penicillin.csv": ["plate", "sample"], "pastes.csv": ["batch", "cask"]}
+    cols = groups[case]
+    fast, careful = _both(data_path(case), monkeypatch, numeric=[], categorical=cols)
+    _same(fast, careful, cols)
+
+
+def test_large_integer_ids_stay_distinct(tmp_path, monkeypatch) -> None:
+    """Ids beyond 2^53 differ in their last digit: as floats they would merge into one level."""
+    path = tmp_path / "ids.csv"
+    path.write_text("y,g\n1,9007199254740993\n2,9007199254740992\n3,9007199254740993\n4,7\n")
+    fast, careful = _both(path, monkeypatch, numeric=["y"], categorical=["g"])
+    _same(fast, careful, ["g"])
+    assert len(data.level_order(fast.frame["g"])[0]) == 3

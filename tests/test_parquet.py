@@ -1,0 +1,88 @@
+"""Parquet input: the same fit as from the CSV it was made from, only the formula's columns read, the same
+checks (missing cells, types) as a CSV's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import EXACT, LMM_CASES, data_path, run_in_process
+
+from mmcli import data
+
+
+def _as_parquet(csv, path, **types) -> None:
+    df = pd.read_csv(csv, dtype=types or None)
+    df.to_parquet(path, index=False)
+
+
+@pytest.mark.parametrize("case", [c for c in LMM_CASES if not c.factors][:5], ids=lambda c: c.stem)
+def test_same_fit_as_the_csv(tmp_path, case) -> None:
+    csv = data_path(case.csv)
+    pqt = tmp_path / (case.csv.replace(".csv", ".parquet"))
+    _as_parquet(csv, pqt)
+    ref = run_in_process(["fit", csv, *_formula(case.stem), "--json", "--ddf", "none"]).json()
+    got = run_in_process(["fit", pqt, *_formula(case.stem), "--json", "--ddf", "none"]).json()
+    assert abs(got["loglik"] - ref["loglik"]) <= EXACT * abs(ref["loglik"])
+    assert got["theta"] == pytest.approx(ref["theta"], rel=EXACT, abs=EXACT)
+    assert got["ngroups"] == ref["ngroups"] and got["nobs"] == ref["nobs"]
+
+
+def _formula(stem: str) -> list[str]:
+    return {
+        "sleepstudy_intercept": ["Reaction ~ Days + (1 | Subject)"],
+        "sleepstudy_slope": ["Reaction ~ Days + (Days | Subject)"],
+        "sleepstudy_slope_uncorr": ["Reaction ~ Days + (Days || Subject)"],
+        "dyestuff": ["Yield ~ 1 + (1 | Batch)"],
+        "dyestuff2": ["Yield ~ 1 + (1 | Batch)"],
+    }[stem]
+
+
+def test_only_the_formulas_columns_are_read(tmp_path) -> None:
+    """A column of a type mmcli cannot use (a list per row) is never read unless the formula names it."""
+    df = pd.read_csv(data_path("sleepstudy.csv"))
+    table = pa.Table.from_pandas(df, preserve_index=False).append_column(
+        "notes", pa.array([[1, 2]] * len(df), type=pa.list_(pa.int64()))
+    )
+    pq.write_table(table, tmp_path / "s.parquet")
+    d = run_in_process(["fit", tmp_path / "s.parquet", "Reaction ~ Days + (1 | Subject)", "--json"]).json()
+    assert d["nobs"] == 180
+    t = data.load(str(tmp_path / "s.parquet"), numeric=["Reaction"], categorical=["Subject"], other=[])
+    assert list(t.frame.columns) == ["Reaction", "Subject"] and t.columns[-1] == "notes"
+    code, _, err = run_in_process(["fit", tmp_path / "s.parquet", "Reaction ~ Days + (1 | notes)"])
+    assert code == 1 and err.startswith("Error: Column 'notes'") and "Traceback" not in err
+
+
+def test_missing_values_and_levels_as_in_a_csv(tmp_path) -> None:
+    """Nulls, NA and empty text cells are missing; integer group ids are levels in numeric order."""
+    df = pd.DataFrame(
+        {
+            "y": [1.0, 2.0, None, 4.0, 5.0, 6.5, 7.0, 8.0],
+            "g": [10, 9, 1, 10, 9, 1, 2, 2],
+            "h": ["a", "NA", "b", "", "a", "b", "a", None],
+        }
+    )
+    df.to_parquet(tmp_path / "m.parquet", index=False)
+    df.astype({"g": "Int64"}).to_csv(tmp_path / "m.csv", index=False)
+    tp = data.load(str(tmp_path / "m.parquet"), numeric=["y"], categorical=["g", "h"])
+    tc = data.load(str(tmp_path / "m.csv"), numeric=["y"], categorical=["g", "h"])
+    assert tp.dropped_rows == tc.dropped_rows == 4
+    for col in ("g", "h"):
+        assert data.level_order(tp.frame[col])[0] == data.level_order(tc.frame[col])[0]
+        assert np.array_equal(data.level_order(tp.frame[col])[1], data.level_order(tc.frame[col])[1])
+    assert data.level_order(tp.frame["g"])[0] == ["1", "2", "9", "10"]
+
+
+def test_errors_are_one_line(tmp_path) -> None:
+    pd.DataFrame({"y": ["1", "x", "3"], "g": ["a", "b", "a"]}).to_parquet(tmp_path / "t.parquet", index=False)
+    code, _, err = run_in_process(["fit", tmp_path / "t.parquet", "y ~ 1 + (1 | g)"])
+    assert code == 1 and err.startswith("Error: Column 'y' must be numeric")
+    code, _, err = run_in_process(["fit", tmp_path / "t.parquet", "z ~ 1 + (1 | g)"])
+    assert code == 1 and "Column 'z' not found" in err and "Columns are: y, g" in err
+    (tmp_path / "bad.parquet").write_text("y,g\n1,a\n")
+    code, _, err = run_in_process(["fit", tmp_path / "bad.parquet", "y ~ 1 + (1 | g)"])
+    assert code == 1 and "not a readable Parquet file" in err and "Traceback" not in err
+    code, _, err = run_in_process(["fit", tmp_path / "none.parquet", "y ~ 1 + (1 | g)"])
+    assert code == 1 and "not found" in err
