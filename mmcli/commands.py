@@ -60,7 +60,7 @@ def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions) -> dataio.T
     """The columns the model uses: the response, smooth variables, weights and offsets numeric; grouping and
     --factor columns categorical; the rest as read."""
     used = spec.variables()
-    numeric = [spec.response] + [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
+    numeric = [spec.response] + [v for s in spec.smooths for v in s.variables] + [o.var for o in spec.offsets]
     numeric += [opts.weights] if opts.weights else []
     numeric = list(dict.fromkeys(numeric))
     # a grouping column is a factor inside its random-effects term only: used elsewhere too (Days in
@@ -225,12 +225,6 @@ def run_gamm(path: str, opts: ModelOptions, *, reml: bool = True, predict: str |
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
     g = fit_gamm(design, reml=reml)
     notes = list(table.notes)
-    notes += [
-        f"{s.label} has no bs: mmcli uses bs='cr'. mgcv's default is 'tp', which mmcli does not implement, "
-        "so write bs='cr' in R to compare like with like."
-        for s in spec.smooths
-        if not s.bs_given
-    ]
     notes += [n for n in [dropped_columns_note(g.lmm.dropped_columns)] if n]
     ngroups = {t.group: t.nlevels for t in g.lmm.terms if t.indicator}
     base = fit_dict(
@@ -257,7 +251,7 @@ def _gamm_predictions(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     groups = {f for t in spec.random for f in t.factors}
     need = [c for c in spec.variables() if c != spec.response and c not in groups]
-    svars = [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
+    svars = [v for s in spec.smooths for v in s.variables] + [o.var for o in spec.offsets]
     new = _predict_table(
         path,
         numeric=[c for c in need if c in svars],

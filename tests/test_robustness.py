@@ -514,17 +514,17 @@ CASES = [
     ),
     c(
         "gamm-unknown-basis-option",
-        ["gamm", "{data}", "--y", "y", "--smooth", "x", "--bs", "tp", "--group", "g"],
+        ["gamm", "{data}", "--y", "y", "--smooth", "x", "--bs", "gp", "--group", "g"],
         GAMM,
         2,
         r"Invalid value for '--bs'",
     ),
     c(
         "gamm-unknown-basis-formula",
-        ["gamm", "{data}", "y ~ s(x, bs = 'tp') + (1 | g)"],
+        ["gamm", "{data}", "y ~ s(x, bs = 'gp') + (1 | g)"],
         GAMM,
         2,
-        r"Unknown smooth basis 'tp'\. Use one of: cr, cs, rk",
+        r"Unknown smooth basis 'gp'\. Use one of: tp, ts, cr, cs, ps, rk",
     ),
     c(
         "gamm-k-too-large",
