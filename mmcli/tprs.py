@@ -35,7 +35,7 @@ __all__ = ["MAX_KNOTS", "TprsBasis", "default_order", "eta", "null_space_powers"
 
 MAX_KNOTS = 2000  # mgcv's default xt$max.knots
 TS_SHRINK = 0.1  # mgcv's shrinkage of the tp null space for bs = "ts"
-_CHUNK = 4096  # rows of E(x, knots) formed at a time
+_CHUNK = 512  # rows of E(x, knots) formed at a time (a few MB: stays in cache)
 
 
 def default_order(d: int) -> int:
@@ -73,16 +73,17 @@ def null_space_powers(d: int, m: int) -> list[tuple[int, ...]]:
 def eta(r: np.ndarray, m: int, d: int) -> np.ndarray:
     """The thin plate radial function η_{md}(r) (Wood 2017 §5.5.1), zero at r = 0."""
     r = np.asarray(r, dtype=float)
-    out = np.zeros_like(r)
-    pos = r > 0
-    rp = r[pos]
+    p = 2 * m - d
     if d % 2 == 0:
         c = (-1.0) ** (m + 1 + d // 2) / (2 ** (2 * m - 1) * math.pi ** (d / 2))
         c /= math.factorial(m - 1) * math.factorial(m - d // 2)
-        out[pos] = c * rp ** (2 * m - d) * np.log(rp)
+        out = np.log(np.where(r > 0, r, 1.0))  # r^p log r -> 0 as r -> 0
     else:
         c = math.gamma(d / 2 - m) / (2 ** (2 * m) * math.pi ** (d / 2) * math.factorial(m - 1))
-        out[pos] = c * rp ** (2 * m - d)
+        out = np.full(r.shape, 1.0)
+    out *= c
+    for _ in range(p):
+        out *= r
     return out
 
 
@@ -91,10 +92,12 @@ def _poly(x: np.ndarray, powers: list[tuple[int, ...]]) -> np.ndarray:
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.shape[1] == 1:
+        return np.abs(a[:, :1] - b[None, :, 0])
     d2 = np.zeros((a.shape[0], b.shape[0]))
     for j in range(a.shape[1]):
         d2 += (a[:, j : j + 1] - b[None, :, j]) ** 2
-    return np.sqrt(d2)
+    return np.sqrt(d2, out=d2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +129,27 @@ class TprsBasis:
             out[a : a + _CHUNK] = eta(_dist(xa, self.knots), self.m, self.d) @ self.UZ[:nk]
             out[a : a + _CHUNK] += _poly(xa, list(self.powers)) @ self.UZ[nk:]
         return out
+
+
+def _leading_eigen(E: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k eigenvalues of E largest in magnitude, in decreasing order, and their eigenvectors: a full
+    eigh for small E, else a Lanczos iteration (ARPACK) started, as mgcv's, from a fixed vector."""
+    n = E.shape[0]
+    if n <= 400 or k > n // 4:
+        v, U = np.linalg.eigh(E)
+        keep = np.argsort(-np.abs(v), kind="stable")[:k]
+    else:
+        from scipy.sparse.linalg import eigsh
+
+        j, start = 1, np.empty(n)
+        for i in range(n):  # mgcv's Rlanczos start: a short linear congruential sequence
+            j = (j * 106 + 1283) % 6075
+            start[i] = j / 6075 - 0.5
+        v0 = start / np.linalg.norm(start)
+        v, U = eigsh(E, k=k, which="LM", v0=v0, tol=0.0)
+        keep = np.arange(k)
+    order = keep[np.argsort(-v[keep], kind="stable")]
+    return v[order], U[:, order]
 
 
 def unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,9 +188,7 @@ def tprs_basis(
     check_allocation(8.0 * nk * nk * 3, f"the thin plate basis of {label} on {nk} knots ({nk} x {nk})")
     E = eta(_dist(knots, knots), m, d)
     T = _poly(knots, powers)
-    v, U = np.linalg.eigh(E)
-    order = np.argsort(-np.abs(v), kind="stable")[:k]
-    v, U = v[order], U[:, order]
+    v, U = _leading_eigen(E, k)
     Q = np.linalg.qr(U.T @ T, mode="complete")[0]  # k × k; the last k - M columns span {δ_k: T'U_k δ_k = 0}
     Z = Q[:, M:]
     UZ = np.zeros((nk + M, k))
