@@ -132,8 +132,9 @@ class TprsBasis:
 
 
 def _leading_eigen(E: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k eigenvalues of E largest in magnitude, in decreasing order, and their eigenvectors: a full
-    eigh for small E, else a Lanczos iteration (ARPACK) started, as mgcv's, from a fixed vector."""
+    """The k eigenvalues of E largest in magnitude, in decreasing order, and their eigenvectors, each signed
+    so that its largest entry is positive: a full eigh for small E, else a Lanczos iteration (ARPACK)
+    started, as mgcv's, from a fixed vector."""
     n = E.shape[0]
     if n <= 400 or k > n // 4:
         v, U = np.linalg.eigh(E)
@@ -149,7 +150,9 @@ def _leading_eigen(E: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         v, U = eigsh(E, k=k, which="LM", v0=v0, tol=0.0)
         keep = np.arange(k)
     order = keep[np.argsort(-v[keep], kind="stable")]
-    return v[order], U[:, order]
+    v, U = v[order], U[:, order]
+    big = np.argmax(np.abs(U), axis=0)  # mmcli's fixed signs: each eigenvector's largest entry positive
+    return v, U * np.sign(U[big, np.arange(U.shape[1])])
 
 
 def unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
