@@ -596,7 +596,15 @@ def short(n: int) -> str:
 
 def case_names(quick: bool) -> list[str]:
     sz = sizes(quick)
-    return ["sleepstudy", *(f"big-{short(n)}" for n, _ in sz["big"]), "crossed", "slopes", "confint", "ddf-crossed", "gamm-tp"]
+    return [
+        "sleepstudy",
+        *(f"big-{short(n)}" for n, _ in sz["big"]),
+        "crossed",
+        "slopes",
+        "confint",
+        "ddf-crossed",
+        "gamm-tp",
+    ]
 
 
 def build_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Callable[[str], bool]) -> list[Case]:

@@ -306,12 +306,12 @@ def smooth_construct(
     # 2. centring constraint, 3. scaling, 4. absorption
     C = X0.mean(axis=0)[None, :]
     S_scale = penalty_scale(X0, S0)
-    numeric_by = by is not None and by_level is None and by_values is not None
-    if numeric_by and np.std(by_values) > abs(np.mean(by_values)) * np.finfo(float).eps * 1000:
+    bv = None if by_values is None else np.asarray(by_values, dtype=float)
+    if by is not None and by_level is None and bv is not None and np.std(bv) > abs(np.mean(bv)) * 2.2e-13:
         C, Z, n_con = np.zeros((0, k)), np.eye(k), 0
     else:
         Z, n_con = constraint_null_space(C), 1
-    Xb = X0 if by_values is None else X0 * np.asarray(by_values, dtype=float)[:, None]
+    Xb = X0 if bv is None else X0 * bv[:, None]
     X = Xb @ Z
     S = Z.T @ (S0 / S_scale) @ Z
     S = (S + S.T) / 2
