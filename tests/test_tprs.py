@@ -311,3 +311,31 @@ def test_cli_bad_input_one_error_line(capsys, formula, message):
 def test_k_too_small_for_tp_in_the_library():
     with pytest.raises(ModelError, match=r"too small for s\(\): a thin plate smooth .* needs k >= 4"):
         tprs_basis(np.random.default_rng(1).random((50, 2)), 3)
+
+
+def test_formula_reads_mgcv_smooths():
+    spec = parse_formula("y ~ f + s(x, z, by = f, k = 20) + s(x) + s(x, z, w, bs = 'ts')", allow_smooths=True)
+    a, b, c = spec.smooths
+    assert (a.variables, a.bs, a.k, a.by, a.bs_given) == (("x", "z"), "tp", 20, "f", False)
+    assert (b.variables, b.bs, b.k, b.by) == (("x",), "tp", 10, None)
+    assert (c.variables, c.bs, c.k) == (("x", "z", "w"), "ts", 110)  # M = 10 for d = 3, plus 100
+    assert parse_formula("y ~ s(x, z)", allow_smooths=True).smooths[0].k == 30
+    assert a.label == "s(x,z):f" and str(a) == 's(x, z, bs = "tp", k = 20, by = f)'
+    assert spec.variables() == ["y", "f", "x", "z", "w"]
+
+
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ("y ~ s(x, x)", "names 'x' twice"),
+        ("y ~ s(x, by = x)", "also a variable"),
+        ("y ~ s(x, m = 2)", "mmcli knows bs, k and by"),
+        ("y ~ s(x, z, bs = 'ps')", "A ps smooth takes one column"),
+        ("y ~ s(x + z)", "must be column names"),
+    ],
+)
+def test_formula_rejects(formula, message):
+    from mmcli.errors import FormulaError
+
+    with pytest.raises(FormulaError, match=message):
+        parse_formula(formula, allow_smooths=True)
