@@ -339,3 +339,18 @@ def test_formula_rejects(formula, message):
 
     with pytest.raises(FormulaError, match=message):
         parse_formula(formula, allow_smooths=True)
+
+
+def test_one_variable_basis_as_a_cubic_spline_equals_the_radial_sum():
+    """With many knots, Σ_j a_j |x - k_j|³ is evaluated as the cubic spline it is (O(n k), not O(n N k))."""
+    from mmcli.tprs import _poly
+
+    x = np.random.default_rng(3).uniform(0.0, 1.0, 600)
+    b = tprs_basis(x, 12)
+    nk = b.knots.shape[0]
+    assert nk > 200  # the spline path
+    for new in (x, np.linspace(-0.5, 1.5, 101)):  # at the data, and beyond it on both sides
+        xs = (new - b.shift)[:, None]
+        r = np.abs(xs - b.knots[:, 0][None, :])
+        direct = eta(r, 2, 1) @ b.UZ[:nk] + _poly(xs, list(b.powers)) @ b.UZ[nk:]
+        assert rel(b.matrix(new), direct) <= ROUNDING
