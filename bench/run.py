@@ -438,7 +438,22 @@ def make_zipf(p: dict):  # type: ignore[no-untyped-def]
     )  # fmt: skip
 
 
-GENERATORS = {"big": make_big, "crossed": make_crossed, "slopes": make_slopes, "zipf": make_zipf}
+def make_gamm(p: dict):  # type: ignore[no-untyped-def]
+    """y = 2 sin(2 pi x) + b_g + e, x ~ U(0, 1), b_g ~ N(0, 1), e ~ N(0, 1): one smooth, one random intercept."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(p["seed"])
+    n, k = p["n"], p["groups"]
+    g = unbalanced_groups(rng, n, k, at_least=1)
+    x = rng.uniform(0.0, 1.0, n)
+    b = rng.normal(0.0, 1.0, k)
+    y = 2.0 * np.sin(2 * np.pi * x) + b[g] + rng.normal(0.0, 1.0, n)
+    names = np.array(level_names("g", k), dtype=object)
+    return pd.DataFrame({"y": y, "x": x, "g": names[g]})
+
+
+GENERATORS = {"big": make_big, "crossed": make_crossed, "slopes": make_slopes, "zipf": make_zipf, "gamm": make_gamm}
 
 
 def ensure_parquet(python: str, csv: Path, files: int) -> Path:
@@ -511,6 +526,26 @@ t <- system.time(m <- lmer(form, d, REML = FALSE))
 cat(sprintf("ELAPSED %.4f\\nLOGLIK %.10f\\n", t[["elapsed"]], as.numeric(logLik(m))))
 for (msg in m@optinfo$conv$lme4$messages) cat("NOTE lme4:", msg, "\\n")
 if (isSingular(m)) cat("NOTE lme4: singular fit\\n")
+"""
+
+R_GAMM4_SCRIPT = """
+suppressMessages({library(gamm4); library(mgcv)})
+path <- commandArgs(TRUE)[1]
+d <- read.csv(path, stringsAsFactors = TRUE)
+t <- system.time(m <- gamm4(y ~ s(x), random = ~ (1 | g), data = d, REML = TRUE))
+cat(sprintf("ELAPSED %.4f\\nLOGLIK %.10f\\n", t[["elapsed"]], as.numeric(logLik(m$mer))))
+cat(sprintf("NOTE gamm4: edf of s(x) %.4f\\n", sum(m$gam$edf[-1])))
+"""
+
+R_BAM_SCRIPT = """
+suppressMessages(library(mgcv))
+path <- commandArgs(TRUE)[1]
+d <- read.csv(path, stringsAsFactors = TRUE)
+t <- system.time(m <- bam(y ~ s(x) + s(g, bs = "re"), data = d, method = "REML"))
+cat(sprintf("ELAPSED %.4f\\nLOGLIK %.10f\\n", t[["elapsed"]], -m$gcv.ubre))
+sm <- m$smooth[[1]]
+cat(sprintf("NOTE bam: edf of s(x) %.4f, REML score %.6f\\n",
+            sum(m$edf[sm$first.para:sm$last.para]), m$gcv.ubre))
 """
 
 SLEEPSTUDY_R = "suppressMessages(library(lme4)); print(lmer(Reaction ~ Days + (1|Subject), sleepstudy, REML=FALSE))"
@@ -642,6 +677,7 @@ def sizes(quick: bool) -> dict:
             "zipf": {"n": 10_000, "a": 1_000, "b": 300},
             "insteval": 7_342,
             "huge": (200_000, 2_000),
+            "gamm": {"n": 10_000, "groups": 100},
         }
     return {
         "big": [(100_000, 20_000), (1_000_000, 20_000)],
@@ -650,6 +686,7 @@ def sizes(quick: bool) -> dict:
         "zipf": {"n": 100_000, "a": 10_000, "b": 3_000},
         "insteval": None,  # all of lme4's InstEval
         "huge": (10_000_000, 100_000),
+        "gamm": {"n": 100_000, "groups": 1_000},
     }
 
 
@@ -673,6 +710,7 @@ def case_names(quick: bool) -> list[str]:
         f"load-{huge}",
         f"parquet-{huge}",
         f"dask-{huge}",
+        "gamm-tp",
     ]
 
 
@@ -788,6 +826,35 @@ def build_cases(env: Env, out: Path, quick: bool, digits: int | None, wanted: Ca
                     statsmodels_peer(env, csv, "y ~ x", "~x"),
                 ],
                 [Goal("lme4", None, "—"), Goal("statsmodels", None, "—")],
+            )
+        )
+    if wanted("gamm-tp"):  # one tp smooth and a random intercept: mmcli gamm against gamm4 and mgcv's bam
+        p = sz["gamm"]
+        csv = ensure_data(env.python, out, f"gamm_{p['n']}_g{p['groups']}", "gamm", {**p, "seed": 16}, digits)
+        formula = "y ~ s(x) + (1 | g)"
+
+        def r_peer(key: str, label: str, script: str) -> Peer:
+            return Peer(
+                key=key,
+                label=label,
+                cmd=["Rscript", "-e", script, str(csv)],
+                parse=parse_tagged,
+                timeout=5 * env.timeout,
+                warmup=False,
+                missing=env.r_missing,
+            )
+
+        cases.append(
+            Case(
+                "gamm-tp",
+                p["n"],
+                csv,
+                [
+                    mmcli_peer(env, ["gamm", str(csv), formula, "--format", "json"]),
+                    r_peer("gamm4", "gamm4() only", R_GAMM4_SCRIPT),
+                    r_peer("bam", "mgcv bam() only", R_BAM_SCRIPT),
+                ],
+                [Goal("gamm4", 1.0, "≤ 1 (faster)"), Goal("bam", 1.0, "≤ 1 (faster)")],
             )
         )
     cases += scale_cases(env, out, quick, digits, wanted)

@@ -238,7 +238,11 @@ def spline(fmt: str, data: str, knot_values: str | None, plot_path: str | None, 
 @click.option("--y", "y", metavar="COL", help="Response column.")
 @click.option("--smooth", multiple=True, metavar="COL", help="Smooth of COL: s(COL, bs=--bs, k=--k) (repeatable).")
 @click.option(
-    "--bs", type=click.Choice(["cr", "cs", "rk"]), default="cr", show_default=True, help="Basis of the --smooth terms."
+    "--bs",
+    type=click.Choice(["tp", "ts", "cr", "cs", "ps", "rk"]),
+    default="tp",
+    show_default=True,
+    help="Basis of the --smooth terms.",
 )
 @click.option("--k", "k", type=int, default=10, show_default=True, help="Basis dimension of the --smooth terms.")
 @click.option("--fixed", multiple=True, metavar="COL", help="Parametric (fixed-effect) column.")

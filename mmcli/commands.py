@@ -60,7 +60,7 @@ def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions) -> dataio.T
     """The columns the model uses: the response, smooth variables, weights and offsets numeric; grouping and
     --factor columns categorical; the rest as read."""
     used = spec.variables()
-    numeric = [spec.response] + [s.var for s in spec.smooths] + [o.var for o in spec.offsets]
+    numeric = [spec.response] + [v for s in spec.smooths for v in s.variables] + [o.var for o in spec.offsets]
     numeric += [v for t in spec.tensors for v in t.vars]
     numeric += [opts.weights] if opts.weights else []
     numeric = list(dict.fromkeys(numeric))
@@ -248,12 +248,6 @@ def run_gamm(
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
     g = fit_gamm(design, reml=reml)
     notes = list(table.notes)
-    notes += [
-        f"{s.label} has no bs: mmcli uses bs='cr'. mgcv's default is 'tp', which mmcli does not implement, "
-        "so write bs='cr' in R to compare like with like."
-        for s in spec.smooths
-        if not s.bs_given
-    ]
     notes += [n for n in [dropped_columns_note(g.lmm.dropped_columns)] if n]
     ngroups = {t.group: t.nlevels for t in g.lmm.terms if t.indicator}
     base = fit_dict(

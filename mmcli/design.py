@@ -31,7 +31,7 @@ class SmoothPart:
     smooth: Smooth
     mixed: MixedSmooth
     term: int
-    x: np.ndarray  # the data of its variable
+    x: np.ndarray  # the data of its variable (n × d for several; the by values after them, if any)
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +83,7 @@ class Design:
         return NewRows(
             X=self.fixed.rows(frame),
             names=list(self.fixed.names),
-            smooth_x=[frame[sp.smooth.var].to_numpy(dtype=float) for sp in self.smooths],
+            smooth_x=[smooth_input(frame, sp.smooth.vars, sp.smooth.by, sp.smooth.by_level) for sp in self.smooths],
             offset=offset_values(frame, self.offsets),
         )
 
@@ -92,7 +92,7 @@ class Design:
 class NewRows:
     X: np.ndarray  # parametric columns, named by ``names``
     names: list[str]
-    smooth_x: list[np.ndarray]  # per smooth
+    smooth_x: list[np.ndarray]  # per smooth: its variables (1-D for one), then the by values if it has a by
     offset: np.ndarray | None
 
 
@@ -174,22 +174,25 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
     if spec.response in cats:
         raise DataError(f"The response '{spec.response}' must be numeric; it was declared or read as a factor.")
     for s in spec.smooths:
-        if s.var in cats:
-            raise DataError(f"Cannot smooth '{s.var}': it is not a numeric column. A smooth needs numeric x.")
-    if len({s.var for s in spec.smooths}) < len(spec.smooths):
-        raise ModelError("Each column can be smoothed once: remove the repeated s(...) term.")
+        for v in s.variables:
+            if v in cats:
+                raise DataError(f"Cannot smooth '{v}': it is not a numeric column. A smooth needs numeric x.")
+    if len({(s.variables, s.by) for s in spec.smooths}) < len(spec.smooths):
+        raise ModelError("Each smooth can appear once: remove the repeated s(...) term.")
     has_smooths = bool(spec.smooths or spec.tensors)
     Xp, fixed = model_matrix(spec.fixed_terms, frame, cats, extra=0 if has_smooths else 1)
     smooths, tagged, xcols, xnames = [], [], [Xp], list(fixed.names)
     if spec.smooths:  # scipy comes with the bases: a model without smooths does not pay for its import
         from mmcli.smooths import smooth_construct, smooth_to_mixed
-    # gamm4's names Xr, Xr.0, ...: one per s() and one per penalty of a t2 (at most 2^d - 1 for d margins)
-    gnames = iter(smooth_group_names(len(spec.smooths) + sum(2 ** len(t.vars) for t in spec.tensors)))
-    for s, gname in zip(spec.smooths, gnames):
-        x = frame[s.var].to_numpy(dtype=float)
-        sm = smooth_construct(x, var=s.var, bs=s.bs, k=s.k)
+    pieces = [(s, level) for s in spec.smooths for level in by_levels(frame, s.by, cats)]
+    # gamm4's names Xr, Xr.0, ...: one per s() (per level of a factor by) and one per penalty of a t2
+    gnames = iter(smooth_group_names(len(pieces) + sum(2 ** len(t.vars) for t in spec.tensors)))
+    for (s, level), gname in zip(pieces, gnames):
+        x = smooth_input(frame, s.variables, None, None)
+        by = None if s.by is None else smooth_input(frame, (), s.by, level)
+        sm = smooth_construct(x, var=s.var, bs=s.bs, k=s.k, vars=s.variables, by=s.by, by_values=by, by_level=level)
         ms = smooth_to_mixed(sm)
-        smooths.append((sm, ms, x))
+        smooths.append((sm, ms, x if by is None else np.column_stack([x, by])))
         xcols.append(ms.Xf)
         xnames += list(ms.fixed_names)
         if ms.rank > 0:
@@ -226,6 +229,29 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
         offset=offset_values(frame, spec.offsets),
         offsets=spec.offsets,
     )
+
+
+def by_levels(frame: pd.DataFrame, by: str | None, cats: set[str]) -> list[str | None]:
+    """One smooth per level of a factor ``by`` (mgcv's order of levels), else one smooth."""
+    if by is None or by not in cats:
+        return [None]
+    return list(level_order(frame[by])[0])
+
+
+def smooth_input(frame: pd.DataFrame, vars: Sequence[str], by: str | None, level: str | None) -> np.ndarray:
+    """A smooth's data: its variables (1-D for one, else n × d), then its by values: the numeric by
+    column, or for a factor by 1 where the row is at ``level`` and 0 elsewhere."""
+    cols = [frame[v].to_numpy(dtype=float) for v in vars]
+    if by is not None:
+        if level is None:
+            v = frame[by].to_numpy(dtype=float)
+            if not np.all(np.isfinite(v)):
+                raise DataError(f"The by variable '{by}' has non-finite values; a numeric by needs finite numbers.")
+            cols.append(v)
+        else:
+            labels, codes = level_order(frame[by])
+            cols.append((np.asarray(labels, dtype=object)[codes] == level).astype(float))
+    return cols[0] if len(cols) == 1 else np.column_stack(cols)
 
 
 def smooth_group_names(count: int) -> list[str]:

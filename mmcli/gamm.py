@@ -85,7 +85,7 @@ class GammFit:
     def smooth_curve(self, j: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One smooth's own contribution f_j(x) and its standard error (as mgcv's plot.gam)."""
         xs: list[np.ndarray | None] = [x if i == j else None for i in range(len(self.smooths))]
-        return self._fit_se(self._rows(self._smooth_fixed(j, x), xs, x.size))
+        return self._fit_se(self._rows(self._smooth_fixed(j, x), xs, x.shape[0]))
 
     def coefficients(self, j: int) -> np.ndarray:
         """The smooth's coefficients in its constrained basis (mgcv's gam coefficients for the term)."""

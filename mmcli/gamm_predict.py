@@ -113,7 +113,11 @@ def gamm_predictions(
     conditional = re_form == "conditional"
     groups = {f for t in spec.random for f in t.factors}
     need = [c for c in spec.variables() if c != spec.response and (conditional or c not in groups)]
-    svars = [s.var for s in spec.smooths] + [o.var for o in spec.offsets] + [v for t in spec.tensors for v in t.vars]
+    svars = (
+        [v for s in spec.smooths for v in s.variables]
+        + [o.var for o in spec.offsets]
+        + [v for t in spec.tensors for v in t.vars]
+    )
     cats = [
         c for c in need if c in opts.factor or (c in groups and c not in svars and frame[c].dtype.kind not in "fiu")
     ]

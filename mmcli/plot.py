@@ -117,19 +117,22 @@ def plot_gamm(g: GammFit, path: str | os.PathLike[str], *, points: int = 200) ->
         raise UsageError("--plot draws smooths of one variable; te() and t2() surfaces are not drawn.")
     if not g.smooths:
         raise UsageError("--plot draws smooth terms; this model has none.")
+    panels = [j for j, sp in enumerate(g.smooths) if sp.smooth.dim == 1]
+    if not panels:
+        raise UsageError("--plot draws smooths of one variable; this model's smooths have several.")
     target, fmt = check_target(path)
-    resid = g.resid_population
-    m = len(g.smooths)
+    m = len(panels)
     ncols = min(m, 3)
     nrows = -(-m // ncols)
     fig = _new_figure(figsize=(4.4 * ncols, 3.8 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for j, sp in enumerate(g.smooths):
-        ax = axes[j]
-        sm, x = sp.smooth, g.x[j]
+    for ax, j in zip(axes, panels):
+        sm, data = g.smooths[j].smooth, g.x[j]
+        rows = np.ones(data.shape[0], dtype=bool) if data.ndim == 1 else data[:, -1] != 0  # a by smooth's rows
+        x = (data if data.ndim == 1 else data[:, 0])[rows]
         grid = np.linspace(x.min(), x.max(), points)
-        f, se = g.smooth_curve(j, grid)
-        partial = resid + g.smooth_curve(j, x)[0]
+        f, se = g.smooth_curve(j, grid)  # by = 1
+        partial = g.resid_population[rows] + g.smooth_curve(j, data[rows])[0]
         many = x.size > 5000  # keep vector output small: dots and rug as an image
         ax.fill_between(grid, f - 2 * se, f + 2 * se, color="C0", alpha=0.2, linewidth=0, label="±2 s.e.")
         ax.plot(grid, f, color="C0", linewidth=1.8, label=sm.term)
@@ -157,7 +160,8 @@ def plot_gamm(g: GammFit, path: str | os.PathLike[str], *, points: int = 200) ->
         )
         edf = g.edf[j]
         ax.set_xlabel(sm.var)
-        ax.set_ylabel(f"{sm.term[:-1]},{edf:.2f})")
+        head, _, tail = sm.term.partition(")")
+        ax.set_ylabel(f"{head},{edf:.2f}){tail}")
         ax.set_title(f"{sm.term} ({sm.bs}, k = {sm.k}): EDF = {edf:.3g}", fontsize="medium")
     axes[0].legend(frameon=False, fontsize="small")
     for ax in axes[m:]:

@@ -28,11 +28,13 @@ Conventions worth knowing (all as mgcv does them):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from mmcli.crspline import CS_SHRINK, cr_basis, cr_F_S, cr_knots, cs_shrink, r_quantile7, r_seq01
 from mmcli.errors import ModelError, UsageError
+from mmcli.rkspline import rk_basis, rk_kernel, rk_penalty, rk_unconstrained
 
 __all__ = [  # with the cubic regression spline's pieces it is built on
     "CS_SHRINK",
@@ -54,37 +56,8 @@ __all__ = [  # with the cubic regression spline's pieces it is built on
     "smooth_to_mixed",
 ]
 
-VALID_BASES = ("cr", "cs", "rk")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the rk spline of Wood (2006) §3.2
-
-
-def rk_kernel(x: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """The reproducing kernel of the cubic spline on [0, 1] (Wood 2006 §3.2).
-
-    R(x, z) = ((z-½)² - 1/12)((x-½)² - 1/12)/4 - ((|x-z|-½)⁴ - ½(|x-z|-½)² + 7/240)/24,
-    returned as the len(x) × len(z) matrix R(x_i, z_j).
-    """
-    x = np.asarray(x, dtype=float)[:, None]
-    z = np.asarray(z, dtype=float)[None, :]
-    d = np.abs(x - z) - 0.5
-    return ((z - 0.5) ** 2 - 1 / 12) * ((x - 0.5) ** 2 - 1 / 12) / 4 - (d**4 - d**2 / 2 + 7 / 240) / 24
-
-
-def rk_basis(u: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Columns [1, u, R(u, z_1), ..., R(u, z_K)] of the rk spline at u on the [0, 1] scale."""
-    u = np.asarray(u, dtype=float)
-    return np.column_stack([np.ones(u.size), u, rk_kernel(u, z)])
-
-
-def rk_penalty(z: np.ndarray) -> np.ndarray:
-    """The rk spline's penalty: R(z_i, z_j) in the lower-right K×K block, zeros elsewhere."""
-    K = len(z)
-    S = np.zeros((K + 2, K + 2))
-    S[2:, 2:] = rk_kernel(z, z)
-    return (S + S.T) / 2
+VALID_BASES = ("cr", "cs", "rk", "tp", "ts", "ps")
+MULTI_BASES = ("tp", "ts")  # the bases of more than one variable
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -159,26 +132,61 @@ class Smooth:
     xmin: float = 0.0
     xrange: float = 1.0
     unit_knots: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    vars: tuple[str, ...] = ()  # the smooth's variables (one for cr, cs, rk, ps; one or more for tp, ts)
+    basis: Any = None  # the tp/ts or ps basis object, with .matrix(x) at new points
+    by: str | None = None  # the by variable's column (mgcv's s(x, by = z))
+    by_level: str | None = None  # for a factor by: the level this smooth belongs to
+    x_lo: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each variable's minimum over the data
+    x_hi: np.ndarray = field(default_factory=lambda: np.zeros(0))  # ... and maximum
+    x_mid: np.ndarray = field(default_factory=lambda: np.zeros(0))  # ... and mean
 
     @property
     def m(self) -> int:
-        """Number of coefficients after the constraint (k - 1)."""
+        """Number of coefficients after the constraint (k - 1; k without one, as for a numeric by)."""
         return int(self.X.shape[1])
 
+    @property
+    def dim(self) -> int:
+        return max(1, len(self.vars))
+
+    def _split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """New points as (covariates, by multiplier): x is 1-D (one variable), or n × dim, or n × (dim + 1)
+        with the by values (for a factor by, 1 in its level and 0 elsewhere) last. Without them, by = 1."""
+        x = np.asarray(x, dtype=float)
+        if x.ndim == 1:
+            x = x[:, None]
+        d = self.dim
+        cov, by = x[:, :d], (x[:, d] if x.shape[1] > d else None)
+        for j in range(d):
+            _finite(cov[:, j], self.vars[j] if self.vars else self.var)
+        return (cov[:, 0] if d == 1 else cov), by
+
     def unconstrained_matrix(self, x: np.ndarray) -> np.ndarray:
-        """The basis at new x before the constraint (mgcv's ``Predict.matrix``), len(x)×k."""
-        x = _finite(x, self.var)
-        if self.bs == "rk":
-            return rk_basis((x - self.xmin) / self.xrange, self.unit_knots)
-        assert self.F is not None
-        return cr_basis(x, self.knots, self.F)
+        """The basis at new x before the constraint (mgcv's ``Predict.matrix``), len(x)×k, times the by
+        values when they are given."""
+        cov, by = self._split(x)
+        if self.basis is not None:
+            X0 = self.basis.matrix(cov)
+        elif self.bs == "rk":
+            X0 = rk_basis((cov - self.xmin) / self.xrange, self.unit_knots)
+        else:
+            assert self.F is not None
+            X0 = cr_basis(cov, self.knots, self.F)
+        return X0 if by is None else X0 * by[:, None]
 
     def predict_matrix(self, x: np.ndarray) -> np.ndarray:
         """The constrained basis at new x (mgcv's ``PredictMat``), len(x)×m.
 
-        cr/cs extrapolate linearly beyond the end knots, as mgcv does; rk evaluates its polynomial kernel.
+        cr/cs and ps extrapolate linearly beyond the end knots, as mgcv does; rk evaluates its polynomial
+        kernel, tp/ts its radial functions.
         """
         return self.unconstrained_matrix(x) @ self.Z
+
+    def ends(self, j: int) -> np.ndarray:
+        """Two points, variable j at its minimum and its maximum and the others at their means."""
+        lo, hi = self.x_mid.copy(), self.x_mid.copy()
+        lo[j], hi[j] = self.x_lo[j], self.x_hi[j]
+        return np.vstack([lo, hi])
 
 
 def _finite(x: np.ndarray, var: str) -> np.ndarray:
@@ -189,34 +197,36 @@ def _finite(x: np.ndarray, var: str) -> np.ndarray:
     return x
 
 
-def _check_smooth(x: np.ndarray, var: str, bs: str, k: object) -> tuple[int, np.ndarray]:
+def _check_smooth(x: np.ndarray, label: str, bs: str, k: object, vars: tuple[str, ...]) -> tuple[int, np.ndarray]:
     """The basis name, k (a whole number, at least 3, at most the number of unique x) and finite x."""
     if bs not in VALID_BASES:
         raise UsageError(f"Unknown smooth basis '{bs}'. Valid bases are: {', '.join(VALID_BASES)}.")
+    if len(vars) > 1 and bs not in MULTI_BASES:
+        raise ModelError(f"{label}: a {bs} smooth takes one variable; smooths of several use bs = 'tp' or 'ts'.")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ModelError(f"k must be a whole number for s({var}), got {k!r}.")
+        raise ModelError(f"k must be a whole number for {label}, got {k!r}.")
     k = int(k)
-    if k < 3:
-        raise ModelError(f"k = {k} is too small for s({var}): a {bs} smooth needs k >= 3.")
-    x = _finite(x, var)
-    n_unique = np.unique(x).size
+    if k < 3 or (bs == "ps" and k < 4):
+        raise ModelError(f"k = {k} is too small for {label}: a {bs} smooth needs k >= {4 if bs == 'ps' else 3}.")
+    x = np.asarray(x, dtype=float)
+    x = x.reshape(x.shape[0], -1)
+    for j, v in enumerate(vars):
+        _finite(x[:, j], v)
+    n_unique = np.unique(x, axis=0).shape[0]
     if k > n_unique:
-        raise ModelError(f"s({var}) has {n_unique} unique values, too few for k = {k}: use k <= {n_unique}.")
+        what = "unique values" if len(vars) == 1 else f"unique combinations of {', '.join(vars)}"
+        raise ModelError(f"{label} has {n_unique} {what}, too few for k = {k}: use k <= {n_unique}.")
     from mmcli.memory import check_allocation
 
-    check_allocation(8.0 * x.size * k, f"the basis of s({var}) with k = {k} ({x.size} x {k})")
-    check_allocation(8.0 * k * k, f"the penalty of s({var}) with k = {k} ({k} x {k})")
-    return k, x
+    check_allocation(8.0 * x.shape[0] * k, f"the basis of {label} with k = {k} ({x.shape[0]} x {k})")
+    check_allocation(8.0 * k * k, f"the penalty of {label} with k = {k} ({k} x {k})")
+    return k, (x[:, 0] if len(vars) == 1 else x)
 
 
-def _rk_unconstrained(
-    x: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, None, tuple[float, float, np.ndarray]]:
-    """The rk basis and penalty on k - 2 interior knots j/(k-1) of x rescaled to [0, 1] (Wood 2006 §3.2)."""
-    xmin, xrange = float(x.min()), float(x.max() - x.min())
-    unit_knots = np.arange(1, k - 1) / (k - 1)
-    X0 = rk_basis((x - xmin) / xrange, unit_knots)
-    return X0, rk_penalty(unit_knots), xmin + unit_knots * xrange, None, (xmin, xrange, unit_knots)
+def smooth_label(vars: tuple[str, ...], by: str | None = None, level: str | None = None) -> str:
+    """mgcv's label of a smooth: ``s(x)``, ``s(x,z)``, ``s(x):z`` (numeric by), ``s(x):faa`` (a level)."""
+    base = f"s({','.join(vars)})"
+    return base if by is None else f"{base}:{by}{level if level is not None else ''}"
 
 
 def _cr_unconstrained(
@@ -236,30 +246,58 @@ def _cr_unconstrained(
 
 
 def smooth_construct(
-    x: np.ndarray, *, var: str, bs: str = "cr", k: int = 10, cs_line_first: bool | None = None
+    x: np.ndarray,
+    *,
+    var: str,
+    bs: str = "cr",
+    k: int = 10,
+    cs_line_first: bool | None = None,
+    vars: tuple[str, ...] | None = None,
+    by: str | None = None,
+    by_values: np.ndarray | None = None,
+    by_level: str | None = None,
 ) -> Smooth:
-    """Build ``s(var, bs = bs, k = k)`` as mgcv's smoothCon(..., absorb.cons = TRUE, scale.penalty = TRUE).
+    """Build ``s(vars, bs = bs, k = k, by = by)`` as mgcv's smoothCon(..., absorb.cons = TRUE,
+    scale.penalty = TRUE).
 
     Steps (mgcv 1.8-41; Wood 2017 §5.3.1, §5.4.1):
       1. the unconstrained basis X (n×k) and penalty S: ``cr``/``cs`` from k knots at quantiles of the
          unique x (``cs`` with its null space shrunk, :func:`cs_shrink`); ``rk`` from k-2 interior knots
-         j/(k-1) on x rescaled to [0, 1] (Wood 2006 §3.2);
-      2. the centring constraint C = colMeans(X), taken before any scaling;
-      3. S ← S / maS with maS = ‖S‖₁ / ‖X‖∞² (:func:`penalty_scale`);
-      4. X ← XZ, S ← Z'SZ with Z spanning {β : Cβ = 0} (:func:`constraint_null_space`).
+         j/(k-1) on x rescaled to [0, 1] (Wood 2006 §3.2); ``tp``/``ts`` the thin plate regression spline
+         (:mod:`mmcli.tprs`, x may be n × d); ``ps`` the P-spline (:mod:`mmcli.pspline`);
+      2. the centring constraint C = colMeans(X), taken before any scaling; none for a numeric ``by``
+         that varies (mgcv: the smooth times z is then identifiable without it);
+      3. S ← S / maS with maS = ‖S‖₁ / ‖X‖∞² (:func:`penalty_scale`), X before the by values;
+      4. X ← (by ∘ X) Z, S ← Z'SZ with Z spanning {β : Cβ = 0} (:func:`constraint_null_space`). For a
+         factor by, ``by_values`` is the 0/1 indicator of ``by_level``: one such smooth per level.
 
     ``cs_line_first`` picks which of R's two possible ``cs`` penalties to build (see :func:`cs_shrink`);
     the default is mmcli's fixed choice.
     """
-    k, x = _check_smooth(x, var, bs, k)
-    term = f"s({var})"
+    vars = tuple(vars) if vars else (var,)
+    term = smooth_label(vars, by, by_level)
+    k, x = _check_smooth(x, term, bs, k, vars)
+    basis: Any = None
+    xmin, xrange, unit_knots, F = 0.0, 1.0, np.zeros(0), None
     # 1. unconstrained basis and penalty
     if bs == "rk":
-        X0, S0, knots, F, (xmin, xrange, unit_knots) = _rk_unconstrained(x, k)
+        X0, S0, knots, F, (xmin, xrange, unit_knots) = rk_unconstrained(x, k)
         rank, null_dim = k - 2, 2
+    elif bs in ("tp", "ts", "ps"):
+        if bs == "ps":
+            from mmcli.pspline import ps_basis
+
+            basis = ps_basis(x, k)
+            knots = basis.knots
+        else:
+            from mmcli.tprs import TS_SHRINK, tprs_basis
+
+            basis = tprs_basis(x, k, shrink=TS_SHRINK if bs == "ts" else None, label=term)
+            knots = basis.knots + basis.shift
+        X0, S0, rank, null_dim = basis.X, basis.S, basis.rank, basis.null_space_dim
+        basis = _dropped(basis)
     else:
         X0, S0, knots, F = _cr_unconstrained(x, k, term, var)
-        xmin, xrange, unit_knots = 0.0, 1.0, np.zeros(0)
         rank, null_dim = k - 2, 2
         if bs == "cs":
             S0 = cs_shrink(S0, knots, line_first=cs_line_first)
@@ -268,30 +306,50 @@ def smooth_construct(
     # 2. centring constraint, 3. scaling, 4. absorption
     C = X0.mean(axis=0)[None, :]
     S_scale = penalty_scale(X0, S0)
-    Z = constraint_null_space(C)
-    X = X0 @ Z
+    bv = None if by_values is None else np.asarray(by_values, dtype=float)
+    if by is not None and by_level is None and bv is not None and np.std(bv) > abs(np.mean(bv)) * 2.2e-13:
+        C, Z, n_con = np.zeros((0, k)), np.eye(k), 0
+    else:
+        Z, n_con = constraint_null_space(C), 1
+    Xb = X0 if bv is None else X0 * bv[:, None]
+    X = Xb @ Z
     S = Z.T @ (S0 / S_scale) @ Z
     S = (S + S.T) / 2
+    xm = x.reshape(x.shape[0], -1)
     return Smooth(
         term=term,
-        var=var,
+        var=vars[0],
         bs=bs,
         k=k,
         knots=knots,
         X=X,
         S=S,
-        rank=min(rank, k - 1),
-        null_space_dim=max(0, null_dim - 1),
+        rank=min(rank, k - n_con),
+        null_space_dim=max(0, null_dim - n_con),
         C=C,
         Z=Z,
         S_scale=S_scale,
-        X_unconstrained=X0,
+        X_unconstrained=Xb,
         S_unconstrained=S0,
         F=F,
         xmin=xmin,
         xrange=xrange,
         unit_knots=unit_knots,
+        vars=vars,
+        basis=basis,
+        by=by,
+        by_level=by_level,
+        x_lo=xm.min(axis=0),
+        x_hi=xm.max(axis=0),
+        x_mid=xm.mean(axis=0),
     )
+
+
+def _dropped(basis: Any) -> Any:
+    """The basis without its data matrix (kept once, as the smooth's X): what prediction needs."""
+    from dataclasses import replace
+
+    return replace(basis, X=np.zeros((0, basis.X.shape[1])))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -356,9 +414,13 @@ def smooth_to_mixed(sm: Smooth) -> MixedSmooth:
         if col[big[0]] < 0:
             U[:, j] = -col
     if r < U.shape[1]:  # null space (a line for cr and rk): signed to increase with x
-        ends = sm.predict_matrix(np.array([sm.knots[0], sm.knots[-1]]))
-        rise = ends[1] @ U[:, r:] - ends[0] @ U[:, r:]
-        U[:, r:] *= np.where(rise < 0, -1.0, 1.0)
+        for c in range(r, U.shape[1]):
+            for j in range(sm.dim):
+                ends = sm.predict_matrix(sm.ends(j)) @ U[:, c]
+                rise = ends[1] - ends[0]
+                if abs(rise) > 1e-8 * max(1.0, float(np.abs(ends).max())):
+                    U[:, c] *= -1.0 if rise < 0 else 1.0
+                    break
     if r > 0 and d[r - 1] <= 0:
         raise ModelError(f"{sm.term}: the penalty has fewer than {r} positive eigenvalues.")
     trans_D = np.ones(d.size)

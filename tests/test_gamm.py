@@ -44,7 +44,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CS = "Reaction ~ s(Days, bs='cs') + (1|Subject)"
 CR5 = "Reaction ~ s(Days, bs='cr', k=5) + (1|Subject)"
 LINEAR = "Reaction ~ Days + (1|Subject)"
-MULTI = "y ~ x1 + s(x2) + s(x3, bs='cs') + (1|g)"  # mmcli's s(x2) is cr; mgcv's default is tp (see R script)
+MULTI = "y ~ x1 + s(x2, bs='cr') + s(x3, bs='cs') + (1|g)"
 
 # Tolerances: the tiers of conftest. At gamm4's own theta everything is a deterministic evaluation (EXACT),
 # except where gamm4 keeps a zero smooth variance's smoothing parameter finite (cr k = 5: EDF 1 + 7.5e-8 for an
@@ -469,9 +469,9 @@ def test_cli_k_larger_than_unique_values(capsys):
 
 
 def test_cli_unknown_basis(capsys):
-    code, _, err = run(capsys, "gamm", SLEEP, "Reaction ~ s(Days, bs='tp') + (1|Subject)")
+    code, _, err = run(capsys, "gamm", SLEEP, "Reaction ~ s(Days, bs='gp') + (1|Subject)")
     assert code == 2
-    assert err.startswith("Error: ") and "'tp'" in err and "cr" in err and "cs" in err
+    assert err.startswith("Error: ") and "'gp'" in err and "tp" in err and "cs" in err
 
 
 def test_cli_smooth_of_a_text_column(capsys, tmp_path):

@@ -686,11 +686,11 @@ def test_column_names_from_the_options(header: str, options: list[str], tmp_path
     [
         pytest.param(
             "Reaction,day s,Subject",
-            ["--y", "Reaction", "--smooth", "day s", "--k", "5", "--group", "Subject"],
+            ["--y", "Reaction", "--smooth", "day s", "--bs", "cr", "--k", "5", "--group", "Subject"],
         ),
         pytest.param(
             "Reaction,Days,Größe",
-            ["--y", "Reaction", "--smooth", "Days", "--k", "5", "--group", "Größe"],
+            ["--y", "Reaction", "--smooth", "Days", "--bs", "cr", "--k", "5", "--group", "Größe"],
         ),
     ],
     ids=["smooth-space", "group-non-ascii"],

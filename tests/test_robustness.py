@@ -443,7 +443,14 @@ CASES = [
         2,
         r"Unsupported argument 'm' in s\(\).*at position 5",
     ),
-    c("gamm-smooth-two-columns", ["gamm", "{data}", "y ~ s(x, g) + (1 | g)"], GAMM, 2, r"A smooth takes one column"),
+    c(
+        "gamm-smooth-of-a-text-column",
+        ["gamm", "{data}", "y ~ s(x, g) + (1 | g)"],
+        GAMM,
+        1,
+        r"Column 'g' must be numeric, but line 2 holds 's0'",
+    ),
+    c("gamm-smooth-two-columns-cr", ["gamm", "{data}", "y ~ s(x, t, bs = 'cr')"], GAMM, 2, r"A cr smooth takes one"),
     c(
         "gamm-smooth-k-not-integer",
         ["gamm", "{data}", "y ~ s(x, k = 3.5) + (1 | g)"],
@@ -514,17 +521,17 @@ CASES = [
     ),
     c(
         "gamm-unknown-basis-option",
-        ["gamm", "{data}", "--y", "y", "--smooth", "x", "--bs", "tp", "--group", "g"],
+        ["gamm", "{data}", "--y", "y", "--smooth", "x", "--bs", "gp", "--group", "g"],
         GAMM,
         2,
         r"Invalid value for '--bs'",
     ),
     c(
         "gamm-unknown-basis-formula",
-        ["gamm", "{data}", "y ~ s(x, bs = 'tp') + (1 | g)"],
+        ["gamm", "{data}", "y ~ s(x, bs = 'gp') + (1 | g)"],
         GAMM,
         2,
-        r"Unknown smooth basis 'tp'\. Use one of: cr, cs, rk",
+        r"Unknown smooth basis 'gp'\. Use one of: tp, ts, cr, cs, ps, rk",
     ),
     c(
         "gamm-k-too-large",

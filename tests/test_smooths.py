@@ -458,8 +458,8 @@ def test_errors():
     sm = smooth_construct(days, var="Days", bs="cr", k=5)
     with pytest.raises(ModelError, match="non-finite"):
         sm.predict_matrix(np.array([1.0, np.inf]))
-    with pytest.raises(UsageError, match="Valid bases are: cr, cs, rk") as err:
-        smooth_construct(days, var="Days", bs="tp")
+    with pytest.raises(UsageError, match="Valid bases are: cr, cs, rk, tp, ts, ps") as err:
+        smooth_construct(days, var="Days", bs="gp")
     assert err.value.exit_code == 2
     with pytest.raises(ModelError) as err2:
         smooth_construct(days, var="Days", k=11)
@@ -474,4 +474,4 @@ def test_numeric_module_has_no_cli_dependencies():
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "dataclasses", "numpy", "scipy", "mmcli"}
+    assert imported <= {"__future__", "dataclasses", "typing", "numpy", "scipy", "mmcli"}

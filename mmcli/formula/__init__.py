@@ -2,7 +2,7 @@
 
 The text is parsed into a syntax tree (mmcli.formula.syntax) and the tree is checked against the grammar
 mmcli evaluates itself: Wilkinson's operators on terms (``+ - * / : ^ %in%``), lme4's ``(expr | g)``,
-``(expr || g)`` and nested ``g1/g2``, mgcv's ``s(x, bs =, k =)``, ``offset()``, and a short list of transforms
+``(expr || g)`` and nested ``g1/g2``, mgcv's ``s(x, z, bs =, k =, by =)``, ``offset()``, and a short list of transforms
 (:data:`TRANSFORMS`). A formula is data: nothing in it is ever run as code.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mmcli.errors import FormulaError, UsageError
+from mmcli.formula.smooth import SMOOTH_BASES, SmoothTerm, parse_smooth
 from mmcli.formula.syntax import (
     BinOp,
     Call,
@@ -28,7 +29,6 @@ from mmcli.formula.syntax import (
 )
 from mmcli.formula.tensor import TENSOR_FUNCTIONS, TensorTerm, tensor_term
 
-SMOOTH_BASES = ("cr", "cs", "rk")
 ARITHMETIC = ("log", "log1p", "log2", "log10", "exp", "sqrt", "abs")  # functions of numbers, anywhere in a term
 TRANSFORMS = ("I", "factor", "scale", "center", "poly", *ARITHMETIC)  # what a fixed or random term may call
 _WILKINSON = ("+", "-", "*", "/", ":", "^", "%in%")
@@ -58,23 +58,6 @@ class RandomTerm:
 
     def __str__(self) -> str:
         return f"({self.expr} | {':'.join(quote_name(f) for f in self.factors)})"
-
-
-@dataclass(frozen=True)
-class SmoothTerm:
-    """An mgcv smooth ``s(x, bs = "cr", k = 10)``."""
-
-    var: str
-    bs: str = "cr"
-    k: int = 10
-    bs_given: bool = True  # False when the formula left bs out (mgcv would then use "tp")
-
-    @property
-    def label(self) -> str:
-        return f"s({quote_name(self.var)})"
-
-    def __str__(self) -> str:
-        return f's({quote_name(self.var)}, bs = "{self.bs}", k = {self.k})'
 
 
 @dataclass(frozen=True)
@@ -114,7 +97,9 @@ class ModelSpec:
         out += [n for _, t in self.fixed_terms for n in names_in(t)]
         for rt in self.random:
             out += [n for _, t in rt.terms for n in names_in(t)] + list(rt.factors)
-        out += [s.var for s in self.smooths] + [v for t in self.tensors for v in t.vars] + [o.var for o in self.offsets]
+        for s in self.smooths:
+            out += [*s.variables, *([s.by] if s.by else [])]
+        out += [v for t in self.tensors for v in t.vars] + [o.var for o in self.offsets]
         return list(dict.fromkeys(out))
 
 
@@ -177,7 +162,7 @@ def _parse_formula(text: str, allow_smooths: bool) -> ModelSpec:
             if term.func in TENSOR_FUNCTIONS:
                 tensors.append(tensor_term(term, text))
             else:
-                smooths.append(_smooth(term, text))
+                smooths.append(parse_smooth(term, text))
         elif kind == "offset":
             assert isinstance(term, Call)
             offsets.append(_offset(term, text))
@@ -264,7 +249,10 @@ def check_wilkinson(node: Node, text: str) -> None:
 
 def unsupported(call: Call, text: str) -> FormulaError:
     if call.func in ("ti", "gp"):
-        what = "mmcli fits s(x, ...), te(x, z, ...) and t2(x, z, ...)"
+        what = (
+            f"mmcli fits s(x, bs = {' | '.join(repr(b) for b in SMOOTH_BASES)}), thin plate s(x, z), "
+            "te(x, z, ...) and t2(x, z, ...)"
+        )
     else:
         what = f"a term may use {_ALLOWED_TEXT}"
     return FormulaError(f"Unsupported function '{call.func}': {what}", text, call.pos)
@@ -369,27 +357,6 @@ def _split_double(expr: Node) -> list[Node]:
     return ([Num(expr.pos, 1.0)] if has_int else []) + out
 
 
-def _smooth(call: Call, text: str) -> SmoothTerm:
-    """``s(x, bs = 'cs', k = 10)``."""
-    if len(call.args) != 1 or not isinstance(call.args[0], Name):
-        raise FormulaError("A smooth takes one column: s(x, bs = 'cr', k = 10)", text, call.pos)
-    bs, k, bs_given = "cr", 10, False
-    for key, v in call.kwargs:
-        if key == "bs":
-            if not isinstance(v, Str):
-                raise FormulaError("bs in s() must be a quoted basis name, such as 'cr'", text, v.pos)
-            if v.value not in SMOOTH_BASES:
-                raise UsageError(f"Unknown smooth basis '{v.value}'. Use one of: {', '.join(SMOOTH_BASES)}.")
-            bs, bs_given = v.value, True
-        elif key == "k":
-            if not (isinstance(v, Num) and v.value == int(v.value)):
-                raise FormulaError("k in s() must be a whole number", text, v.pos)
-            k = int(v.value)
-        else:
-            raise FormulaError(f"Unsupported argument '{key}' in s(): mmcli knows bs and k", text, call.pos)
-    return SmoothTerm(call.args[0].name, bs, k, bs_given)
-
-
 def _offset(call: Call, text: str) -> OffsetTerm:
     """``offset(x)`` or ``offset(log(x))``."""
     arg = call.args[0] if len(call.args) == 1 and not call.kwargs else None
@@ -406,7 +373,7 @@ def build_formula(
     groups: list[str],
     slopes: list[str],
     smooths: list[str] | None = None,
-    bs: str = "cr",
+    bs: str = "tp",
     k: int = 10,
 ) -> str:
     """The formula that the column options (--y --fixed --group --slope --smooth) stand for."""
