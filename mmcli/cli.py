@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from mmcli import output
-from mmcli.cli_gamm import gamm_predict_options, ranef_reml_option
 from mmcli.cli_dask import dask_option
+from mmcli.cli_gamm import gamm_predict_options, ranef_reml_option
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
 from mmcli.signals import Terminated, unwinding
 
