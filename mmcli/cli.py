@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from mmcli import output
+from mmcli.cli_glmm import family_options
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
 from mmcli.signals import Terminated, unwinding
 
@@ -143,6 +144,7 @@ DDF_OPTION = click.option(
 @model_options
 @DDF_OPTION
 @output_options
+@family_options("fit")
 def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: str, **kw: Any) -> None:
     """Fit a linear mixed model by ML (default) or REML.
 
@@ -167,6 +169,7 @@ def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: 
 @model_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a caterpillar plot (.png/.svg/.pdf).")
 @output_options
+@family_options("ranef")
 def ranef(fmt: str, data: str, formula: str | None, reml: bool, method: str, plot_path: str | None, **kw: Any) -> None:
     """Conditional modes (BLUPs) of the random effects, with conditional standard deviations.
 

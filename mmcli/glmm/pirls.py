@@ -1,0 +1,150 @@
+"""Penalized iteratively reweighted least squares for the conditional modes, and the Laplace and adaptive
+Gauss-Hermite approximations to the deviance (Bates et al. 2015; lme4's glmer; Pinheiro & Bates 1995).
+
+At theta (and, in the second stage, at beta) the conditional mode u~ minimizes the penalized deviance
+sum(d_i(y_i, mu_i)) + ||u||^2, with eta = X beta + Z Lambda u + offset and mu = g^-1(eta). Each PIRLS iteration
+solves the penalized weighted least squares problem with working weights w = a mu'(eta)^2 / V(mu) and working
+response z = eta - offset + (y - mu) / mu'(eta) on the blocked Cholesky, and halves the step while the penalized
+deviance does not decrease. At the mode the Laplace approximation to -2 log L is
+
+    -2 log p(y | u~) + ||u~||^2 + log |Lambda'Z'W Z Lambda + I|
+
+and, for a single scalar random-effects term, adaptive Gauss-Hermite quadrature with nAGQ nodes replaces the
+Gaussian integral per level by the rule at u~_j + z_k / L_jj, as glmer computes it (on the scale of the sum of
+deviance residuals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmcli.errors import NotConvergedError
+from mmcli.glmm.family import Family
+from mmcli.lmm.pls import PlsStep, WeightedPls
+
+ETA_TOL = 1e-10  # PIRLS stops when no linear predictor moves by more than this (absolute) ...
+PDEV_TOL = 1e-15  # ... or the penalized deviance no longer changes (relative): the mode, to rounding
+JOINT_TOL = 1e-8  # the first stage's joint PIRLS over (u, beta) stops at this relative change of the penalized
+# deviance (lme4's tolPwrss is 1e-7): Fisher scoring converges only linearly for a non-canonical link there, and the
+# first stage only finds the start of the second
+MAXIT = 500
+MAX_HALVINGS = 30
+
+
+@dataclass(frozen=True, eq=False)
+class Mode:
+    """The conditional mode at one theta (and beta): everything the deviance and the results need."""
+
+    beta: np.ndarray
+    u: np.ndarray
+    eta: np.ndarray
+    mu: np.ndarray
+    pdev: float  # sum of deviance residuals + ||u||^2
+    step: PlsStep  # the factor at the weights of the mode
+    iterations: int
+
+
+class Response:
+    """y (a proportion for binomial), prior weights (trials) and the offset, with the family."""
+
+    def __init__(self, fam: Family, y: np.ndarray, prior: np.ndarray, offset: np.ndarray | None):
+        self.fam, self.y, self.prior = fam, y, prior
+        self.offset = np.zeros(y.size) if offset is None else offset
+
+    def pdev(self, mu: np.ndarray, u: np.ndarray) -> float:
+        return float(np.sum(self.fam.dev_resid(self.y, mu, self.prior)) + u @ u)
+
+    def minus2_loglik(self, mu: np.ndarray) -> float:
+        return self.fam.minus2_loglik(self.y, mu, self.prior)
+
+
+class Pirls:
+    """The PIRLS solver of one model: the weighted system, the response and the current start."""
+
+    def __init__(self, pls: WeightedPls, resp: Response):
+        self.pls, self.resp = pls, resp
+        self.evaluations = 0
+
+    def mode(self, theta: np.ndarray, beta: np.ndarray | None, start: tuple[np.ndarray, np.ndarray]) -> Mode:
+        """The conditional mode at theta: with beta given, over u only (glmer's second stage); with beta None,
+        over u and beta jointly (the first stage, nAGQ = 0). ``start`` = (beta, u) to iterate from."""
+        self.evaluations += 1
+        fam, r, X = self.resp.fam, self.resp, self.pls.X
+        joint = beta is None
+        b = start[0].copy() if joint else np.asarray(beta, dtype=float)
+        u = start[1].copy()
+        xb = X @ b
+        eta = xb + self.pls.z_lambda(theta, u) + r.offset
+        mu = fam.linkinv(eta)
+        pdev = r.pdev(mu, u)
+        for it in range(1, MAXIT + 1):
+            d = fam.mu_eta(eta)
+            w = r.prior * d * d / fam.variance(mu)
+            z = eta - r.offset - (0.0 if joint else xb) + (r.y - mu) / d
+            step = self.pls.solve(theta, w, z, with_x=joint)
+            b_new = step.beta if joint else b
+            u_new = step.u
+            frac, accepted = 1.0, False
+            for _ in range(MAX_HALVINGS):
+                b_try = b + frac * (b_new - b)
+                u_try = u + frac * (u_new - u)
+                xb_try = X @ b_try if joint else xb
+                eta_try = xb_try + self.pls.z_lambda(theta, u_try) + r.offset
+                mu_try = fam.linkinv(eta_try)
+                pdev_try = r.pdev(mu_try, u_try)
+                if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-12 * abs(pdev):
+                    accepted = True
+                    break
+                frac /= 2
+            if not accepted:
+                if abs(pdev_try - pdev) <= 1e-9 * (abs(pdev) + 1):  # no descent left: the mode, to rounding
+                    return Mode(b, u, eta, mu, pdev, step, it)
+                raise NotConvergedError(
+                    "The penalized iteratively reweighted least squares (PIRLS) for the conditional modes diverged: "
+                    "no step lowers the penalized deviance. The model may be too rich for these data (a variance "
+                    "near zero or a predictor that separates the outcomes); simplify it or rescale the predictors."
+                )
+            change, moved = pdev - pdev_try, float(np.max(np.abs(eta_try - eta)))
+            b, u, xb, eta, mu, pdev = b_try, u_try, xb_try, eta_try, mu_try, pdev_try
+            if moved < ETA_TOL or change <= (JOINT_TOL if joint else PDEV_TOL) * (abs(pdev) + 1):
+                return Mode(b, u, eta, mu, pdev, step, it)
+        raise NotConvergedError(
+            f"The penalized iteratively reweighted least squares (PIRLS) for the conditional modes did not converge "
+            f"in {MAXIT} iterations; simplify the model or rescale the predictors."
+        )
+
+    def laplace(self, m: Mode) -> float:
+        """-2 log L by the Laplace approximation at the mode."""
+        return self.resp.minus2_loglik(m.mu) + float(m.u @ m.u) + m.step.logdet
+
+    def agq(self, m: Mode, theta: np.ndarray, nodes: np.ndarray, weights: np.ndarray) -> float:
+        """glmer's adaptive Gauss-Hermite deviance for one scalar random-effects term (its only block)."""
+        blk = self.pls.blocks[0]
+        assert blk.codes is not None
+        r, fam = self.resp, self.resp.fam
+        Ljj = m.step.factor.L00[:, 0, 0]
+        sd = 1.0 / Ljj
+        nl = blk.nlevels
+        fixed = m.eta - self.pls.z_lambda(theta, m.u)
+
+        def devc(u: np.ndarray) -> np.ndarray:
+            eta = fixed + self.pls.z_lambda(theta, u)
+            dr = fam.dev_resid(r.y, fam.linkinv(eta), r.prior)
+            return u * u + np.bincount(blk.codes, weights=dr, minlength=nl)
+
+        devc0 = devc(m.u)
+        mult = np.zeros(nl)
+        for zk, wk in zip(nodes, weights):
+            if zk == 0.0:
+                mult += wk
+                continue
+            mult += np.exp(-0.5 * (devc(m.u + zk * sd) - devc0) + 0.5 * zk * zk) * wk
+        return float(np.sum(devc0) + m.step.logdet - 2.0 * np.sum(np.log(mult)))
+
+
+def gh_rule(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite nodes and weights for the standard normal density (weights summing to 1), as lme4's GHrule."""
+    z, w = np.polynomial.hermite_e.hermegauss(k)
+    return z, w / np.sum(w)
