@@ -40,7 +40,9 @@ def family_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
                 metavar="N",
                 help="1: Laplace approximation; N > 1: adaptive Gauss-Hermite with N nodes (one scalar random effect).",
             ),
-            click.option("--fitted", is_flag=True, help="With --family, add fitted values (link and response scale) to the JSON."),
+            click.option(
+                "--fitted", is_flag=True, help="With --family, add fitted values (link and response scale) to the JSON."
+            ),
         ]
         for o in reversed(opts):
             wrapper = o(wrapper)
@@ -65,8 +67,14 @@ def _run_glmm(command: str, family: str, link: str | None, nagq: int, fitted: bo
     _check_plot_path(plot_path)
     with render.progress() as cb:
         out = run_glmm(
-            data, _model(formula, **kw), family=family, link=link, nagq=nagq, fitted=fitted,
-            ranef=command == "ranef", progress=cb,
+            data,
+            _model(formula, **kw),
+            family=family,
+            link=link,
+            nagq=nagq,
+            fitted=fitted,
+            ranef=command == "ranef",
+            progress=cb,
         )
     if command == "ranef":
         _plot(plot_path, "plot_caterpillar", out.data["ranef"])

@@ -12,10 +12,16 @@ import numpy as np
 from mmcli.commands import ModelOptions, Outcome, Progress, _load_model_data
 from mmcli.errors import DataError, UsageError
 from mmcli.formula import ModelSpec
-from mmcli.report import dropped_columns_note, finite, optimizer_dict, plain, quantiles_type7, random_effect_rows
-from mmcli.report import ranef_rows
-
 from mmcli.glmm import GlmmModel
+from mmcli.report import (
+    dropped_columns_note,
+    finite,
+    optimizer_dict,
+    plain,
+    quantiles_type7,
+    random_effect_rows,
+    ranef_rows,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,8 +145,9 @@ def glmm_response(frame: pd.DataFrame, spec: ModelSpec, fam: Family) -> tuple[np
         bad = ~np.isin(v, (0.0, 1.0))
         if np.any(bad):
             raise DataError(
-                f"The binomial response '{name}' must be 0 or 1 (or text with two levels); row {int(np.argmax(bad)) + 1} "
-                f"holds {v[bad][0]:g}. For counts of successes out of trials write cbind(successes, failures)."
+                f"The binomial response '{name}' must be 0 or 1 (or text with two levels); "
+                f"row {int(np.argmax(bad)) + 1} holds {v[bad][0]:g}. For counts of successes out of trials write "
+                "cbind(successes, failures)."
             )
         return v, np.ones(v.size)
     from mmcli.data import level_order

@@ -32,13 +32,19 @@ def print_glmm(d: dict[str, Any]) -> None:
         ft = render._plain_table("", "Estimate", "Std. Error", "z value", "Pr(>|z|)", right=(1, 2, 3, 4))
         for x in fe:
             ft.add_row(
-                x["term"], f1(x["estimate"], dec), f1(x["std_error"], dec), f1(x["z_value"], 3), render.p_coef(x["p_value"])
+                x["term"],
+                f1(x["estimate"], dec),
+                f1(x["std_error"], dec),
+                f1(x["z_value"], 3),
+                render.p_coef(x["p_value"]),
             )
         out += [Text("\nFixed effects:", style="bold"), ft]
         as_t = [{**x, "t_value": x["z_value"]} for x in fe]  # the correlation table only
         out += render._fixed_effects({"fixed_effects": as_t, "fixed_correlation": d.get("fixed_correlation")})[2:]
     if d.get("singular"):
-        out.append(Text("boundary (singular) fit: a variance component is estimated as zero (see theta)", style="yellow"))
+        out.append(
+            Text("boundary (singular) fit: a variance component is estimated as zero (see theta)", style="yellow")
+        )
     if not d.get("converged", True):
         out.append(Text(f"The optimizer did not converge: {d['optimizer']['message']}", style="red"))
     render._show(*out)

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import (
     GLMM_DEV,
     GLMM_FIXEF,
@@ -125,8 +124,11 @@ def test_deviance_at_glmer_estimates(name: str) -> None:
     ref = MODELS[name]
     factor = tuple(EXTRA.get(name, [])[1::2])
     model = glmm_model(
-        str(REFERENCE_DIR / ref["data"]), ModelOptions(formula=ref["formula"], factor=factor),
-        family=ref["family"], link=ref["link"], nagq=ref["nAGQ"],
+        str(REFERENCE_DIR / ref["data"]),
+        ModelOptions(formula=ref["formula"], factor=factor),
+        family=ref["family"],
+        link=ref["link"],
+        nagq=ref["nAGQ"],
     )
     dev = model.deviance(np.array(ref["theta"]), np.array(ref["fixef"]))
     assert dev == pytest.approx(ref["deviance_at_estimates"], abs=OPT_DEV)

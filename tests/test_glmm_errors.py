@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REFERENCE_DIR, run_in_process
 
 BINARY = REFERENCE_DIR / "glmm_binary.csv"

@@ -206,9 +206,11 @@ def _cbind(call: Call, text: str) -> tuple[Name, tuple[str, ...]]:
     bad = FormulaError(
         "A binomial response is written cbind(successes, failures) with columns, or cbind(s, n - s)", text, call.pos
     )
-    if len(call.args) != 2 or call.kwargs or not isinstance(call.args[0], Name):
+    if len(call.args) != 2 or call.kwargs:
         raise bad
     s, f = call.args
+    if not isinstance(s, Name):
+        raise bad
     if isinstance(f, Name):
         return s, (f.name,)
     if isinstance(f, BinOp) and f.op == "-" and isinstance(f.left, Name) and isinstance(f.right, Name):

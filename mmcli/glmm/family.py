@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 from mmcli.errors import UsageError
 
@@ -31,8 +30,11 @@ class Family:
 
     def linkinv(self, eta: np.ndarray) -> np.ndarray:
         if self.link == "logit":
-            return np.clip(special.expit(eta), EPS / (1 + EPS), 1 / (1 + EPS))
+            with np.errstate(over="ignore"):
+                return np.clip(1.0 / (1.0 + np.exp(-eta)), EPS / (1 + EPS), 1 / (1 + EPS))
         if self.link == "probit":
+            from scipy import special
+
             thresh = -special.ndtri(EPS)
             return special.ndtr(np.clip(eta, -thresh, thresh))
         if self.link == "cloglog":
@@ -40,6 +42,8 @@ class Family:
         return np.maximum(np.exp(eta), EPS)  # log
 
     def linkfun(self, mu: np.ndarray) -> np.ndarray:
+        from scipy import special
+
         if self.link == "logit":
             return special.logit(mu)
         if self.link == "probit":
@@ -67,6 +71,8 @@ class Family:
 
     def dev_resid(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
         """The unit deviances times the prior weights (R's family$dev.resids)."""
+        from scipy import special
+
         if self.name == "binomial":
             return 2 * wt * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
         return 2 * wt * (special.xlogy(y, y / mu) - (y - mu))
@@ -74,12 +80,19 @@ class Family:
     def minus2_loglik(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> float:
         """-2 log p(y | mu): R's family$aic(y, n, mu, wt) (for binomial, y is the proportion of wt trials, and
         the binomial coefficient is included)."""
+        from scipy import special
+
         if self.name == "binomial":
             k = np.round(wt * y)
             m = np.round(wt)
             logc = special.gammaln(m + 1) - special.gammaln(k + 1) - special.gammaln(m - k + 1)
             return float(-2 * np.sum(logc + special.xlogy(k, mu) + special.xlog1py(m - k, -mu)))
         return float(-2 * np.sum(wt * (special.xlogy(y, mu) - mu - special.gammaln(y + 1))))
+
+    @property
+    def canonical(self) -> bool:
+        """The canonical link (logit for binomial, log for Poisson), where d mu / d eta = V(mu)."""
+        return self.link == LINKS[self.name][0]
 
     @property
     def label(self) -> str:

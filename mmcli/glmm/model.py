@@ -24,8 +24,8 @@ from mmcli.glmm.results import GlmmFit
 from mmcli.lmm import OptimizerRecord, ReTerm, aliased_columns, lower_bounds
 from mmcli.lmm.pls import WeightedPls
 
-STAGE1_TOL = 1e-6
-STAGE2_TOL = 1e-9
+STAGE1_TOL = 1e-4  # stage 1 only finds the start of stage 2
+STAGE2_TOL = 1e-7  # absolute on the deviance; x to 1e-2 sqrt(tol): theta and beta in standard-error units
 HESS_STEP_THETA = 1e-3  # central-difference steps of the Hessian: on theta, ...
 HESS_STEP_BETA = 1e-2  # ... and on beta in units of its stage-1 standard errors (large enough that the PIRLS
 # tolerance, ~1e-10 on the deviance, stays far below the second differences, small enough for their truncation)
@@ -58,7 +58,9 @@ class GlmmModel:
             raise ModelError("The model has no random-effects term; use a generalized linear model instead.")
         for t in self.terms:
             if t.indicator and t.nlevels < 2:
-                raise ModelError(f"Grouping factor '{t.group}' has {t.nlevels} level; a random effect needs at least 2.")
+                raise ModelError(
+                    f"Grouping factor '{t.group}' has {t.nlevels} level; a random effect needs at least 2."
+                )
         if not 0 <= nagq <= 25:
             raise ModelError(f"--nagq must be between 0 and 25 (lme4's range); got {nagq}.", param="nagq")
         if nagq > 1 and not (len(self.terms) == 1 and self.terms[0].p == 1 and self.terms[0].indicator):
@@ -171,15 +173,13 @@ class GlmmModel:
         fam, r = self.fam, self.resp
         d = fam.mu_eta(m.eta)
         w = r.prior * d * d / fam.variance(m.mu)
-        return dataclasses.replace(self.pls.solve(theta, w, np.zeros(self.n), with_x=False), u=m.u)
+        return dataclasses.replace(self.pls.solve(theta, w, np.zeros(self.n), with_x=False, factor=True), u=m.u)
 
     def _beta_scale(self, theta: np.ndarray, m: Mode) -> np.ndarray:
         """A with A A' = (L_XX L_XX')^-1, the covariance of beta from the joint system at stage 1's mode."""
         if not self.p:
             return np.zeros((0, 0))
-        g, f = m.step.gram, m.step.factor
-        LXX = f.Lrest[g.qR : g.qR + self.p, g.qR : g.qR + self.p]
-        return np.linalg.inv(LXX).T
+        return np.linalg.inv(m.step.LXX).T
 
     def _rx_vcov(self, theta: np.ndarray, m: Mode) -> np.ndarray:
         fam, r = self.fam, self.resp
@@ -189,7 +189,9 @@ class GlmmModel:
         A = self._beta_scale(theta, Mode(m.beta, m.u, m.eta, m.mu, m.pdev, step, 0))
         return A @ A.T
 
-    def _vcov(self, theta: np.ndarray, x: np.ndarray, beta1: np.ndarray, A: np.ndarray) -> tuple[np.ndarray | None, bool]:
+    def _vcov(
+        self, theta: np.ndarray, x: np.ndarray, beta1: np.ndarray, A: np.ndarray
+    ) -> tuple[np.ndarray | None, bool]:
         """2 H^-1 for beta from the central-difference Hessian over (theta, s); None when H is not usable."""
         k = theta.size
         if not self.p:
@@ -263,10 +265,7 @@ def _bobyqa(
         return v
 
     k = x0.size
-    if k == 1:  # NLopt's BOBYQA needs two or more parameters
-        opt = nlopt.opt(nlopt.LN_COBYLA, 1)
-    else:
-        opt = nlopt.opt(nlopt.LN_BOBYQA, k)
+    opt = nlopt.opt(nlopt.LN_BOBYQA if k > 1 else nlopt.LN_COBYLA, k)  # NLopt's BOBYQA needs two or more
     opt.set_min_objective(f)
     opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -1e300))
     opt.set_ftol_abs(tol)

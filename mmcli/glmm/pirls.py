@@ -47,17 +47,40 @@ class Mode:
 
 
 class Response:
-    """y (a proportion for binomial), prior weights (trials) and the offset, with the family."""
+    """y (a proportion for binomial), prior weights (trials) and the offset, with the family.
+
+    The sum of deviance residuals is computed as c - 2 sum(a (y log mu + (1 - y) log(1 - mu))) (binomial) or
+    c - 2 sum(a (y log mu - mu)) (Poisson), with the saturated part c formed once; -2 log p(y | mu) differs from
+    it by another constant (the binomial coefficients, log y!), also formed once."""
+
+    offset: np.ndarray | float
 
     def __init__(self, fam: Family, y: np.ndarray, prior: np.ndarray, offset: np.ndarray | None):
         self.fam, self.y, self.prior = fam, y, prior
-        self.offset = np.zeros(y.size) if offset is None else offset
+        self.offset = 0.0 if offset is None else offset  # no n-vector of zeros to add
+        self.binomial = fam.name == "binomial"
+        self.ay = prior * y
+        self.a1y = prior * (1 - y) if self.binomial else None
+        self.has_zero = bool(np.any(y == 0))
+        mu0 = np.clip(y, 0.25, 0.75) if self.binomial else np.maximum(y, 1.0)
+        self.saturated = float(np.sum(fam.dev_resid(y, mu0, prior))) - self._kernel(mu0)
+        self.constant = fam.minus2_loglik(y, mu0, prior) - float(np.sum(fam.dev_resid(y, mu0, prior)))
+
+    def _kernel(self, mu: np.ndarray) -> float:
+        """-2 sum(a (y log mu + (1 - y) log(1 - mu))) or -2 sum(a (y log mu - mu))."""
+        if self.binomial:
+            assert self.a1y is not None
+            return float(-2.0 * (self.ay @ np.log(mu) + self.a1y @ np.log1p(-mu)))
+        return float(-2.0 * (self.ay @ np.log(mu) - self.prior @ mu))
+
+    def dev_sum(self, mu: np.ndarray) -> float:
+        return self.saturated + self._kernel(mu)
 
     def pdev(self, mu: np.ndarray, u: np.ndarray) -> float:
-        return float(np.sum(self.fam.dev_resid(self.y, mu, self.prior)) + u @ u)
+        return self.dev_sum(mu) + float(u @ u)
 
     def minus2_loglik(self, mu: np.ndarray) -> float:
-        return self.fam.minus2_loglik(self.y, mu, self.prior)
+        return self.dev_sum(mu) + self.constant
 
 
 class Pirls:
@@ -80,9 +103,13 @@ class Pirls:
         mu = fam.linkinv(eta)
         pdev = r.pdev(mu, u)
         for it in range(1, MAXIT + 1):
-            d = fam.mu_eta(eta)
-            w = r.prior * d * d / fam.variance(mu)
-            z = eta - r.offset - (0.0 if joint else xb) + (r.y - mu) / d
+            if fam.canonical:  # mu'(eta) = V(mu): w = a V(mu), z = eta + (y - mu) / V(mu)
+                v = fam.variance(mu)
+                w, resid = r.prior * v, (r.y - mu) / v
+            else:
+                d = fam.mu_eta(eta)
+                w, resid = r.prior * d * d / fam.variance(mu), (r.y - mu) / d
+            z = eta - r.offset - (0.0 if joint else xb) + resid
             step = self.pls.solve(theta, w, z, with_x=joint)
             b_new = step.beta if joint else b
             u_new = step.u
@@ -117,22 +144,23 @@ class Pirls:
 
     def laplace(self, m: Mode) -> float:
         """-2 log L by the Laplace approximation at the mode."""
-        return self.resp.minus2_loglik(m.mu) + float(m.u @ m.u) + m.step.logdet
+        return m.pdev + self.resp.constant + m.step.logdet
 
     def agq(self, m: Mode, theta: np.ndarray, nodes: np.ndarray, weights: np.ndarray) -> float:
         """glmer's adaptive Gauss-Hermite deviance for one scalar random-effects term (its only block)."""
         blk = self.pls.blocks[0]
-        assert blk.codes is not None
+        codes = blk.codes
+        assert codes is not None
         r, fam = self.resp, self.resp.fam
-        Ljj = m.step.factor.L00[:, 0, 0]
-        sd = 1.0 / Ljj
+        assert m.step.L0 is not None
+        sd = 1.0 / m.step.L0
         nl = blk.nlevels
         fixed = m.eta - self.pls.z_lambda(theta, m.u)
 
         def devc(u: np.ndarray) -> np.ndarray:
             eta = fixed + self.pls.z_lambda(theta, u)
             dr = fam.dev_resid(r.y, fam.linkinv(eta), r.prior)
-            return u * u + np.bincount(blk.codes, weights=dr, minlength=nl)
+            return u * u + np.bincount(codes, weights=dr, minlength=nl)
 
         devc0 = devc(m.u)
         mult = np.zeros(nl)

@@ -29,8 +29,10 @@ class PlsStep:
     beta: np.ndarray  # empty when the system had no X
     u: np.ndarray  # spherical random effects, block by block (block 0 first, then the rest)
     logdet: float  # log |L_ZZ|^2 = log |Lambda'Z'W Z Lambda + I|
-    gram: Gram
-    factor: Factor
+    LXX: np.ndarray  # the lower Cholesky factor of X'V^-1 X (p x p; 0 x 0 without X)
+    L0: np.ndarray | None  # one scalar random-effects term alone: the diagonal of L_ZZ, per level
+    gram: Gram | None = None  # the blocked factor's pieces (None on the one-scalar-term path)
+    factor: Factor | None = None
 
 
 class WeightedPls:
@@ -42,18 +44,62 @@ class WeightedPls:
         self.blocks = make_blocks(self.terms)
         self.n = self.X.shape[0]
         self.q = sum(b.q for b in self.blocks)
+        b0 = self.blocks[0]
+        self.scalar = len(self.blocks) == 1 and b0.indicator and b0.p == 1 and b0.codes is not None
+        self.t0 = None
+        if self.scalar and b0.T is not None and not np.all(b0.T[:, 0] == 1.0):
+            self.t0 = np.ascontiguousarray(b0.T[:, 0])
 
-    def solve(self, theta: np.ndarray, weights: np.ndarray, z: np.ndarray, *, with_x: bool) -> PlsStep:
-        """(u, beta) minimizing the penalized weighted sum of squares; u alone (beta empty) without X."""
+    def solve(
+        self, theta: np.ndarray, weights: np.ndarray, z: np.ndarray, *, with_x: bool, factor: bool = False
+    ) -> PlsStep:
+        """(u, beta) minimizing the penalized weighted sum of squares; u alone (beta empty) without X. With
+        ``factor``, the step keeps the blocked factor (for conditional covariances)."""
+        if self.scalar and not factor:
+            return self._solve_scalar(float(theta[0]), weights, z, with_x)
         sw = np.sqrt(weights)
         Xw = self.X * sw[:, None] if with_x else np.zeros((self.n, 0))
         g = Gram(Xw, z * sw, [weighted_term(t, sw) for t in self.terms])
         f = update_L(g, np.asarray(theta, dtype=float))
         beta, uR, u0 = _modes(g, f)
-        return PlsStep(beta, np.concatenate([u0, uR]), f.logdetZ, g, f)
+        p = g.p
+        LXX = f.Lrest[g.qR : g.qR + p, g.qR : g.qR + p]
+        L0 = f.L00[:, 0, 0] if self.scalar else None
+        return PlsStep(beta, np.concatenate([u0, uR]), f.logdetZ, LXX, L0, g, f)
+
+    def _solve_scalar(self, th: float, w: np.ndarray, z: np.ndarray, with_x: bool) -> PlsStep:
+        """One scalar term (a random intercept, or one column per level): block 0 alone, M_j = th^2 z_j'W z_j + 1
+        per level, and the Schur complement of the fixed effects, by weighted counts over the level codes."""
+        b = self.blocks[0]
+        codes, nl = b.codes, b.nlevels
+        assert codes is not None
+        wt = w if self.t0 is None else w * self.t0
+        A00 = np.bincount(codes, weights=wt if self.t0 is None else wt * self.t0, minlength=nl)
+        M = th * th * A00 + 1.0
+        r0: np.ndarray = np.bincount(codes, weights=wt * z, minlength=nl).astype(float)
+        beta, LXX = np.zeros(0), np.zeros((0, 0))
+        if with_x and self.X.shape[1]:
+            XW = self.X * w[:, None]
+            A0X = np.column_stack(
+                [
+                    np.bincount(codes, weights=XW[:, c] if self.t0 is None else XW[:, c] * self.t0, minlength=nl)
+                    for c in range(self.X.shape[1])
+                ]
+            )
+            G = A0X * (th * th / M)[:, None]
+            S = self.X.T @ XW - A0X.T @ G
+            LXX = np.linalg.cholesky(S)
+            beta = np.linalg.solve(S, XW.T @ z - G.T @ r0)
+            r0 = r0 - A0X @ beta
+        L0: np.ndarray = np.sqrt(M)
+        return PlsStep(beta, th * r0 / M, float(np.sum(np.log(M))), LXX, L0)
 
     def z_lambda(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Z Lambda u, by level codes (Z is not formed for the indicator blocks)."""
+        if self.scalar and self.t0 is None:  # a random intercept: theta u[level]
+            codes = self.blocks[0].codes
+            assert codes is not None
+            return (float(theta[0]) * u)[codes]
         out = np.zeros(self.n)
         g_templates = self._templates(theta)
         off = 0
@@ -70,6 +116,7 @@ class WeightedPls:
         """Per term: the conditional modes b = Lambda u, (nlevels, p), and their conditional covariances
         Lambda (Lambda'Z'WZ Lambda + I)^-1 Lambda' per level, (nlevels, p, p)."""
         g, f = step.gram, step.factor
+        assert g is not None and f is not None, "solve(..., factor=True) keeps the factor"
         n0 = g.first.q if g.first is not None else 0
         u_blocks, cov_blocks = _per_block(g, f, step.u[n0:], step.u[:n0])
         ranef: list[np.ndarray] = [np.zeros(0)] * len(self.terms)
