@@ -59,8 +59,10 @@ class Response:
         self.fam, self.y, self.prior = fam, y, prior
         self.offset = 0.0 if offset is None else offset  # no n-vector of zeros to add
         self.binomial = fam.name == "binomial"
-        self.ay = prior * y
-        self.a1y = prior * (1 - y) if self.binomial else None
+        self.unit_prior = bool(np.all(prior == 1.0))
+        self.has_offset = offset is not None
+        self.ay = y if self.unit_prior else prior * y
+        self.a1y = (1 - y if self.unit_prior else prior * (1 - y)) if self.binomial else None
         self.has_zero = bool(np.any(y == 0))
         mu0 = np.clip(y, 0.25, 0.75) if self.binomial else np.maximum(y, 1.0)
         self.saturated = float(np.sum(fam.dev_resid(y, mu0, prior))) - self._kernel(mu0)
@@ -71,7 +73,7 @@ class Response:
         if self.binomial:
             assert self.a1y is not None
             return float(-2.0 * (self.ay @ np.log(mu) + self.a1y @ np.log1p(-mu)))
-        return float(-2.0 * (self.ay @ np.log(mu) - self.prior @ mu))
+        return float(-2.0 * (self.ay @ np.log(mu) - (np.sum(mu) if self.unit_prior else self.prior @ mu)))
 
     def dev_sum(self, mu: np.ndarray) -> float:
         return self.saturated + self._kernel(mu)
@@ -103,14 +105,9 @@ class Pirls:
         mu = fam.linkinv(eta)
         pdev = r.pdev(mu, u)
         for it in range(1, MAXIT + 1):
-            if fam.canonical:  # mu'(eta) = V(mu): w = a V(mu), z = eta + (y - mu) / V(mu)
-                v = fam.variance(mu)
-                w, resid = r.prior * v, (r.y - mu) / v
-            else:
-                d = fam.mu_eta(eta)
-                w, resid = r.prior * d * d / fam.variance(mu), (r.y - mu) / d
-            z = eta - r.offset - (0.0 if joint else xb) + resid
+            w, z = self._working(eta, mu, None if joint else xb)
             step = self.pls.solve(theta, w, z, with_x=joint)
+            del w, z
             b_new = step.beta if joint else b
             u_new = step.u
             frac, accepted = 1.0, False
@@ -141,6 +138,28 @@ class Pirls:
             f"The penalized iteratively reweighted least squares (PIRLS) for the conditional modes did not converge "
             f"in {MAXIT} iterations; simplify the model or rescale the predictors."
         )
+
+    def _working(self, eta: np.ndarray, mu: np.ndarray, xb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The working weights a mu'(eta)^2 / V(mu) and response eta - offset [- X beta] + (y - mu) / mu'(eta),
+        formed in place (two n-vectors)."""
+        fam, r = self.resp.fam, self.resp
+        if fam.canonical:  # mu'(eta) = V(mu): w = a V(mu)
+            d = fam.variance(mu)
+            w = d if r.unit_prior else d * r.prior
+        else:
+            d = fam.mu_eta(eta)
+            w = d * d
+            w /= fam.variance(mu)
+            if not r.unit_prior:
+                w *= r.prior
+        z = np.subtract(r.y, mu)
+        z /= d
+        z += eta
+        if r.has_offset:
+            z -= r.offset
+        if xb is not None:
+            z -= xb
+        return w, z
 
     def laplace(self, m: Mode) -> float:
         """-2 log L by the Laplace approximation at the mode."""

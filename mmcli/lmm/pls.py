@@ -22,6 +22,9 @@ from mmcli.lmm.terms import ReTerm, make_blocks
 from mmcli.lmm.transform import weighted_term
 
 
+ROW_BLOCK = 65536  # rows of W X formed at a time
+
+
 @dataclass(frozen=True, eq=False)
 class PlsStep:
     """The solution at one theta and one set of weights."""
@@ -79,17 +82,22 @@ class WeightedPls:
         r0: np.ndarray = np.bincount(codes, weights=wt * z, minlength=nl).astype(float)
         beta, LXX = np.zeros(0), np.zeros((0, 0))
         if with_x and self.X.shape[1]:
-            XW = self.X * w[:, None]
-            A0X = np.column_stack(
-                [
-                    np.bincount(codes, weights=XW[:, c] if self.t0 is None else XW[:, c] * self.t0, minlength=nl)
-                    for c in range(self.X.shape[1])
-                ]
-            )
+            p = self.X.shape[1]
+            XtWX, XtWz, A0X = np.zeros((p, p)), np.zeros(p), np.zeros((nl, p))
+            for lo in range(0, self.n, ROW_BLOCK):  # W X a block of rows at a time: no n x p temporary
+                sl = slice(lo, lo + ROW_BLOCK)
+                Xc = self.X[sl]
+                XWc = Xc * wt[sl, None]  # with the term's column: Z'W X by level; X'W X needs w alone
+                for c in range(p):
+                    A0X[:, c] += np.bincount(codes[sl], weights=XWc[:, c], minlength=nl)
+                if self.t0 is not None:
+                    XWc = Xc * w[sl, None]
+                XtWX += Xc.T @ XWc
+                XtWz += XWc.T @ z[sl]
             G = A0X * (th * th / M)[:, None]
-            S = self.X.T @ XW - A0X.T @ G
+            S = XtWX - A0X.T @ G
             LXX = np.linalg.cholesky(S)
-            beta = np.linalg.solve(S, XW.T @ z - G.T @ r0)
+            beta = np.linalg.solve(S, XtWz - G.T @ r0)
             r0 = r0 - A0X @ beta
         L0: np.ndarray = np.sqrt(M)
         return PlsStep(beta, th * r0 / M, float(np.sum(np.log(M))), LXX, L0)
