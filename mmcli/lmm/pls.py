@@ -21,7 +21,6 @@ from mmcli.lmm.results import _modes, _per_block
 from mmcli.lmm.terms import ReTerm, make_blocks
 from mmcli.lmm.transform import weighted_term
 
-
 ROW_BLOCK = 65536  # rows of W X formed at a time
 
 
