@@ -79,7 +79,8 @@ class WeightedPls:
         A00 = np.bincount(codes, weights=wt if self.t0 is None else wt * self.t0, minlength=nl)
         M = th * th * A00 + 1.0
         r0: np.ndarray = np.bincount(codes, weights=wt * z, minlength=nl).astype(float)
-        beta, LXX = np.zeros(0), np.zeros((0, 0))
+        beta: np.ndarray = np.zeros(0)
+        LXX: np.ndarray = np.zeros((0, 0))
         if with_x and self.X.shape[1]:
             p = self.X.shape[1]
             XtWX, XtWz, A0X = np.zeros((p, p)), np.zeros(p), np.zeros((nl, p))
