@@ -29,9 +29,13 @@ class Family:
     # -- the link ------------------------------------------------------------------------------------------
 
     def linkinv(self, eta: np.ndarray) -> np.ndarray:
-        if self.link == "logit":
+        if self.link == "logit":  # in place: one n-vector
+            t = np.negative(eta)
             with np.errstate(over="ignore"):
-                return np.clip(1.0 / (1.0 + np.exp(-eta)), EPS / (1 + EPS), 1 / (1 + EPS))
+                np.exp(t, out=t)
+            t += 1.0
+            np.reciprocal(t, out=t)
+            return np.clip(t, EPS / (1 + EPS), 1 / (1 + EPS), out=t)
         if self.link == "probit":
             from scipy import special
 

@@ -70,9 +70,13 @@ class Response:
 
     def _kernel(self, mu: np.ndarray) -> float:
         """-2 sum(a (y log mu + (1 - y) log(1 - mu))) or -2 sum(a (y log mu - mu))."""
-        if self.binomial:
+        if self.binomial:  # in place: one n-vector
             assert self.a1y is not None
-            return float(-2.0 * (self.ay @ np.log(mu) + self.a1y @ np.log1p(-mu)))
+            t = np.log(mu)
+            s = float(self.ay @ t)
+            np.negative(mu, out=t)
+            np.log1p(t, out=t)
+            return -2.0 * (s + float(self.a1y @ t))
         return float(-2.0 * (self.ay @ np.log(mu) - (np.sum(mu) if self.unit_prior else self.prior @ mu)))
 
     def dev_sum(self, mu: np.ndarray) -> float:
@@ -101,7 +105,7 @@ class Pirls:
         b = start[0].copy() if joint else np.asarray(beta, dtype=float)
         u = start[1].copy()
         xb = X @ b
-        eta = xb + self.pls.z_lambda(theta, u) + r.offset
+        eta = self._eta(xb, theta, u)
         mu = fam.linkinv(eta)
         pdev = r.pdev(mu, u)
         for it in range(1, MAXIT + 1):
@@ -115,7 +119,7 @@ class Pirls:
                 b_try = b + frac * (b_new - b)
                 u_try = u + frac * (u_new - u)
                 xb_try = X @ b_try if joint else xb
-                eta_try = xb_try + self.pls.z_lambda(theta, u_try) + r.offset
+                eta_try = self._eta(xb_try, theta, u_try)
                 mu_try = fam.linkinv(eta_try)
                 pdev_try = r.pdev(mu_try, u_try)
                 if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-12 * abs(pdev):
@@ -130,7 +134,9 @@ class Pirls:
                     "no step lowers the penalized deviance. The model may be too rich for these data (a variance "
                     "near zero or a predictor that separates the outcomes); simplify it or rescale the predictors."
                 )
-            change, moved = pdev - pdev_try, float(np.max(np.abs(eta_try - eta)))
+            diff = np.subtract(eta_try, eta)
+            change, moved = pdev - pdev_try, float(np.max(np.abs(diff, out=diff)))
+            del diff
             b, u, xb, eta, mu, pdev = b_try, u_try, xb_try, eta_try, mu_try, pdev_try
             if moved < ETA_TOL or change <= (JOINT_TOL if joint else PDEV_TOL) * (abs(pdev) + 1):
                 return Mode(b, u, eta, mu, pdev, step, it)
@@ -138,6 +144,14 @@ class Pirls:
             f"The penalized iteratively reweighted least squares (PIRLS) for the conditional modes did not converge "
             f"in {MAXIT} iterations; simplify the model or rescale the predictors."
         )
+
+    def _eta(self, xb: np.ndarray, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """X beta + Z Lambda u + offset, in one new n-vector."""
+        eta = self.pls.z_lambda(theta, u)
+        eta += xb
+        if self.resp.has_offset:
+            eta += self.resp.offset
+        return eta
 
     def _working(self, eta: np.ndarray, mu: np.ndarray, xb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The working weights a mu'(eta)^2 / V(mu) and response eta - offset [- X beta] + (y - mu) / mu'(eta),
