@@ -74,6 +74,11 @@ def test_agq_needs_one_scalar_term() -> None:
     check(["fit", BINARY, "y ~ x + (1|g) + (1|site)", "--family", "binomial", "--nagq", "5"], 1, "single scalar")
 
 
+@pytest.mark.parametrize("nagq", ["0", "26"])
+def test_nagq_range(nagq: str) -> None:
+    check(["fit", BINARY, "y ~ x + (1|g)", "--family", "binomial", "--nagq", nagq], 2, "--nagq")
+
+
 @pytest.mark.parametrize(
     ("extra", "words"),
     [(["--link", "probit"], "--family"), (["--nagq", "3"], "--family"), (["--fitted"], "--family")],

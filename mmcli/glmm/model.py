@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mmcli.errors import ModelError, NotConvergedError
+from mmcli.errors import ModelError, NotConvergedError, UsageError
 from mmcli.glmm.family import Family
 from mmcli.glmm.pirls import Mode, Pirls, Response, gh_rule
 from mmcli.glmm.results import GlmmFit
@@ -61,8 +61,12 @@ class GlmmModel:
                 raise ModelError(
                     f"Grouping factor '{t.group}' has {t.nlevels} level; a random effect needs at least 2."
                 )
-        if not 0 <= nagq <= 25:
-            raise ModelError(f"--nagq must be between 0 and 25 (lme4's range); got {nagq}.", param="nagq")
+        if not 1 <= nagq <= 25:
+            raise UsageError(
+                f"--nagq must be between 1 (Laplace) and 25 (lme4's largest); got {nagq}. glmer's nAGQ = 0 (its first "
+                "stage alone) is not offered.",
+                param="nagq",
+            )
         if nagq > 1 and not (len(self.terms) == 1 and self.terms[0].p == 1 and self.terms[0].indicator):
             raise ModelError(
                 "Adaptive Gauss-Hermite quadrature (--nagq > 1) is only available for a single scalar random-effects "
@@ -118,21 +122,18 @@ class GlmmModel:
         beta1 = m1.beta
         # the scaled coordinates of beta: s with beta = beta1 + A s, A A' = stage 1's covariance of beta
         A = self._beta_scale(theta1, m1)
-        if self.nagq == 0:
-            x, f, n2, ok2 = np.concatenate([theta1, np.zeros(self.p)]), self.stage1(theta1), 0, ok1
-        else:
 
-            def dev2(x: np.ndarray) -> float:
-                return self.deviance(x[:k], beta1 + A @ x[k:])
+        def dev2(x: np.ndarray) -> float:
+            return self.deviance(x[:k], beta1 + A @ x[k:])
 
-            lower2 = np.concatenate([lower, np.full(self.p, -np.inf)])
-            x0 = np.concatenate([theta1, np.zeros(self.p)])
-            step = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(self.p, 0.5)])
-            x, f, n2, ok2 = _bobyqa(dev2, x0, lower2, STAGE2_TOL, step, progress, n1)
-            x, f = _snap(dev2, x, f, lower2, k)
+        lower2 = np.concatenate([lower, np.full(self.p, -np.inf)])
+        x0 = np.concatenate([theta1, np.zeros(self.p)])
+        step = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(self.p, 0.5)])
+        x, f, n2, ok2 = _bobyqa(dev2, x0, lower2, STAGE2_TOL, step, progress, n1)
+        x, f = _snap(dev2, x, f, lower2, k)
         theta, beta = x[:k], beta1 + A @ x[k:]
-        vcov, hessian_ok = self._vcov(theta, x, beta1, A) if self.nagq > 0 else (None, False)
-        m = self.mode(theta, beta) if self.nagq > 0 else self.mode(theta, None)
+        vcov, hessian_ok = self._vcov(theta, x, beta1, A)
+        m = self.mode(theta, beta)
         if vcov is None:
             vcov = self._rx_vcov(theta, m)
         self._check_separation(m)
