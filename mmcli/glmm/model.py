@@ -21,8 +21,7 @@ from mmcli.errors import ModelError, NotConvergedError, UsageError
 from mmcli.glmm.family import Family
 from mmcli.glmm.pirls import Mode, Pirls, Response, gh_rule
 from mmcli.glmm.results import GlmmFit
-from mmcli.lmm import OptimizerRecord, ReTerm, aliased_columns, lower_bounds
-from mmcli.lmm.pls import WeightedPls
+from mmcli.lmm import OptimizerRecord, ReTerm, WeightedPls, aliased_columns, lower_bounds
 
 STAGE1_TOL = 1e-4  # stage 1 only finds the start of stage 2
 STAGE2_TOL = 1e-7  # absolute on the deviance; x to 1e-2 sqrt(tol): theta and beta in standard-error units

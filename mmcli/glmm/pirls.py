@@ -22,7 +22,7 @@ import numpy as np
 
 from mmcli.errors import NotConvergedError
 from mmcli.glmm.family import Family
-from mmcli.lmm.pls import PlsStep, WeightedPls
+from mmcli.lmm import PlsStep, WeightedPls
 
 ETA_TOL = 1e-10  # PIRLS stops when no linear predictor moves by more than this (absolute) ...
 PDEV_TOL = 1e-15  # ... or the penalized deviance no longer changes (relative): the mode, to rounding
