@@ -17,6 +17,7 @@ import click
 from mmcli import output
 from mmcli.cli_dask import dask_option
 from mmcli.cli_gamm import gamm_predict_options, ranef_reml_option
+from mmcli.cli_glmm import family_options
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
 from mmcli.signals import Terminated, unwinding
 
@@ -146,6 +147,7 @@ DDF_OPTION = click.option(
 @DDF_OPTION
 @output_options
 @dask_option
+@family_options("fit")
 def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: str, **kw: Any) -> None:
     """Fit a linear mixed model by ML (default) or REML.
 
@@ -171,6 +173,7 @@ def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: 
 @model_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a caterpillar plot (.png/.svg/.pdf).")
 @output_options
+@family_options("ranef")
 def ranef(fmt: str, data: str, formula: str | None, reml: bool, method: str, plot_path: str | None, **kw: Any) -> None:
     """Conditional modes (BLUPs) of the random effects, with conditional standard deviations. A formula with
     smooths is fitted as gamm fits it; its grouping factors' effects are listed.

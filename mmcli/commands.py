@@ -56,11 +56,13 @@ class ModelOptions:
         return parse_formula(text, allow_smooths=smooths)
 
 
-def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions) -> dataio.Table:
+def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions, *, response_as_read: bool = False) -> dataio.Table:
     """The columns the model uses: the response, smooth variables, weights and offsets numeric; grouping and
-    --factor columns categorical; the rest as read."""
+    --factor columns categorical; the rest as read (the response too with ``response_as_read``: a binomial
+    response may be text with two levels)."""
     used = spec.variables()
-    numeric = [spec.response] + [v for s in spec.smooths for v in s.variables] + [o.var for o in spec.offsets]
+    numeric = [] if response_as_read else [spec.response]
+    numeric += list(spec.failures) + [v for s in spec.smooths for v in s.variables] + [o.var for o in spec.offsets]
     numeric += [v for t in spec.tensors for v in t.vars]
     numeric += [opts.weights] if opts.weights else []
     numeric = list(dict.fromkeys(numeric))
@@ -86,6 +88,7 @@ def _lmm_outcome(
     from mmcli.inference import check_ddf
 
     spec = opts.spec(smooths=False)
+    check_linear_response(spec)
     if not spec.random:
         raise UsageError(
             f"The model '{spec.text}' has no random-effects term: add one, e.g. '+ (1 | group)', or use --group COL."
@@ -114,6 +117,12 @@ def _lmm_outcome(
     if ddf != "none":
         _add_inference(out, model, design, ddf, fixed_terms)
     return out
+
+
+def check_linear_response(spec: ModelSpec) -> None:
+    """A cbind(successes, failures) response belongs to a binomial model."""
+    if spec.failures:
+        raise UsageError(f"The response {spec.lhs} counts successes and failures: fit it with --family binomial.")
 
 
 def run_fit(
@@ -238,6 +247,7 @@ def run_gamm(
     from mmcli.gamm_predict import check_re_form, gamm_predictions
 
     spec = opts.spec(smooths=True)
+    check_linear_response(spec)
     _stdin_once(path, predict)
     check_re_form(spec, re_form, predict)
     table = _load_model_data(path, spec, opts)

@@ -45,3 +45,9 @@ class FormulaError(UsageError):
 
 EXIT_NOT_CONVERGED = 3
 EXIT_INTERRUPTED = 130
+
+
+class NotConvergedError(MmcliError):
+    """An iteration that did not converge and left no answer to report (exit 3)."""
+
+    exit_code = EXIT_NOT_CONVERGED

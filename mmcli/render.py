@@ -227,19 +227,27 @@ def _fixed_effects(d: dict[str, Any]) -> list[Any]:
         out += [Text("\nFixed effects:", style="bold"), ft]
     cf = d.get("fixed_correlation") or []
     if 1 < len(fe) <= 12:
-        short = [_abbrev(x["term"]) for x in fe]
+        short = [_abbrev(x["term"], 6) for x in fe]  # lme4: columns abbreviated to 6, rows to 11 characters
         ct = _plain_table("", *short[:-1], right=tuple(range(1, len(fe))))
         for i in range(1, len(fe)):
-            ct.add_row(short[i], *[fixed(cf[i][j], 3) if j < i else "" for j in range(len(fe) - 1)])
+            row = _abbrev(fe[i]["term"], 11)
+            ct.add_row(row, *[fixed(cf[i][j], 3) if j < i else "" for j in range(len(fe) - 1)])
         out += [Text("\nCorrelation of Fixed Effects:", style="bold"), ct]
     return out
 
 
-def _abbrev(name: str) -> str:
-    """lme4's abbreviate(names, minlength = 6)-like short column names."""
-    if name == "(Intercept)":
-        return "(Intr)"
-    return name if len(name) <= 6 else name[:6]
+def _abbrev(name: str, minlength: int) -> str:
+    """R's abbreviate(name, minlength), as lme4's summary shortens the names of the fixed effects: lower-case
+    vowels dropped from the right (never the first character), then lower-case letters, then the end cut
+    ("(Intercept)" -> "(Intr)", "period2" -> "perid2")."""
+    chars = list(name)
+    for drop in ("aeiou", "abcdefghijklmnopqrstuvwxyz"):
+        i = len(chars) - 1
+        while len(chars) > minlength and i > 0:
+            if chars[i] in drop:
+                del chars[i]
+            i -= 1
+    return "".join(chars[:minlength] if len(chars) > minlength else chars)
 
 
 def print_fit(d: dict[str, Any]) -> None:

@@ -39,6 +39,13 @@ the optimizer).
   points (spaced cutoff / 8 on the zeta scale) rather than solving for them: they miss the exact ends by up to
   1.7e-4 relative (Dyestuff's .sig01, 2.0e-3 absolute; with lme4's ``delta = 0.05`` the miss is below 1e-6).
   Relative; used only against lme4's default-grid intervals.
+- ``GLMM_DEV``, ``GLMM_FIXEF``, ``GLMM_SE``, ``GLMM_SD``: a generalized linear mixed model against lme4's glmer.
+  Looser than the ``OPT_*`` tiers because glmer itself stops loosely: its PIRLS stops at a relative change of
+  1e-7 in the penalized deviance (tolPwrss), which leaves its Laplace deviance inexact by up to ~6e-4 (cbpp) and its
+  finite-difference Hessian, hence its standard errors, by up to ~1.3e-2; its second stage (Nelder-Mead) stops
+  on a flat surface. The deviance tier is absolute and one-sided (no more than glmer's + ``GLMM_DEV``: lower is
+  better); the others are relative (the fixed effects to the largest of them, as ``OPT_FIXEF``). The references
+  are glmer's fits with tolPwrss = 1e-10 (its exact Laplace estimate) and glmer's defaults (what users see).
 - ``PRINTED``: numbers copied from printed output are checked to half a unit of their last printed digit; see
   :func:`printed_tol`.
 
@@ -108,6 +115,10 @@ R_SP_FLOOR = 1e-5
 # The smooth-terms table (F, p-value) at mmcli's optimum against gamm4's: gamm4's optimizer stops up to 0.013
 # above the REML optimum on flat surfaces, which moves F by up to 0.9e-2. Relative (p-values also R_DAVIES).
 S_TABLE = 1e-2
+GLMM_DEV = 1e-3  # a GLMM's deviance, absolute, against glmer's (one-sided: lower is fine)
+GLMM_FIXEF = 1e-3  # a GLMM's fixed effects against glmer's, relative to the largest
+GLMM_SE = 1e-2  # a GLMM's standard errors (from a finite-difference Hessian) against glmer's, relative
+GLMM_SD = 1e-2  # a GLMM's random-effect SDs, conditional modes and SDs, fitted values, relative (or to the scale)
 PRINTED = 0.5  # in units of the last printed digit
 
 

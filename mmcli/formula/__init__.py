@@ -81,6 +81,15 @@ class ModelSpec:
     smooths: tuple[SmoothTerm, ...] = ()
     offsets: tuple[OffsetTerm, ...] = ()
     tensors: tuple[TensorTerm, ...] = ()  # te() and t2(), after the s() terms
+    failures: tuple[str, ...] = ()  # cbind(response, f): ("f",); cbind(response, n - response): ("n", response)
+
+    @property
+    def lhs(self) -> str:
+        """The response as written: a column, or lme4's cbind(successes, failures)."""
+        if not self.failures:
+            return quote_name(self.response)
+        f = " - ".join(quote_name(c) for c in self.failures)
+        return f"cbind({quote_name(self.response)}, {f})"
 
     @property
     def text(self) -> str:
@@ -89,11 +98,11 @@ class ModelSpec:
         parts += [str(o) for o in self.offsets]
         parts += [str(s) for s in self.smooths] + [str(t) for t in self.tensors]
         parts += [str(t) for t in self.random]
-        return f"{quote_name(self.response)} ~ " + " + ".join(parts)
+        return f"{self.lhs} ~ " + " + ".join(parts)
 
     def variables(self) -> list[str]:
         """The data columns this model uses, response first, each once."""
-        out = [self.response]
+        out = [self.response, *self.failures]
         out += [n for _, t in self.fixed_terms for n in names_in(t)]
         for rt in self.random:
             out += [n for _, t in rt.terms for n in names_in(t)] + list(rt.factors)
@@ -134,6 +143,9 @@ def _parse_formula(text: str, allow_smooths: bool) -> ModelSpec:
         raise FormulaError("The formula has no response before '~'", text, 0)
     assert isinstance(tree, BinOp) and tree.op == "~"
     lhs = tree.left
+    failures: tuple[str, ...] = ()
+    if isinstance(lhs, Call) and lhs.func == "cbind":
+        lhs, failures = _cbind(lhs, text)
     if not isinstance(lhs, Name):
         raise FormulaError(f"The response must be a column name, not '{deparse(lhs)}'", text, lhs.pos)
     again = _find_name(tree.right, lhs.name)
@@ -177,7 +189,27 @@ def _parse_formula(text: str, allow_smooths: bool) -> ModelSpec:
         smooths=tuple(smooths),
         offsets=tuple(offsets),
         tensors=tuple(tensors),
+        failures=failures,
     )
+
+
+def _cbind(call: Call, text: str) -> tuple[Name, tuple[str, ...]]:
+    """lme4's binomial response cbind(successes, failures), the failures a column or ``trials - successes``."""
+    bad = FormulaError(
+        "A binomial response is written cbind(successes, failures) with columns, or cbind(s, n - s)", text, call.pos
+    )
+    if len(call.args) != 2 or call.kwargs:
+        raise bad
+    s, f = call.args
+    if not isinstance(s, Name):
+        raise bad
+    if isinstance(f, Name):
+        return s, (f.name,)
+    if isinstance(f, BinOp) and f.op == "-" and isinstance(f.left, Name) and isinstance(f.right, Name):
+        if f.right.name != s.name:
+            raise bad
+        return s, (f.left.name, s.name)
+    raise bad
 
 
 def _find_name(node: Node, name: str) -> Name | None:

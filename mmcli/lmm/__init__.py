@@ -20,6 +20,7 @@ The modules, in the order of the chain theta -> update L -> criterion:
 - model:     the public entry points
 - profile:   profile confidence intervals (lme4's confint(profile(m)))
 - bootstrap: the parametric bootstrap (lme4's bootMer) and boot's percentile ends
+- pls:       penalized weighted least squares at a given theta and weights (a GLMM's PIRLS step)
 
 Only the names below are public; nothing outside this package uses another.
 """
@@ -29,6 +30,7 @@ from mmcli.lmm.dense import DENSE_MAX_ROWS
 from mmcli.lmm.kenward_roger import KR_MAX_ROWS, KenwardRoger, kenward_roger
 from mmcli.lmm.model import LmmModel, check_terms, fit_at_theta, fit_lmm, xtvinvx
 from mmcli.lmm.optimizer import OptimizerRecord
+from mmcli.lmm.pls import PlsStep, WeightedPls
 from mmcli.lmm.profile import parameter_names, profile_intervals, sdcor
 from mmcli.lmm.rank import aliased_columns
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit
@@ -43,8 +45,10 @@ __all__ = [
     "LmmFit",
     "LmmModel",
     "OptimizerRecord",
+    "PlsStep",
     "ReTerm",
     "Satterthwaite",
+    "WeightedPls",
     "aliased_columns",
     "bootstrap",
     "check_terms",

@@ -49,7 +49,7 @@ class Gram:
             )
             ZR = sp.hstack([b.Z for b in self.rest]).tocsc()
             self.ARR = np.asarray((ZR.T @ ZR).todense())
-            ZtX = np.asarray((ZR.T @ X).T).reshape(self.p, -1)
+            ZtX = np.asarray((ZR.T @ X).T).reshape(self.p, ZR.shape[1])
             self.AXR = np.vstack([ZtX, ZR.T @ y]) if y is not None else ZtX
             if first is not None:
                 self.AR0 = (ZR.T @ first.Z).tocsr()

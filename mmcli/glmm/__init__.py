@@ -1,0 +1,15 @@
+"""Generalized linear mixed models as lme4's glmer: binomial and Poisson families, PIRLS for the conditional
+modes on the blocked Cholesky of the linear-mixed-model core, the Laplace approximation and adaptive
+Gauss-Hermite quadrature, glmer's two-stage optimization.
+
+- family:  the families and links (R's binomial() and poisson())
+- pirls:   PIRLS, the Laplace and adaptive Gauss-Hermite deviances
+- model:   the two-stage fit and the Hessian-based covariance of the fixed effects
+- results: the fitted model
+"""
+
+from mmcli.glmm.family import Family, family
+from mmcli.glmm.model import GlmmModel
+from mmcli.glmm.results import GlmmFit
+
+__all__ = ["Family", "GlmmFit", "GlmmModel", "family"]

@@ -1,0 +1,120 @@
+"""Families and links of a generalized linear mixed model, as R's binomial() and poisson() compute them.
+
+Each function takes and returns numpy arrays. The inverse links keep the mean strictly inside its range, as R's
+C code does (``DBL_EPSILON`` from 0 and 1), so that the deviance and the working weights stay finite when the
+linear predictor is large.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmcli.errors import UsageError
+
+EPS = float(np.finfo(float).eps)
+LINKS = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",)}
+R_ONLY = {"binomial": ("cauchit", "log", "identity"), "poisson": ("identity", "sqrt")}
+"""Links R offers for the family that mmcli does not (their means can leave the family's range)."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family and its link: binomial (logit, probit, cloglog) or poisson (log)."""
+
+    name: str
+    link: str
+
+    # -- the link ------------------------------------------------------------------------------------------
+
+    def linkinv(self, eta: np.ndarray) -> np.ndarray:
+        if self.link == "logit":  # in place: one n-vector
+            t = np.negative(eta)
+            with np.errstate(over="ignore"):
+                np.exp(t, out=t)
+            t += 1.0
+            np.reciprocal(t, out=t)
+            return np.clip(t, EPS / (1 + EPS), 1 / (1 + EPS), out=t)
+        if self.link == "probit":
+            from scipy import special
+
+            thresh = -special.ndtri(EPS)
+            return special.ndtr(np.clip(eta, -thresh, thresh))
+        if self.link == "cloglog":
+            return np.clip(-np.expm1(-np.exp(np.minimum(eta, 700.0))), EPS, 1 - EPS)
+        return np.maximum(np.exp(eta), EPS)  # log
+
+    def linkfun(self, mu: np.ndarray) -> np.ndarray:
+        from scipy import special
+
+        if self.link == "logit":
+            return special.logit(mu)
+        if self.link == "probit":
+            return special.ndtri(mu)
+        if self.link == "cloglog":
+            return np.log(-np.log1p(-mu))
+        return np.log(mu)
+
+    def mu_eta(self, eta: np.ndarray) -> np.ndarray:
+        """d mu / d eta."""
+        if self.link == "logit":
+            e = np.exp(-np.abs(eta))
+            return np.maximum(e / (1 + e) ** 2, EPS)
+        if self.link == "probit":
+            return np.maximum(np.exp(-0.5 * eta * eta) / np.sqrt(2 * np.pi), EPS)
+        if self.link == "cloglog":
+            e = np.minimum(eta, 700.0)
+            return np.maximum(np.exp(e - np.exp(e)), EPS)
+        return np.maximum(np.exp(eta), EPS)
+
+    # -- the family ----------------------------------------------------------------------------------------
+
+    def variance(self, mu: np.ndarray) -> np.ndarray:
+        return mu * (1 - mu) if self.name == "binomial" else mu
+
+    def dev_resid(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """The unit deviances times the prior weights (R's family$dev.resids)."""
+        from scipy import special
+
+        if self.name == "binomial":
+            return 2 * wt * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
+        return 2 * wt * (special.xlogy(y, y / mu) - (y - mu))
+
+    def minus2_loglik(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> float:
+        """-2 log p(y | mu): R's family$aic(y, n, mu, wt) (for binomial, y is the proportion of wt trials, and
+        the binomial coefficient is included)."""
+        from scipy import special
+
+        if self.name == "binomial":
+            k = np.round(wt * y)
+            m = np.round(wt)
+            logc = special.gammaln(m + 1) - special.gammaln(k + 1) - special.gammaln(m - k + 1)
+            return float(-2 * np.sum(logc + special.xlogy(k, mu) + special.xlog1py(m - k, -mu)))
+        return float(-2 * np.sum(wt * (special.xlogy(y, mu) - mu - special.gammaln(y + 1))))
+
+    @property
+    def canonical(self) -> bool:
+        """The canonical link (logit for binomial, log for Poisson), where d mu / d eta = V(mu)."""
+        return self.link == LINKS[self.name][0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}  ( {self.link} )"
+
+
+def family(name: str, link: str | None = None) -> Family:
+    """The family and link by name (the link defaults to the canonical one); an unknown pair is a usage error."""
+    if name not in LINKS:
+        raise UsageError(f"Unknown family '{name}': use binomial or poisson.", param="family")
+    link = link or LINKS[name][0]
+    if link not in LINKS[name]:
+        ok = ", ".join(LINKS[name])
+        if link in R_ONLY[name]:
+            raise UsageError(
+                f"The {name} family with the {link} link is not supported (its mean can leave the family's range); "
+                f"use {ok}.",
+                param="link",
+            )
+        raise UsageError(f"The {name} family has no link '{link}': use {ok}.", param="link")
+    return Family(name, link)

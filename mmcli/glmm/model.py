@@ -1,0 +1,294 @@
+"""The GLMM fit as lme4's glmer does it: two stages, then the Hessian for the standard errors.
+
+Stage 1 (glmer's nAGQ = 0 step): theta by BOBYQA, with beta and u at their joint PIRLS mode. Stage 2: theta and
+beta jointly by BOBYQA on the Laplace (or adaptive Gauss-Hermite) deviance, u at its PIRLS mode for each
+(theta, beta). glmer runs Nelder-Mead in stage 2 and stops loosely; BOBYQA here runs to tight tolerances, so the
+deviance is the same or lower. beta is optimized in the coordinates where stage 1's covariance of beta is the
+identity, so that fixed effects on very different scales cost nothing. The covariance of beta is that of
+summary(glmer): 2 H^-1 from the finite-difference Hessian H of the deviance over (theta, beta) (lme4's
+``use.hessian``), falling back to the Cholesky factor of the weighted system when H is not positive definite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from mmcli.errors import ModelError, NotConvergedError, UsageError
+from mmcli.glmm.family import Family
+from mmcli.glmm.pirls import Mode, Pirls, Response, gh_rule
+from mmcli.glmm.results import GlmmFit
+from mmcli.lmm import OptimizerRecord, ReTerm, WeightedPls, aliased_columns, lower_bounds
+
+STAGE1_TOL = 1e-4  # stage 1 only finds the start of stage 2
+STAGE2_TOL = 1e-7  # absolute on the deviance; x to 1e-2 sqrt(tol): theta and beta in standard-error units
+HESS_STEP_THETA = 1e-3  # central-difference steps of the Hessian: on theta, ...
+HESS_STEP_BETA = 1e-2  # ... and on beta in units of its stage-1 standard errors (large enough that the PIRLS
+# tolerance, ~1e-10 on the deviance, stays far below the second differences, small enough for their truncation)
+
+
+class GlmmModel:
+    """A GLMM prepared once: aliased columns dropped, the PIRLS solver, the quadrature rule."""
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        terms: Sequence[ReTerm],
+        fam: Family,
+        *,
+        prior: np.ndarray | None = None,
+        offset: np.ndarray | None = None,
+        xnames: Sequence[str] | None = None,
+        nagq: int = 1,
+    ):
+        X = np.asarray(X, dtype=float)
+        n = X.shape[0]
+        names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
+        keep, drop = aliased_columns(X)
+        self.dropped_columns = tuple(names[i] for i in drop)
+        self.xnames = tuple(names[i] for i in keep)
+        X = X[:, keep] if drop.size else X
+        self.terms = list(terms)
+        if not self.terms:
+            raise ModelError("The model has no random-effects term; use a generalized linear model instead.")
+        for t in self.terms:
+            if t.indicator and t.nlevels < 2:
+                raise ModelError(
+                    f"Grouping factor '{t.group}' has {t.nlevels} level; a random effect needs at least 2."
+                )
+        if not 1 <= nagq <= 25:
+            raise UsageError(
+                f"--nagq must be between 1 (Laplace) and 25 (lme4's largest); got {nagq}. glmer's nAGQ = 0 (its first "
+                "stage alone) is not offered.",
+                param="nagq",
+            )
+        if nagq > 1 and not (len(self.terms) == 1 and self.terms[0].p == 1 and self.terms[0].indicator):
+            raise ModelError(
+                "Adaptive Gauss-Hermite quadrature (--nagq > 1) is only available for a single scalar random-effects "
+                "term, e.g. (1 | group), as in lme4; use --nagq 1 (Laplace).",
+                param="nagq",
+            )
+        self.n, self.p, self.fam, self.nagq = n, X.shape[1], fam, nagq
+        self.prior = np.ones(n) if prior is None else np.asarray(prior, dtype=float)
+        self.resp = Response(fam, np.asarray(y, dtype=float), self.prior, offset)
+        self.pls = WeightedPls(X, self.terms)
+        self.pirls = Pirls(self.pls, self.resp)
+        self.rule = gh_rule(nagq) if nagq > 1 else None
+        self._last: Mode | None = None
+
+    # ------------------------------------------------------------------------------------------------------
+    # the deviance
+
+    def _start(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._last is not None:
+            return self._last.beta, self._last.u
+        r = self.resp
+        mu0 = (r.prior * r.y + 0.5) / (r.prior + 1) if self.fam.name == "binomial" else r.y + 0.1
+        z = self.fam.linkfun(mu0) - r.offset
+        beta = np.linalg.lstsq(self.pls.X, z, rcond=None)[0] if self.p else np.zeros(0)
+        return beta, np.zeros(self.pls.q)
+
+    def mode(self, theta: np.ndarray, beta: np.ndarray | None) -> Mode:
+        start = self._start()
+        m = self.pirls.mode(theta, beta, start)
+        self._last = m
+        return m
+
+    def deviance(self, theta: np.ndarray, beta: np.ndarray) -> float:
+        """The stage-2 deviance at (theta, beta): Laplace, or adaptive Gauss-Hermite with nagq > 1."""
+        m = self.mode(theta, beta)
+        if self.rule is not None:
+            return self.pirls.agq(m, theta, *self.rule)
+        return self.pirls.laplace(m)
+
+    def stage1(self, theta: np.ndarray) -> float:
+        return self.pirls.laplace(self.mode(theta, None))
+
+    # ------------------------------------------------------------------------------------------------------
+    # the fit
+
+    def fit(self, progress: Callable[[int, float], None] | None = None) -> GlmmFit:
+        t0 = time.perf_counter()
+        lower = lower_bounds(self.terms)
+        k = lower.size
+        theta0 = np.array([1.0 if lo == 0 else 0.0 for lo in lower])
+        theta1, _, n1, ok1 = _bobyqa(self.stage1, theta0, lower, STAGE1_TOL, np.full(k, 0.75), progress, 0)
+        m1 = self.mode(theta1, None)
+        beta1 = m1.beta
+        # the scaled coordinates of beta: s with beta = beta1 + A s, A A' = stage 1's covariance of beta
+        A = self._beta_scale(theta1, m1)
+
+        def dev2(x: np.ndarray) -> float:
+            return self.deviance(x[:k], beta1 + A @ x[k:])
+
+        lower2 = np.concatenate([lower, np.full(self.p, -np.inf)])
+        x0 = np.concatenate([theta1, np.zeros(self.p)])
+        step = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(self.p, 0.5)])
+        x, f, n2, ok2 = _bobyqa(dev2, x0, lower2, STAGE2_TOL, step, progress, n1)
+        x, f = _snap(dev2, x, f, lower2, k)
+        theta, beta = x[:k], beta1 + A @ x[k:]
+        vcov, hessian_ok = self._vcov(theta, x, beta1, A)
+        m = self.mode(theta, beta)
+        if vcov is None:
+            vcov = self._rx_vcov(theta, m)
+        self._check_separation(m)
+        ranef, cond = self.pls.ranef(theta, self._u_step(theta, m))
+        rec = OptimizerRecord(
+            "NLopt LN_BOBYQA (stage 1: theta; stage 2: theta and beta)",
+            self.pirls.evaluations,
+            "converged" if ok1 and ok2 else "stopped before converging",
+            tuple(map(float, theta0)),
+            tuple(map(float, theta)),
+            time.perf_counter() - t0,
+        )
+        return GlmmFit(
+            family=self.fam,
+            nagq=self.nagq,
+            n=self.n,
+            terms=tuple(self.terms),
+            xnames=self.xnames,
+            theta=theta,
+            beta=beta,
+            vcov=vcov,
+            objective=f,
+            ranef=ranef,
+            cond_cov=cond,
+            eta=m.eta,
+            mu=m.mu,
+            y=self.resp.y,
+            prior=self.prior,
+            converged=bool(ok1 and ok2),
+            optimizer=rec,
+            dropped_columns=self.dropped_columns,
+            hessian_vcov=hessian_ok,
+            stage_evaluations=(n1, n2),
+        )
+
+    def _u_step(self, theta: np.ndarray, m: Mode):  # type: ignore[no-untyped-def]
+        """The factor of the u-only system at the mode's weights (for the conditional variances)."""
+        fam, r = self.fam, self.resp
+        d = fam.mu_eta(m.eta)
+        w = r.prior * d * d / fam.variance(m.mu)
+        return dataclasses.replace(self.pls.solve(theta, w, np.zeros(self.n), with_x=False, factor=True), u=m.u)
+
+    def _beta_scale(self, theta: np.ndarray, m: Mode) -> np.ndarray:
+        """A with A A' = (L_XX L_XX')^-1, the covariance of beta from the joint system at stage 1's mode."""
+        if not self.p:
+            return np.zeros((0, 0))
+        return np.linalg.inv(m.step.LXX).T
+
+    def _rx_vcov(self, theta: np.ndarray, m: Mode) -> np.ndarray:
+        fam, r = self.fam, self.resp
+        d = fam.mu_eta(m.eta)
+        w = r.prior * d * d / fam.variance(m.mu)
+        step = self.pls.solve(theta, w, np.zeros(self.n), with_x=True)
+        A = self._beta_scale(theta, Mode(m.beta, m.u, m.eta, m.mu, m.pdev, step, 0))
+        return A @ A.T
+
+    def _vcov(
+        self, theta: np.ndarray, x: np.ndarray, beta1: np.ndarray, A: np.ndarray
+    ) -> tuple[np.ndarray | None, bool]:
+        """2 H^-1 for beta from the central-difference Hessian over (theta, s); None when H is not usable."""
+        k = theta.size
+        if not self.p:
+            return np.zeros((0, 0)), True
+
+        def f(v: np.ndarray) -> float:
+            return self.deviance(v[:k], beta1 + A @ v[k:])
+
+        H = hessian(f, x, np.concatenate([np.full(k, HESS_STEP_THETA), np.full(self.p, HESS_STEP_BETA)]))
+        try:
+            Hinv = np.linalg.inv(H)
+        except np.linalg.LinAlgError:
+            return None, False
+        V = 2 * A @ Hinv[k:, k:] @ A.T
+        V = 0.5 * (V + V.T)
+        if not np.all(np.isfinite(V)) or np.min(np.linalg.eigvalsh(V)) <= 0:
+            return None, False
+        return V, True
+
+    def _check_separation(self, m: Mode) -> None:
+        if self.fam.name != "binomial":
+            return
+        edge = 1e3 * np.finfo(float).eps
+        if np.any((m.mu <= edge) | (m.mu >= 1 - edge)):
+            raise NotConvergedError(
+                "Fitted probabilities of 0 or 1 occurred: a predictor (or a combination of them) separates the "
+                "outcomes completely, so some fixed effects have no finite maximum-likelihood estimate. Remove or "
+                "merge the separating predictor's levels."
+            )
+
+
+def hessian(f: Callable[[np.ndarray], float], x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The central-difference Hessian of f at x with step h[i] in coordinate i."""
+    k = x.size
+    H = np.zeros((k, k))
+    f0 = f(x)
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = h[i]
+        H[i, i] = (f(x + e) - 2 * f0 + f(x - e)) / h[i] ** 2
+    for i in range(k):
+        for j in range(i):
+            ei, ej = np.zeros(k), np.zeros(k)
+            ei[i], ej[j] = h[i], h[j]
+            v = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * h[i] * h[j])
+            H[i, j] = H[j, i] = v
+    return H
+
+
+def _bobyqa(
+    fn: Callable[[np.ndarray], float],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    tol: float,
+    step: np.ndarray,
+    progress: Callable[[int, float], None] | None,
+    before: int,
+) -> tuple[np.ndarray, float, int, bool]:
+    import nlopt
+
+    count, best, best_x = [0], [np.inf], [x0.copy()]
+
+    def f(x: np.ndarray, grad: np.ndarray) -> float:
+        count[0] += 1
+        v = fn(np.asarray(x))
+        v = v if np.isfinite(v) else 1e300
+        if v < best[0]:
+            best[0], best_x[0] = v, np.array(x, dtype=float)
+        if progress is not None:
+            progress(before + count[0], best[0])
+        return v
+
+    k = x0.size
+    opt = nlopt.opt(nlopt.LN_BOBYQA if k > 1 else nlopt.LN_COBYLA, k)  # NLopt's BOBYQA needs two or more
+    opt.set_min_objective(f)
+    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -1e300))
+    opt.set_ftol_abs(tol)
+    opt.set_xtol_abs(np.full(k, tol**0.5 * 1e-2))
+    opt.set_maxeval(20000)
+    opt.set_initial_step(np.minimum(step, np.where(np.isfinite(lower) & (x0 - lower > 0), x0 - lower, np.inf)))
+    try:
+        x = opt.optimize(x0.copy())
+        fx, res = opt.last_optimum_value(), opt.last_optimize_result()
+        ok = res > 0 and res != nlopt.MAXEVAL_REACHED
+    except (nlopt.RoundoffLimited, RuntimeError, ValueError):
+        x, fx, ok = best_x[0], best[0], False  # the best point seen
+    return np.asarray(x), float(fx), count[0], ok
+
+
+def _snap(
+    fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float, lower: np.ndarray, k: int
+) -> tuple[np.ndarray, float]:
+    """A variance near zero put on its bound when that is no worse (lme4's check.boundary)."""
+    for i in np.flatnonzero((lower[:k] == 0) & (x[:k] > 0) & (x[:k] < 1e-5)):
+        trial = x.copy()
+        trial[i] = 0.0
+        ft = fn(trial)
+        if ft <= fx:
+            x, fx = trial, ft
+    return x, fx
