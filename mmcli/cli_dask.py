@@ -27,7 +27,12 @@ def dask_option(f: Callable[..., Any]) -> Callable[..., Any]:
         from mmcli.cli import _emit, _model
         from mmcli.distributed import run_fit_dask
 
-        opts = {k: v for k, v in kw.items() if k not in ("fmt", "data", "formula", "reml", "method", "ddf")}
+        if kw.get("family") is not None:
+            from mmcli.errors import UsageError
+
+            raise UsageError("--dask fits linear mixed models only: --family cannot be combined with it.")
+        glmm = ("family", "link", "nagq", "fitted")
+        opts = {k: v for k, v in kw.items() if k not in ("fmt", "data", "formula", "reml", "method", "ddf", *glmm)}
         out = run_fit_dask(
             dask_address,
             kw["data"],

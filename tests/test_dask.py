@@ -92,6 +92,7 @@ def test_missing_rows_dropped_and_counted(scheduler, tmp_path) -> None:
         ("Reaction ~ Days + (1 | Subject)", ["--factor", "Days"], "categorical fixed effects"),
         ("Reaction ~ poly(Days, 2) + (1 | Subject)", [], "poly() needs the whole column"),
         ("Reaction ~ Days + (1 | Subject)", ["--method", "dense"], "leave out --method dense"),
+        ("Reaction ~ Days + (1 | Subject)", ["--family", "poisson"], "--family cannot be combined"),
     ],
 )
 def test_what_it_does_not_do_is_a_usage_error(scheduler, formula, extra, message) -> None:
