@@ -18,6 +18,7 @@ of A_R0's entries (one sparse mat-vec; :class:`~mmcli.lmm.gram.Gram`) or a spars
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,16 +42,22 @@ class Factor:
 
 def update_L(g: Gram, theta: np.ndarray) -> Factor:
     """Factor Omega(theta) blockwise; see the module docstring."""
+    return factor_parts(g, theta, keep_K=False)[0]
+
+
+def factor_parts(g: Gram, theta: np.ndarray, keep_K: bool = True) -> tuple[Factor, np.ndarray, np.ndarray]:
+    """update_L, and K (symmetric, filled) and K_XR of the module docstring, which the gradient reads
+    (empty arrays unless ``keep_K``)."""
     Ts = g.block_templates(theta)
     L00, W, logdet0 = _first_block(g, Ts[0] if g.first is not None else None)
-    S = _schur_complement(g, Ts, W)
-    Lrest = _cholesky(S, numpy_only=g.qR == 0)
+    S, K, KXR = _schur_complement(g, Ts, W, keep_K)
+    Lrest = _cholesky(S, numpy_only=g.qR == 0, rebuild=lambda: _schur_complement(g, Ts, W, False)[0])
     d = np.diagonal(Lrest)
     qR, p = g.qR, g.p
     logdetR = 2.0 * float(np.sum(np.log(d[:qR]))) if qR else 0.0
     logdetX = 2.0 * float(np.sum(np.log(d[qR : qR + p]))) if p else 0.0
     pwrss = float(d[-1] ** 2) if g.has_y else math.nan
-    return Factor(Ts, L00, W, Lrest, logdet0 + logdetR, logdetX, pwrss)
+    return Factor(Ts, L00, W, Lrest, logdet0 + logdetR, logdetX, pwrss), K, KXR
 
 
 def _first_block(g: Gram, T0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
@@ -71,10 +78,14 @@ def _first_block(g: Gram, T0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray
     return L00, W, logdet0
 
 
-def _schur_complement(g: Gram, Ts: list[np.ndarray], W: np.ndarray) -> np.ndarray:
-    """S of the module docstring, lower triangle filled (the upper may hold anything)."""
+def _schur_complement(
+    g: Gram, Ts: list[np.ndarray], W: np.ndarray, keep_K: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S of the module docstring, lower triangle filled (the upper may hold anything), in C order so that
+    its transpose is the Fortran-ordered upper triangle LAPACK factors in place; and K, K_XR if asked."""
     qR, p1 = g.qR, g.p1
     S = np.empty((qR + p1, qR + p1))
+    empty = np.zeros((0, 0))
     AXW = None
     if g.first is not None:  # A_X0 W, level by level
         nl0, p0 = g.first.nlevels, g.first.p
@@ -83,20 +94,25 @@ def _schur_complement(g: Gram, Ts: list[np.ndarray], W: np.ndarray) -> np.ndarra
     else:
         S[qR:, qR:] = g.AXX
     if not qR:
-        return S
+        return S, empty, empty
     K, KXR = _update_K(g, W, AXW)
     rest = g.rest_templates(Ts)
     if g.rest_scalar:
         lam = g.lambda_rest_diag(rest)
-        np.multiply(K, lam[:, None], out=S[:qR, :qR])
-        S[:qR, :qR] *= lam[None, :]
-        S[qR:, :qR] = KXR * lam
+        SRR = S[:qR, :qR]
+        np.multiply(K, lam[:, None], out=SRR)
+        SRR *= lam[None, :]
+        np.multiply(KXR, lam, out=S[qR:, :qR])
     else:
         LamR = g.lambda_rest(rest)
         S[:qR, :qR] = LamR.T @ (LamR.T @ K).T
         S[qR:, :qR] = np.asarray((LamR.T @ KXR.T).T)
-    S[np.arange(qR), np.arange(qR)] += 1.0
-    return S
+    S.ravel()[: qR * (qR + p1) : qR + p1 + 1] += 1.0  # the diagonal of the R block
+    if not keep_K:
+        return S, empty, empty
+    if g.rest_scalar and g.pairs is not None and K is not g.ARR:
+        symmetrize_lower(K)
+    return S, K, KXR
 
 
 def _update_K(g: Gram, W: np.ndarray, AXW: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -114,13 +130,17 @@ def _update_K(g: Gram, W: np.ndarray, AXW: np.ndarray | None) -> tuple[np.ndarra
     return g.ARR - (g.AR0 @ WA).toarray(), KXR
 
 
-def _cholesky(S: np.ndarray, numpy_only: bool) -> np.ndarray:
-    """The lower Cholesky factor of S (numpy's when S is small: no scipy import for one-factor models). When
-    the y row makes S only semidefinite (a perfect fit), the leading block is factored and r = 0."""
+def _cholesky(S: np.ndarray, numpy_only: bool, rebuild: Callable[[], np.ndarray]) -> np.ndarray:
+    """The lower Cholesky factor of S, in S's own memory (LAPACK dpotrf on S' in Fortran order, no copy;
+    numpy's when S is small: no scipy import for one-factor models). When the y row makes S only
+    semidefinite (a perfect fit), S is formed again, its leading block is factored and r = 0."""
     try:
         if numpy_only:
             return np.linalg.cholesky(S)
-        return sla.cholesky(S, lower=True, check_finite=False, overwrite_a=True)
+        c, info = sla.lapack.dpotrf(S.T, lower=0, overwrite_a=1, clean=1)
+        if info == 0:
+            return c.T
+        S = rebuild()
     except np.linalg.LinAlgError:
         pass
     L = np.linalg.cholesky(S[:-1, :-1])
@@ -130,3 +150,14 @@ def _cholesky(S: np.ndarray, numpy_only: bool) -> np.ndarray:
     out[-1, :-1] = Ly
     out[-1, -1] = math.sqrt(max(S[-1, -1] - Ly @ Ly, 0.0))
     return out
+
+
+def symmetrize_lower(A: np.ndarray, step: int = 256) -> None:
+    """Copy the strict lower triangle of the square A onto its upper, in place, a panel at a time."""
+    n = A.shape[0]
+    for j0 in range(0, n, step):
+        j1 = min(j0 + step, n)
+        D = A[j0:j1, j0:j1]
+        il = np.tril_indices(j1 - j0, -1)
+        D[il[1], il[0]] = D[il]
+        A[j0:j1, j1:] = A[j1:, j0:j1].T
