@@ -18,6 +18,11 @@ OPTIMIZERS = ("lbfgsb", "bobyqa")
 LBFGSB_FTOL = 1e-15  # relative change of the criterion: below rounding, so that the gradient test decides
 LBFGSB_GTOL = 1e-6  # the largest projected gradient entry at the end (criterion units per unit of theta)
 LBFGSB_MEMORY = 20  # correction pairs kept (there are rarely more theta entries than this)
+LBFGSB_SCALE = 4.0
+"""L-BFGS-B sees x = LBFGSB_SCALE * theta. Its first step has unit length in x whatever the gradient, so from the
+identity start an unscaled first step would put a single theta exactly on its bound 0, where a scalar term's
+criterion has zero derivative (it is even in theta) and the optimizer stops; in x the first step moves theta by
+1 / LBFGSB_SCALE."""
 
 _CHOICE: ContextVar[str] = ContextVar("mmcli_optimizer", default="lbfgsb")
 
@@ -164,12 +169,15 @@ def lbfgsb(
     count, best = [0], [np.inf]
     memo: dict[bytes, tuple[float, np.ndarray]] = {}
 
+    c = LBFGSB_SCALE
+
     def f(x: np.ndarray) -> tuple[float, np.ndarray]:
         key = x.tobytes()
         if key in memo:
             return memo[key]
         count[0] += 1
-        v, g = fg(np.array(x, dtype=float))
+        v, g = fg(np.array(x, dtype=float) / c)
+        g = g / c
         if not np.isfinite(v):
             v, g = 1e300, np.zeros_like(x)
         best[0] = min(best[0], v)
@@ -179,16 +187,16 @@ def lbfgsb(
         memo[key] = (v, g)
         return v, g
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    bounds = [(lo * c if np.isfinite(lo) else None, None) for lo in lower]
     res = minimize(
         f,
-        np.asarray(x0, dtype=float),
+        np.asarray(x0, dtype=float) * c,
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"ftol": LBFGSB_FTOL, "gtol": LBFGSB_GTOL, "maxcor": LBFGSB_MEMORY, "maxiter": 10000, "maxfun": 100000},
+        options={"ftol": LBFGSB_FTOL, "gtol": LBFGSB_GTOL / c, "maxcor": LBFGSB_MEMORY, "maxiter": 10000, "maxfun": 100000},
     )
-    x = np.maximum(np.asarray(res.x, dtype=float), lower)
+    x = np.maximum(np.asarray(res.x, dtype=float) / c, lower)
     msg = str(res.message)
     rec = OptimizerRecord(
         "scipy L-BFGS-B (analytic gradient)",
