@@ -108,6 +108,16 @@ class LmmModel:
         th = self.work.theta_to_working(theta)
         return self._working_objective(th, dof) + self.work.criterion_shift(dof)
 
+    def gradient(self, theta: np.ndarray, reml: bool) -> np.ndarray:
+        """The analytic gradient of :meth:`objective` with respect to theta (:mod:`mmcli.lmm.gradient`), by
+        the chain rule through the working parametrization (theta_w = c theta). The blocked Cholesky only."""
+        if self._gram is None:
+            raise ModelError("The analytic gradient needs the blocked Cholesky (method fast).", param="method")
+        th = self.work.theta_to_working(theta)
+        return criterion_and_gradient(self._gram, th, Dof(self.n, self.p, reml))[1] * self.work.theta_to_working(
+            np.ones_like(th)
+        )
+
     def fit_at(self, theta: np.ndarray, reml: bool) -> LmmFit:
         """Everything at a given theta, without the optimizer."""
         theta = np.asarray(theta, dtype=float)
