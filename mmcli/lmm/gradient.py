@@ -171,12 +171,15 @@ def _h_first(g: Gram, f, Sinv: np.ndarray, rest: list[np.ndarray], reml: bool) -
     G = np.zeros((nl0, p0, p0))
     if qR and g.AR0 is not None:
         LamR = g.lambda_rest(rest)
-        if g.rest_scalar:
-            lam = g.lambda_rest_diag(rest)
-            Q = Sinv[:qR, :qR] * lam[:, None] * lam[None, :]
+        if g.pairs is not None and g.pair_targets is not None and g.rest_scalar:
+            G += _pairs_quadratic_blocks(g, Sinv, g.lambda_rest_diag(rest), nl0, p0)
         else:
-            Q = np.asarray(LamR @ (LamR @ Sinv[:qR, :qR]).T)
-        G += _sparse_quadratic_blocks(g.AR0.tocsc(), Q, nl0, p0)
+            if g.rest_scalar:
+                lam = g.lambda_rest_diag(rest)
+                Q = Sinv[:qR, :qR] * lam[:, None] * lam[None, :]
+            else:
+                Q = np.asarray(LamR @ (LamR @ Sinv[:qR, :qR]).T)
+            G += _sparse_quadratic_blocks(g.AR0.tocsc(), Q, nl0, p0)
         if reml and p:
             P = np.asarray(LamR @ Sinv[:qR, qR : qR + p])  # (qR, p)
             G += _cross_blocks(g, P, nl0, p0)
@@ -195,6 +198,20 @@ def _h_first(g: Gram, f, Sinv: np.ndarray, rest: list[np.ndarray], reml: bool) -
     inner = A00 - G @ (eye - f.W @ A00)
     H = Minv @ (T0.T @ inner)
     return H.sum(axis=0)
+
+
+def _pairs_quadratic_blocks(g: Gram, Sinv: np.ndarray, lam: np.ndarray, nl0: int, p0: int) -> np.ndarray:
+    """Per level j: A_R0[:, j]' Q A_R0[:, j] with Q = Lambda_R S^-1_RR Lambda_R' (Lambda_R diagonal), through the
+    precomputed pairs of the Schur update transposed: one sparse mat-vec. The pairs hold the lower triangle
+    (r >= s) of each level's products; Q's diagonal entries are halved and the result added to its transpose."""
+    qR = g.qR
+    t = g.pair_targets
+    assert g.pairs is not None and t is not None
+    r, s = np.divmod(t, qR)
+    x = Sinv[r, s] * lam[r] * lam[s]
+    x[r == s] *= 0.5
+    G = np.asarray(g.pairs.T @ x).reshape(nl0, p0, p0)
+    return G + np.transpose(G, (0, 2, 1))
 
 
 def _cross_blocks(g: Gram, P: np.ndarray, nl0: int, p0: int) -> np.ndarray:
