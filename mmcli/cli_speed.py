@@ -17,7 +17,7 @@ def speed_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "--threads",
         type=click.IntRange(min=1),
         metavar="N",
-        help="BLAS threads for the fit (default: 1 for a dense block under 1500 rows, else as the environment sets).",
+        help="BLAS threads for the fit (default: 1 for a dense block under 4000 rows, else as the environment sets).",
     )
     @click.option(
         "--optimizer",

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-TWO_THREADS_MIN_ORDER = 1500
+TWO_THREADS_MIN_ORDER = 4000
 """The smallest order of the dense block for which the process's own BLAS thread count is kept."""
 
 _GIVEN: ContextVar[int | None] = ContextVar("mmcli_threads", default=None)
