@@ -34,19 +34,23 @@ def richardson(phi, h: float, one_sided: bool) -> float:
 def fd_gradient(model: LmmModel, theta: np.ndarray, reml: bool) -> np.ndarray:
     lower = model.lower
     out = np.zeros(theta.size)
+    f0 = model.objective(theta, reml)
     for i in range(theta.size):
         e = np.zeros(theta.size)
         e[i] = 1.0
         h = 1e-3 * max(abs(theta[i]), 0.1)
         if np.isfinite(lower[i]) and theta[i] <= lower[i]:
-            f0 = model.objective(theta, reml)
-            out[i] = richardson(lambda t: (model.objective(theta + t * e, reml) - f0) / t, h, one_sided=True)
+
+            def forward(t: float, e: np.ndarray = e) -> float:
+                return (model.objective(theta + t * e, reml) - f0) / t
+
+            out[i] = richardson(forward, h, one_sided=True)
         else:
-            out[i] = richardson(
-                lambda t: (model.objective(theta + t * e, reml) - model.objective(theta - t * e, reml)) / (2 * t),
-                h,
-                one_sided=False,
-            )
+
+            def central(t: float, e: np.ndarray = e) -> float:
+                return (model.objective(theta + t * e, reml) - model.objective(theta - t * e, reml)) / (2 * t)
+
+            out[i] = richardson(central, h, one_sided=False)
     return out
 
 

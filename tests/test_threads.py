@@ -67,5 +67,8 @@ def test_command_line_threads_option():
     assert abs(one["loglik"] - two["loglik"]) <= OPT_DEV
     bad = run_in_process(["fit", path, formula, "--threads", "0"])
     assert bad.code == 2 and bad.error_lines and "--threads" in bad.err
-    for command in (["ranef", path, formula], ["gamm", "sample_data/sleepstudy.csv", "Reaction ~ s(Days) + (1|Subject)"]):
+    for command in (
+        ["ranef", path, formula],
+        ["gamm", "sample_data/sleepstudy.csv", "Reaction ~ s(Days) + (1|Subject)"],
+    ):
         assert run_in_process([*command, "--threads", "1", "--optimizer", "bobyqa", "--json"]).code == 0

@@ -31,7 +31,7 @@ import numpy as np
 
 from mmcli.lmm._lazy import sla
 from mmcli.lmm.criterion import Dof, criterion
-from mmcli.lmm.factor import factor_parts, symmetrize_lower
+from mmcli.lmm.factor import Factor, factor_parts, symmetrize_lower
 from mmcli.lmm.gram import Gram
 from mmcli.lmm.results import _modes, _sparse_quadratic_blocks
 
@@ -101,10 +101,11 @@ def _schur_inverse(g: Gram, Lrest: np.ndarray, reml: bool) -> np.ndarray:
     C = _sym_inverse(Lrest)
     if m == N:
         return C
-    CBB = C[m:, m:]
     CAB = C[:m, m:]
+    Y = np.linalg.solve(C[m:, m:], CAB.T)
     out = C[:m, :m]
-    out -= CAB @ np.linalg.solve(CBB, CAB.T)
+    for r0 in range(0, m, 512):  # by row panels: no second m x m array
+        out[r0 : r0 + 512] -= CAB[r0 : r0 + 512] @ Y
     return out
 
 
@@ -122,9 +123,7 @@ def _sym_inverse(L: np.ndarray) -> np.ndarray:
     return C
 
 
-def _h_blocks(
-    g: Gram, f, K: np.ndarray, KXR: np.ndarray, Sinv: np.ndarray, reml: bool
-) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+def _h_blocks(g: Gram, f: Factor, K: np.ndarray, KXR: np.ndarray, Sinv: np.ndarray, reml: bool) -> list[np.ndarray]:
     """For each block, the sum over its levels of the level-diagonal blocks of H (pb x pb)."""
     qR, p = g.qR, g.p
     out = []
@@ -163,7 +162,7 @@ def _h_blocks(
     return out
 
 
-def _h_first(g: Gram, f, Sinv: np.ndarray, rest: list[np.ndarray], reml: bool) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _h_first(g: Gram, f: Factor, Sinv: np.ndarray, rest: list[np.ndarray], reml: bool) -> np.ndarray:
     """Block 0: sum_j H_00,j with H_00,j = M_j^-1 Lambda_0'[A_00,j - G_j (I - W_j A_00,j)]."""
     assert g.first is not None
     nl0, p0, qR, p = g.first.nlevels, g.first.p, g.qR, g.p

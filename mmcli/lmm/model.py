@@ -11,18 +11,18 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mmcli.errors import DataError, ModelError
-from mmcli.threads import blas_threads
 from mmcli.lmm.criterion import Dof, criterion
 from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
 from mmcli.lmm.factor import update_L
-from mmcli.lmm.gram import Gram
 from mmcli.lmm.gradient import criterion_and_gradient
+from mmcli.lmm.gram import Gram
 from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, chosen_optimizer, lbfgsb, no_optimizer
 from mmcli.lmm.rank import aliased_columns_r
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit, working_results
 from mmcli.lmm.stationarity import verify
 from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
 from mmcli.lmm.transform import Working, WorkingFit, prepare, weighted_term
+from mmcli.threads import blas_threads
 
 POLISH_MAX_QR = 300  # the polishing pass runs when the dense part of the factor is at most this large ...
 POLISH_MAX_DENSE_ROWS = 1000  # ... or, for the dense formulation, the data this small

@@ -194,7 +194,13 @@ def lbfgsb(
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"ftol": LBFGSB_FTOL, "gtol": LBFGSB_GTOL / c, "maxcor": LBFGSB_MEMORY, "maxiter": 10000, "maxfun": 100000},
+        options={
+            "ftol": LBFGSB_FTOL,
+            "gtol": LBFGSB_GTOL / c,
+            "maxcor": LBFGSB_MEMORY,
+            "maxiter": 10000,
+            "maxfun": 100000,
+        },
     )
     x = np.maximum(np.asarray(res.x, dtype=float) / c, lower)
     msg = str(res.message)
