@@ -13,6 +13,10 @@ its Cholesky factor. Eliminating block 0 leaves, with W_j = Lambda_0 M_j^-1 Lamb
 whose dense Cholesky factor holds L_RR, L_XR, L_XX and, in its last diagonal entry, r (r^2 = the penalized
 residual sum of squares). K's update A_R0 W A_R0' is computed by one of two strategies: the precomputed pairs
 of A_R0's entries (one sparse mat-vec; :class:`~mmcli.lmm.gram.Gram`) or a sparse product.
+
+S is assembled in C order, lower triangle only, and factored in its own memory: its transpose is the
+Fortran-ordered upper triangle that LAPACK's dpotrf takes without a copy, and the factor comes back as L in
+C order. The gradient (:mod:`mmcli.lmm.gradient`) also reads K and K_XR: :func:`factor_parts` returns them.
 """
 
 from __future__ import annotations
