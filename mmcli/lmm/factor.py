@@ -22,6 +22,7 @@ C order. The gradient (:mod:`mmcli.lmm.gradient`) also reads K and K_XR: :func:`
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,9 +50,10 @@ def update_L(g: Gram, theta: np.ndarray) -> Factor:
     return factor_parts(g, theta, keep_K=False)[0]
 
 
-def factor_parts(g: Gram, theta: np.ndarray, keep_K: bool = True) -> tuple[Factor, np.ndarray, np.ndarray]:
-    """update_L, and K (symmetric, filled) and K_XR of the module docstring, which the gradient reads
-    (empty arrays unless ``keep_K``)."""
+def factor_parts(g: Gram, theta: np.ndarray, keep_K: bool = True) -> tuple[Factor, np.ndarray | SparseK, np.ndarray]:
+    """update_L, and K and K_XR of the module docstring, which the gradient reads (empty arrays unless
+    ``keep_K``). K is dense and symmetric, or, for scalar rest blocks with the precomputed pairs, its lower
+    triangle on its sparse pattern (:class:`SparseK`)."""
     Ts = g.block_templates(theta)
     L00, W, logdet0 = _first_block(g, Ts[0] if g.first is not None else None)
     S, K, KXR = _schur_complement(g, Ts, W, keep_K)
@@ -84,7 +86,7 @@ def _first_block(g: Gram, T0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray
 
 def _schur_complement(
     g: Gram, Ts: list[np.ndarray], W: np.ndarray, keep_K: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray | SparseK, np.ndarray]:
     """S of the module docstring, lower triangle filled (the upper may hold anything), in C order so that
     its transpose is the Fortran-ordered upper triangle LAPACK factors in place; and K, K_XR if asked."""
     qR, p1 = g.qR, g.p1
@@ -99,8 +101,10 @@ def _schur_complement(
         S[qR:, qR:] = g.AXX
     if not qR:
         return S, empty, empty
-    K, KXR = _update_K(g, W, AXW)
     rest = g.rest_templates(Ts)
+    if g.rest_scalar and g.pairs is not None and AXW is not None and g.AR0 is not None:
+        return _schur_scalar_pairs(g, S, W, AXW, g.lambda_rest_diag(rest), keep_K)
+    K, KXR = _update_K(g, W, AXW)
     if g.rest_scalar:
         lam = g.lambda_rest_diag(rest)
         SRR = S[:qR, :qR]
@@ -114,9 +118,59 @@ def _schur_complement(
     S.ravel()[: qR * (qR + p1) : qR + p1 + 1] += 1.0  # the diagonal of the R block
     if not keep_K:
         return S, empty, empty
-    if g.rest_scalar and g.pairs is not None and K is not g.ARR:
-        symmetrize_lower(K)
     return S, K, KXR
+
+
+@dataclass(frozen=True, eq=False)
+class SparseK:
+    """K's lower triangle on its pattern (A_RR's nonzeros and the pairs' targets): rows r >= cols c."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    vals: np.ndarray
+
+
+_K_PATTERNS: weakref.WeakKeyDictionary[Gram, tuple[np.ndarray, np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _k_pattern(g: Gram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """K's lower pattern as flat indices into qR x qR, and where in it the pairs' targets sit; once per Gram."""
+    if g not in _K_PATTERNS:
+        qR = g.qR
+        flat = np.concatenate(  # by row panels: no second qR x qR array
+            [r0 * qR + np.flatnonzero(np.tril(g.ARR[r0 : r0 + 256], r0)) for r0 in range(0, qR, 256)]
+        )
+        assert g.pair_targets is not None
+        pattern = np.union1d(flat, g.pair_targets)
+        _K_PATTERNS[g] = (pattern, np.searchsorted(pattern, g.pair_targets), np.divmod(pattern, qR)[0])
+    return _K_PATTERNS[g]
+
+
+def _schur_scalar_pairs(
+    g: Gram, S: np.ndarray, W: np.ndarray, AXW: np.ndarray, lam: np.ndarray, keep_K: bool
+) -> tuple[np.ndarray, np.ndarray | SparseK, np.ndarray]:
+    """S for scalar rest blocks with the precomputed pairs, built in S's own memory (no dense K): A_RR copied
+    into S's lower triangle, the pairs' update subtracted there, rows and columns scaled by lambda. K itself,
+    when asked for, is returned on its sparse pattern."""
+    qR, N = g.qR, S.shape[0]
+    assert g.AR0 is not None and g.pairs is not None and g.pair_targets is not None
+    KXR = g.AXR - np.asarray((g.AR0 @ AXW.T).T)
+    SRR = S[:qR, :qR]
+    SRR[...] = g.ARR
+    update = g.pairs @ W.ravel()
+    r, c = np.divmod(g.pair_targets, qR)
+    S.ravel()[r * N + c] -= update  # the lower triangle only
+    SRR *= lam[:, None]
+    SRR *= lam[None, :]
+    np.multiply(KXR, lam, out=S[qR:, :qR])
+    S.ravel()[: qR * N : N + 1] += 1.0
+    if not keep_K:
+        return S, np.zeros((0, 0)), KXR
+    pattern, at_targets, prow = _k_pattern(g)
+    pcol = pattern - prow * qR
+    vals = g.ARR[prow, pcol]
+    vals[at_targets] -= update
+    return S, SparseK(prow, pcol, vals), KXR
 
 
 def _update_K(g: Gram, W: np.ndarray, AXW: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -165,3 +219,43 @@ def symmetrize_lower(A: np.ndarray, step: int = 256) -> None:
         il = np.tril_indices(j1 - j0, -1)
         D[il[1], il[0]] = D[il]
         A[j0:j1, j1:] = A[j1:, j0:j1].T
+
+
+def inverse_in_place(g: Gram, Lrest: np.ndarray, reml: bool) -> np.ndarray:
+    """The symmetric inverse of the leading block of L L' over the rest columns (and X's when ``reml``): one dpotri
+    on the whole factor in place (the factor is not used after), then the trailing rows taken out by the
+    Schur complement of the inverse, C_AA - C_AB C_BB^-1 C_BA."""
+    m = g.qR + (g.p if reml else 0)
+    N = Lrest.shape[0]
+    if m == 0:
+        return np.zeros((0, 0))
+    if not np.all(np.diagonal(Lrest)[m:] > 0):  # a perfect fit (r = 0): invert a copy of the leading block
+        return _sym_inverse(np.array(Lrest[:m, :m]))
+    C = _sym_inverse(Lrest)
+    if m == N:
+        return C
+    CAB = C[:m, m:]
+    Y = np.linalg.solve(C[m:, m:], CAB.T)
+    out = C[:m, :m]
+    for r0 in range(0, m, 512):  # by row panels: no second m x m array
+        out[r0 : r0 + 512] -= CAB[r0 : r0 + 512] @ Y
+    if not C.flags.c_contiguous:
+        return np.ascontiguousarray(out)
+    flat = C.reshape(-1)  # the m x m block moved to the front of the buffer, row by row: contiguous, no copy
+    for i in range(1, m):
+        flat[i * m : (i + 1) * m] = flat[i * N : i * N + m]
+    return flat[: m * m].reshape(m, m)
+
+
+def _sym_inverse(L: np.ndarray) -> np.ndarray:
+    """(L L')^-1, full and symmetric, computed in L's memory when L is C-ordered (its transpose is Fortran)."""
+    if L.shape[0] <= 2 or not L.flags.c_contiguous:
+        Li = np.linalg.inv(np.tril(L))
+        return Li.T @ Li
+    inv, info = sla.lapack.dpotri(L.T, lower=0, overwrite_c=1)  # U = L' in Fortran order
+    if info != 0:
+        Li = np.linalg.inv(np.tril(L))
+        return Li.T @ Li
+    C = inv.T  # the lower triangle of C holds (L L')^-1
+    symmetrize_lower(C)
+    return C

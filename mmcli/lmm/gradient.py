@@ -29,9 +29,8 @@ import math
 
 import numpy as np
 
-from mmcli.lmm._lazy import sla
 from mmcli.lmm.criterion import Dof, criterion
-from mmcli.lmm.factor import Factor, factor_parts, symmetrize_lower
+from mmcli.lmm.factor import Factor, SparseK, factor_parts, inverse_in_place
 from mmcli.lmm.gram import Gram
 from mmcli.lmm.results import _modes, _sparse_quadratic_blocks
 
@@ -44,9 +43,9 @@ def criterion_and_gradient(g: Gram, theta: np.ndarray, dof: Dof) -> tuple[float,
     grad = np.zeros(theta.size)
     if not math.isfinite(value):
         return value, grad
-    beta, uR, u0 = _modes(g, f)
+    beta, uR, u0 = _modes(g, f)  # before S^-1 overwrites the factor
     v0, vR = _z_residual(g, f.templates, beta, uR, u0)
-    Sinv = _schur_inverse(g, f.Lrest, dof.reml)
+    Sinv = inverse_in_place(g, f.Lrest, dof.reml)
     H = _h_blocks(g, f, K, KXR, Sinv, dof.reml)
     u_blocks = _split(g, u0, uR)
     v_blocks = _split(g, v0, vR)
@@ -90,40 +89,9 @@ def _z_residual(
     return v0, vR
 
 
-def _schur_inverse(g: Gram, Lrest: np.ndarray, reml: bool) -> np.ndarray:
-    """The symmetric inverse of the leading block of L L' over the rest columns (and X's, REML): one dpotri
-    on the whole factor in place (the factor is not used after), then the trailing rows taken out by the
-    Schur complement of the inverse, C_AA - C_AB C_BB^-1 C_BA."""
-    m = g.qR + (g.p if reml else 0)
-    N = Lrest.shape[0]
-    if m == 0:
-        return np.zeros((0, 0))
-    C = _sym_inverse(Lrest)
-    if m == N:
-        return C
-    CAB = C[:m, m:]
-    Y = np.linalg.solve(C[m:, m:], CAB.T)
-    out = C[:m, :m]
-    for r0 in range(0, m, 512):  # by row panels: no second m x m array
-        out[r0 : r0 + 512] -= CAB[r0 : r0 + 512] @ Y
-    return out
-
-
-def _sym_inverse(L: np.ndarray) -> np.ndarray:
-    """(L L')^-1, full and symmetric, computed in L's memory when L is C-ordered (its transpose is Fortran)."""
-    if L.shape[0] <= 2 or not L.flags.c_contiguous:
-        Li = np.linalg.inv(np.tril(L))
-        return Li.T @ Li
-    inv, info = sla.lapack.dpotri(L.T, lower=0, overwrite_c=1)  # U = L' in Fortran order
-    if info != 0:
-        Li = np.linalg.inv(np.tril(L))
-        return Li.T @ Li
-    C = inv.T  # the lower triangle of C holds (L L')^-1
-    symmetrize_lower(C)
-    return C
-
-
-def _h_blocks(g: Gram, f: Factor, K: np.ndarray, KXR: np.ndarray, Sinv: np.ndarray, reml: bool) -> list[np.ndarray]:
+def _h_blocks(
+    g: Gram, f: Factor, K: np.ndarray | SparseK, KXR: np.ndarray, Sinv: np.ndarray, reml: bool
+) -> list[np.ndarray]:
     """For each block, the sum over its levels of the level-diagonal blocks of H (pb x pb)."""
     qR, p = g.qR, g.p
     out = []
@@ -135,7 +103,13 @@ def _h_blocks(g: Gram, f: Factor, K: np.ndarray, KXR: np.ndarray, Sinv: np.ndarr
     # E = [Lambda_R'K; K_XR] restricted to the columns of each block; H_RR's diagonal blocks = S^-1_R. E
     if g.rest_scalar:
         lam = g.lambda_rest_diag(rest)
-        hd = np.einsum("ij,ij,j->i", Sinv[:qR, :qR], K, lam)
+        if isinstance(K, SparseK):  # sum over K's pattern, each off-diagonal entry for both of its rows
+            v = Sinv[K.rows, K.cols] * K.vals
+            off = K.rows != K.cols
+            hd = np.bincount(K.rows, weights=v * lam[K.cols], minlength=qR)
+            hd += np.bincount(K.cols[off], weights=(v * lam[K.rows])[off], minlength=qR)
+        else:
+            hd = np.einsum("ij,ij,j->i", Sinv[:qR, :qR], K, lam)
         if reml and p:
             hd += np.einsum("ix,xi->i", Sinv[:qR, qR : qR + p], KXR[:p, :])
         off = 0
@@ -144,6 +118,7 @@ def _h_blocks(g: Gram, f: Factor, K: np.ndarray, KXR: np.ndarray, Sinv: np.ndarr
             off += b.q
         return out
     LamR = g.lambda_rest(rest)
+    assert isinstance(K, np.ndarray)
     E = np.asarray(LamR.T @ K)
     SE = Sinv[:qR, :qR]
     off = 0
