@@ -134,7 +134,7 @@ _K_PATTERNS: weakref.WeakKeyDictionary[Gram, tuple[np.ndarray, np.ndarray, np.nd
 
 
 def _k_pattern(g: Gram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """K's lower pattern as flat indices into qR x qR, and where in it the pairs' targets sit; once per Gram."""
+    """K's lower pattern as (rows, cols), and where in it the pairs' targets sit (int32, kept once per Gram)."""
     if g not in _K_PATTERNS:
         qR = g.qR
         flat = np.concatenate(  # by row panels: no second qR x qR array
@@ -142,7 +142,9 @@ def _k_pattern(g: Gram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         )
         assert g.pair_targets is not None
         pattern = np.union1d(flat, g.pair_targets)
-        _K_PATTERNS[g] = (pattern, np.searchsorted(pattern, g.pair_targets), np.divmod(pattern, qR)[0])
+        rows, cols = np.divmod(pattern, qR)
+        at = np.searchsorted(pattern, g.pair_targets)
+        _K_PATTERNS[g] = (rows.astype(np.int32), cols.astype(np.int32), at.astype(np.int32))
     return _K_PATTERNS[g]
 
 
@@ -166,8 +168,7 @@ def _schur_scalar_pairs(
     S.ravel()[: qR * N : N + 1] += 1.0
     if not keep_K:
         return S, np.zeros((0, 0)), KXR
-    pattern, at_targets, prow = _k_pattern(g)
-    pcol = pattern - prow * qR
+    prow, pcol, at_targets = _k_pattern(g)
     vals = g.ARR[prow, pcol]
     vals[at_targets] -= update
     return S, SparseK(prow, pcol, vals), KXR
@@ -237,8 +238,8 @@ def inverse_in_place(g: Gram, Lrest: np.ndarray, reml: bool) -> np.ndarray:
     CAB = C[:m, m:]
     Y = np.linalg.solve(C[m:, m:], CAB.T)
     out = C[:m, :m]
-    for r0 in range(0, m, 512):  # by row panels: no second m x m array
-        out[r0 : r0 + 512] -= CAB[r0 : r0 + 512] @ Y
+    for r0 in range(0, m, 64):  # by row panels: no second m x m array
+        out[r0 : r0 + 64] -= CAB[r0 : r0 + 64] @ Y
     if not C.flags.c_contiguous:
         return np.ascontiguousarray(out)
     flat = C.reshape(-1)  # the m x m block moved to the front of the buffer, row by row: contiguous, no copy
