@@ -148,6 +148,18 @@ def _k_pattern(g: Gram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _K_PATTERNS[g]
 
 
+_TARGETS: weakref.WeakKeyDictionary[Gram, tuple[np.ndarray, np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _target_rows_cols(g: Gram, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs' targets as rows and columns of A_RR and as flat positions in the N x N S; once per Gram."""
+    if g not in _TARGETS:
+        assert g.pair_targets is not None
+        r, c = np.divmod(g.pair_targets, g.qR)
+        _TARGETS[g] = (r, c, r * N + c)
+    return _TARGETS[g]
+
+
 def _schur_scalar_pairs(
     g: Gram, S: np.ndarray, W: np.ndarray, AXW: np.ndarray, lam: np.ndarray, keep_K: bool
 ) -> tuple[np.ndarray, np.ndarray | SparseK, np.ndarray]:
@@ -158,12 +170,11 @@ def _schur_scalar_pairs(
     assert g.AR0 is not None and g.pairs is not None and g.pair_targets is not None
     KXR = g.AXR - np.asarray((g.AR0 @ AXW.T).T)
     SRR = S[:qR, :qR]
-    SRR[...] = g.ARR
-    update = g.pairs @ W.ravel()
-    r, c = np.divmod(g.pair_targets, qR)
-    S.ravel()[r * N + c] -= update  # the lower triangle only
-    SRR *= lam[:, None]
+    np.multiply(g.ARR, lam[:, None], out=SRR)  # lambda_i A_ij lambda_j in two passes ...
     SRR *= lam[None, :]
+    update = g.pairs @ W.ravel()
+    r, c, at_S = _target_rows_cols(g, N)
+    S.ravel()[at_S] -= update * lam[r] * lam[c]  # ... less the scaled update, on the lower triangle only
     np.multiply(KXR, lam, out=S[qR:, :qR])
     S.ravel()[: qR * N : N + 1] += 1.0
     if not keep_K:

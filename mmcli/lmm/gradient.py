@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from mmcli.lmm.criterion import Dof, criterion
-from mmcli.lmm.factor import Factor, SparseK, factor_parts, inverse_in_place
+from mmcli.lmm.factor import Factor, SparseK, _target_rows_cols, factor_parts, inverse_in_place
 from mmcli.lmm.gram import Gram
 from mmcli.lmm.results import _modes, _sparse_quadratic_blocks
 
@@ -181,7 +181,7 @@ def _pairs_quadratic_blocks(g: Gram, Sinv: np.ndarray, lam: np.ndarray, nl0: int
     qR = g.qR
     t = g.pair_targets
     assert g.pairs is not None and t is not None
-    r, s = np.divmod(t, qR)
+    r, s, _ = _target_rows_cols(g, qR + g.p1)
     x = Sinv[r, s] * lam[r] * lam[s]
     x[r == s] *= 0.5
     G = np.asarray(g.pairs.T @ x).reshape(nl0, p0, p0)
