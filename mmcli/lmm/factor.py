@@ -156,7 +156,9 @@ def _target_rows_cols(g: Gram, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if g not in _TARGETS:
         assert g.pair_targets is not None
         r, c = np.divmod(g.pair_targets, g.qR)
-        _TARGETS[g] = (r, c, r * N + c)
+        flat = r * N + c
+        small = np.int32 if flat.size == 0 or int(flat.max()) < 2**31 else np.int64
+        _TARGETS[g] = (r.astype(np.int32), c.astype(np.int32), flat.astype(small))
     return _TARGETS[g]
 
 
