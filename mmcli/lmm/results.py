@@ -129,11 +129,11 @@ def _modes(g: Gram, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Lr = f.Lrest
     b = np.zeros(Lr.shape[0])
     b[-1] = Lr[-1, -1]
-    if Lr.flags.c_contiguous and Lr.shape[0] > 1:
+    if Lr[-1, -1] > 0 and Lr.flags.c_contiguous and Lr.shape[0] > 1:
         z, _ = sla.lapack.dtrtrs(Lr.T, b, lower=0)
-    else:
-        z = np.linalg.solve(np.tril(Lr).T, b)
-    x = -z[:-1]
+        x = -z[:-1]
+    else:  # r = 0 (a perfect fit): the leading block's back-substitution, L_11' x = l_y
+        x = np.linalg.solve(np.tril(Lr[:-1, :-1]).T, Lr[-1, :-1]) if Lr.shape[0] > 1 else np.zeros(0)
     uR, beta = x[:qR], x[qR : qR + p]
     if g.first is None:
         return beta, uR, np.zeros(0)
