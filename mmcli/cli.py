@@ -18,6 +18,7 @@ from mmcli import output
 from mmcli.cli_dask import dask_option
 from mmcli.cli_gamm import gamm_predict_options, ranef_reml_option
 from mmcli.cli_glmm import family_options
+from mmcli.cli_speed import speed_options
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
 from mmcli.signals import Terminated, unwinding
 
@@ -90,7 +91,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for o in reversed(opts):
         f = o(f)
-    return f
+    return speed_options(f)
 
 
 def _model(formula: str | None, **kw: Any) -> Any:
@@ -254,6 +255,7 @@ def spline(fmt: str, data: str, knot_values: str | None, plot_path: str | None, 
 @click.option("--weights", metavar="COL", help="Prior weights (positive): residual variance sigma^2 / w.")
 @NA_OPTION
 @click.option("--reml/--ml", default=True, help="REML (default, as gamm4) or maximum likelihood.")
+@speed_options
 @click.option("--predict", "predict_path", metavar="FILE.csv", help="Predictions for its rows (see --re-form).")
 @gamm_predict_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Each smooth with its 2 se band.")

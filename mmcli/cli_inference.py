@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mmcli.cli import DDF_OPTION, NA_OPTION, _emit, _model, cli, model_options, output_options, split_list
+from mmcli.cli_speed import speed_options
 
 
 @cli.command()
@@ -54,6 +55,7 @@ def predict(
 @NA_OPTION
 @click.option("--reml/--ml", default=False, help="How the models are given; REML fits are refitted by ML, as lme4.")
 @click.option("--method", type=click.Choice(["fast", "dense"]), default="fast", show_default=True, help="As for fit.")
+@speed_options
 @output_options
 def compare(fmt: str, data: str, formulas: tuple[str, ...], reml: bool, method: str, **kw: Any) -> None:
     """Compare nested mixed models by likelihood-ratio tests, as lme4's anova(m1, m2, ...).

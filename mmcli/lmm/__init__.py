@@ -1,4 +1,4 @@
-"""The linear mixed-model core: the Gram matrix of [Z X y], the blocked Cholesky, profiled ML/REML, BOBYQA.
+"""The linear mixed-model core: the Gram matrix of [Z X y], the blocked Cholesky, profiled ML/REML, the optimizer.
 
 The model is y = X beta + Z b + e with b = Lambda(theta) u, u ~ N(0, sigma^2 I), e ~ N(0, sigma^2 W^-1)
 (Bates, Maechler, Bolker & Walker 2015, sections 2-3), laid out as MixedModels.jl does (Bates, Alday &
@@ -13,7 +13,9 @@ The modules, in the order of the chain theta -> update L -> criterion:
 - gram:      the Gram matrix, formed once
 - factor:    update_L, the blocked Cholesky at theta
 - criterion: the ML and REML criteria, the degrees of freedom of sigma^2
-- optimizer: BOBYQA
+- gradient:  the analytic gradient of both criteria with respect to theta
+- optimizer: L-BFGS-B on the gradient (the default), BOBYQA
+- stationarity: the KKT check at the optimizer's end
 - results:   beta, conditional modes and covariances at theta; the fitted model
 - dense:     the tutorial's V-based formulation
 - satterthwaite, kenward_roger: denominator degrees of freedom for tests of the fixed effects

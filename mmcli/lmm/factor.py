@@ -13,11 +13,17 @@ its Cholesky factor. Eliminating block 0 leaves, with W_j = Lambda_0 M_j^-1 Lamb
 whose dense Cholesky factor holds L_RR, L_XR, L_XX and, in its last diagonal entry, r (r^2 = the penalized
 residual sum of squares). K's update A_R0 W A_R0' is computed by one of two strategies: the precomputed pairs
 of A_R0's entries (one sparse mat-vec; :class:`~mmcli.lmm.gram.Gram`) or a sparse product.
+
+S is assembled in C order, lower triangle only, and factored in its own memory: its transpose is the
+Fortran-ordered upper triangle that LAPACK's dpotrf takes without a copy, and the factor comes back as L in
+C order. The gradient (:mod:`mmcli.lmm.gradient`) also reads K and K_XR: :func:`factor_parts` returns them.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,16 +47,23 @@ class Factor:
 
 def update_L(g: Gram, theta: np.ndarray) -> Factor:
     """Factor Omega(theta) blockwise; see the module docstring."""
+    return factor_parts(g, theta, keep_K=False)[0]
+
+
+def factor_parts(g: Gram, theta: np.ndarray, keep_K: bool = True) -> tuple[Factor, np.ndarray | SparseK, np.ndarray]:
+    """update_L, and K and K_XR of the module docstring, which the gradient reads (empty arrays unless
+    ``keep_K``). K is dense and symmetric, or, for scalar rest blocks with the precomputed pairs, its lower
+    triangle on its sparse pattern (:class:`SparseK`)."""
     Ts = g.block_templates(theta)
     L00, W, logdet0 = _first_block(g, Ts[0] if g.first is not None else None)
-    S = _schur_complement(g, Ts, W)
-    Lrest = _cholesky(S, numpy_only=g.qR == 0)
+    S, K, KXR = _schur_complement(g, Ts, W, keep_K)
+    Lrest = _cholesky(S, numpy_only=g.qR == 0, rebuild=lambda: _schur_complement(g, Ts, W, False)[0])
     d = np.diagonal(Lrest)
     qR, p = g.qR, g.p
     logdetR = 2.0 * float(np.sum(np.log(d[:qR]))) if qR else 0.0
     logdetX = 2.0 * float(np.sum(np.log(d[qR : qR + p]))) if p else 0.0
     pwrss = float(d[-1] ** 2) if g.has_y else math.nan
-    return Factor(Ts, L00, W, Lrest, logdet0 + logdetR, logdetX, pwrss)
+    return Factor(Ts, L00, W, Lrest, logdet0 + logdetR, logdetX, pwrss), K, KXR
 
 
 def _first_block(g: Gram, T0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
@@ -71,10 +84,14 @@ def _first_block(g: Gram, T0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray
     return L00, W, logdet0
 
 
-def _schur_complement(g: Gram, Ts: list[np.ndarray], W: np.ndarray) -> np.ndarray:
-    """S of the module docstring, lower triangle filled (the upper may hold anything)."""
+def _schur_complement(
+    g: Gram, Ts: list[np.ndarray], W: np.ndarray, keep_K: bool
+) -> tuple[np.ndarray, np.ndarray | SparseK, np.ndarray]:
+    """S of the module docstring, lower triangle filled (the upper may hold anything), in C order so that
+    its transpose is the Fortran-ordered upper triangle LAPACK factors in place; and K, K_XR if asked."""
     qR, p1 = g.qR, g.p1
     S = np.empty((qR + p1, qR + p1))
+    empty = np.zeros((0, 0))
     AXW = None
     if g.first is not None:  # A_X0 W, level by level
         nl0, p0 = g.first.nlevels, g.first.p
@@ -83,20 +100,91 @@ def _schur_complement(g: Gram, Ts: list[np.ndarray], W: np.ndarray) -> np.ndarra
     else:
         S[qR:, qR:] = g.AXX
     if not qR:
-        return S
-    K, KXR = _update_K(g, W, AXW)
+        return S, empty, empty
     rest = g.rest_templates(Ts)
+    if g.rest_scalar and g.pairs is not None and AXW is not None and g.AR0 is not None:
+        return _schur_scalar_pairs(g, S, W, AXW, g.lambda_rest_diag(rest), keep_K)
+    K, KXR = _update_K(g, W, AXW)
     if g.rest_scalar:
         lam = g.lambda_rest_diag(rest)
-        np.multiply(K, lam[:, None], out=S[:qR, :qR])
-        S[:qR, :qR] *= lam[None, :]
-        S[qR:, :qR] = KXR * lam
+        SRR = S[:qR, :qR]
+        np.multiply(K, lam[:, None], out=SRR)
+        SRR *= lam[None, :]
+        np.multiply(KXR, lam, out=S[qR:, :qR])
     else:
         LamR = g.lambda_rest(rest)
         S[:qR, :qR] = LamR.T @ (LamR.T @ K).T
         S[qR:, :qR] = np.asarray((LamR.T @ KXR.T).T)
-    S[np.arange(qR), np.arange(qR)] += 1.0
-    return S
+    S.ravel()[: qR * (qR + p1) : qR + p1 + 1] += 1.0  # the diagonal of the R block
+    if not keep_K:
+        return S, empty, empty
+    return S, K, KXR
+
+
+@dataclass(frozen=True, eq=False)
+class SparseK:
+    """K's lower triangle on its pattern (A_RR's nonzeros and the pairs' targets): rows r >= cols c."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    vals: np.ndarray
+
+
+_K_PATTERNS: weakref.WeakKeyDictionary[Gram, tuple[np.ndarray, np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _k_pattern(g: Gram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """K's lower pattern as (rows, cols), and where in it the pairs' targets sit (int32, kept once per Gram)."""
+    if g not in _K_PATTERNS:
+        qR = g.qR
+        flat = np.concatenate(  # by row panels: no second qR x qR array
+            [r0 * qR + np.flatnonzero(np.tril(g.ARR[r0 : r0 + 256], r0)) for r0 in range(0, qR, 256)]
+        )
+        assert g.pair_targets is not None
+        pattern = np.union1d(flat, g.pair_targets)
+        rows, cols = np.divmod(pattern, qR)
+        at = np.searchsorted(pattern, g.pair_targets)
+        _K_PATTERNS[g] = (rows.astype(np.int32), cols.astype(np.int32), at.astype(np.int32))
+    return _K_PATTERNS[g]
+
+
+_TARGETS: weakref.WeakKeyDictionary[Gram, tuple[np.ndarray, np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _target_rows_cols(g: Gram, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs' targets as rows and columns of A_RR and as flat positions in the N x N S; once per Gram."""
+    if g not in _TARGETS:
+        assert g.pair_targets is not None
+        r, c = np.divmod(g.pair_targets, g.qR)
+        flat = r * N + c
+        small = np.int32 if flat.size == 0 or int(flat.max()) < 2**31 else np.int64
+        _TARGETS[g] = (r.astype(np.int32), c.astype(np.int32), flat.astype(small))
+    return _TARGETS[g]
+
+
+def _schur_scalar_pairs(
+    g: Gram, S: np.ndarray, W: np.ndarray, AXW: np.ndarray, lam: np.ndarray, keep_K: bool
+) -> tuple[np.ndarray, np.ndarray | SparseK, np.ndarray]:
+    """S for scalar rest blocks with the precomputed pairs, built in S's own memory (no dense K): A_RR copied
+    into S's lower triangle, the pairs' update subtracted there, rows and columns scaled by lambda. K itself,
+    when asked for, is returned on its sparse pattern."""
+    qR, N = g.qR, S.shape[0]
+    assert g.AR0 is not None and g.pairs is not None and g.pair_targets is not None
+    KXR = g.AXR - np.asarray((g.AR0 @ AXW.T).T)
+    SRR = S[:qR, :qR]
+    np.multiply(g.ARR, lam[:, None], out=SRR)  # lambda_i A_ij lambda_j in two passes ...
+    SRR *= lam[None, :]
+    update = g.pairs @ W.ravel()
+    r, c, at_S = _target_rows_cols(g, N)
+    S.ravel()[at_S] -= update * lam[r] * lam[c]  # ... less the scaled update, on the lower triangle only
+    np.multiply(KXR, lam, out=S[qR:, :qR])
+    S.ravel()[: qR * N : N + 1] += 1.0
+    if not keep_K:
+        return S, np.zeros((0, 0)), KXR
+    prow, pcol, at_targets = _k_pattern(g)
+    vals = g.ARR[prow, pcol]
+    vals[at_targets] -= update
+    return S, SparseK(prow, pcol, vals), KXR
 
 
 def _update_K(g: Gram, W: np.ndarray, AXW: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -114,13 +202,17 @@ def _update_K(g: Gram, W: np.ndarray, AXW: np.ndarray | None) -> tuple[np.ndarra
     return g.ARR - (g.AR0 @ WA).toarray(), KXR
 
 
-def _cholesky(S: np.ndarray, numpy_only: bool) -> np.ndarray:
-    """The lower Cholesky factor of S (numpy's when S is small: no scipy import for one-factor models). When
-    the y row makes S only semidefinite (a perfect fit), the leading block is factored and r = 0."""
+def _cholesky(S: np.ndarray, numpy_only: bool, rebuild: Callable[[], np.ndarray]) -> np.ndarray:
+    """The lower Cholesky factor of S, in S's own memory (LAPACK dpotrf on S' in Fortran order, no copy;
+    numpy's when S is small: no scipy import for one-factor models). When the y row makes S only
+    semidefinite (a perfect fit), S is formed again, its leading block is factored and r = 0."""
     try:
         if numpy_only:
             return np.linalg.cholesky(S)
-        return sla.cholesky(S, lower=True, check_finite=False, overwrite_a=True)
+        c, info = sla.lapack.dpotrf(S.T, lower=0, overwrite_a=1, clean=1)
+        if info == 0:
+            return c.T
+        S = rebuild()
     except np.linalg.LinAlgError:
         pass
     L = np.linalg.cholesky(S[:-1, :-1])
@@ -130,3 +222,54 @@ def _cholesky(S: np.ndarray, numpy_only: bool) -> np.ndarray:
     out[-1, :-1] = Ly
     out[-1, -1] = math.sqrt(max(S[-1, -1] - Ly @ Ly, 0.0))
     return out
+
+
+def symmetrize_lower(A: np.ndarray, step: int = 256) -> None:
+    """Copy the strict lower triangle of the square A onto its upper, in place, a panel at a time."""
+    n = A.shape[0]
+    for j0 in range(0, n, step):
+        j1 = min(j0 + step, n)
+        D = A[j0:j1, j0:j1]
+        il = np.tril_indices(j1 - j0, -1)
+        D[il[1], il[0]] = D[il]
+        A[j0:j1, j1:] = A[j1:, j0:j1].T
+
+
+def inverse_in_place(g: Gram, Lrest: np.ndarray, reml: bool) -> np.ndarray:
+    """The symmetric inverse of the leading block of L L' over the rest columns (and X's when ``reml``): one dpotri
+    on the whole factor in place (the factor is not used after), then the trailing rows taken out by the
+    Schur complement of the inverse, C_AA - C_AB C_BB^-1 C_BA."""
+    m = g.qR + (g.p if reml else 0)
+    N = Lrest.shape[0]
+    if m == 0:
+        return np.zeros((0, 0))
+    if not np.all(np.diagonal(Lrest)[m:] > 0):  # a perfect fit (r = 0): invert a copy of the leading block
+        return _sym_inverse(np.array(Lrest[:m, :m]))
+    C = _sym_inverse(Lrest)
+    if m == N:
+        return C
+    CAB = C[:m, m:]
+    Y = np.linalg.solve(C[m:, m:], CAB.T)
+    out = C[:m, :m]
+    for r0 in range(0, m, 64):  # by row panels: no second m x m array
+        out[r0 : r0 + 64] -= CAB[r0 : r0 + 64] @ Y
+    if not C.flags.c_contiguous:
+        return np.ascontiguousarray(out)
+    flat = C.reshape(-1)  # the m x m block moved to the front of the buffer, row by row: contiguous, no copy
+    for i in range(1, m):
+        flat[i * m : (i + 1) * m] = flat[i * N : i * N + m]
+    return flat[: m * m].reshape(m, m)
+
+
+def _sym_inverse(L: np.ndarray) -> np.ndarray:
+    """(L L')^-1, full and symmetric, computed in L's memory when L is C-ordered (its transpose is Fortran)."""
+    if L.shape[0] <= 2 or not L.flags.c_contiguous:
+        Li = np.linalg.inv(np.tril(L))
+        return Li.T @ Li
+    inv, info = sla.lapack.dpotri(L.T, lower=0, overwrite_c=1)  # U = L' in Fortran order
+    if info != 0:
+        Li = np.linalg.inv(np.tril(L))
+        return Li.T @ Li
+    C = inv.T  # the lower triangle of C holds (L L')^-1
+    symmetrize_lower(C)
+    return C

@@ -14,13 +14,15 @@ from mmcli.errors import DataError, ModelError
 from mmcli.lmm.criterion import Dof, criterion
 from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
 from mmcli.lmm.factor import update_L
+from mmcli.lmm.gradient import criterion_and_gradient
 from mmcli.lmm.gram import Gram
-from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, no_optimizer
+from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, chosen_optimizer, lbfgsb, no_optimizer
 from mmcli.lmm.rank import aliased_columns_r
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit, working_results
 from mmcli.lmm.stationarity import verify
 from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
 from mmcli.lmm.transform import Working, WorkingFit, prepare, weighted_term
+from mmcli.threads import blas_threads
 
 POLISH_MAX_QR = 300  # the polishing pass runs when the dense part of the factor is at most this large ...
 POLISH_MAX_DENSE_ROWS = 1000  # ... or, for the dense formulation, the data this small
@@ -106,41 +108,76 @@ class LmmModel:
         th = self.work.theta_to_working(theta)
         return self._working_objective(th, dof) + self.work.criterion_shift(dof)
 
+    def gradient(self, theta: np.ndarray, reml: bool) -> np.ndarray:
+        """The analytic gradient of :meth:`objective` with respect to theta (:mod:`mmcli.lmm.gradient`), by
+        the chain rule through the working parametrization (theta_w = c theta). The blocked Cholesky only."""
+        if self._gram is None:
+            raise ModelError("The analytic gradient needs the blocked Cholesky (method fast).", param="method")
+        th = self.work.theta_to_working(theta)
+        return criterion_and_gradient(self._gram, th, Dof(self.n, self.p, reml))[1] * self.work.theta_to_working(
+            np.ones_like(th)
+        )
+
     def fit_at(self, theta: np.ndarray, reml: bool) -> LmmFit:
         """Everything at a given theta, without the optimizer."""
         theta = np.asarray(theta, dtype=float)
         return self._fit_at_working(self.work.theta_to_working(theta), reml, no_optimizer(theta), True)
 
-    def fit(self, reml: bool, progress: Callable[[int, float], None] | None = None) -> LmmFit:
-        """theta by BOBYQA on the profiled criterion, then everything at the optimum (Bates et al. 2015,
-        sections 3.4-3.6). Near-zero variances are put on their bound when that is no worse, so that a
-        singular fit reports exactly zero (lme4's BOBYQA lands there exactly)."""
+    def fit(
+        self, reml: bool, progress: Callable[[int, float], None] | None = None, optimizer: str | None = None
+    ) -> LmmFit:
+        """theta by L-BFGS-B on the profiled criterion and its analytic gradient (or BOBYQA: ``optimizer``,
+        default :func:`mmcli.lmm.optimizer.chosen_optimizer`; the dense formulation has no gradient and always
+        uses BOBYQA), the KKT check at the end, then everything at the optimum (Bates et al. 2015, sections
+        3.4-3.6). Near-zero variances are put on their bound when that is no worse, so that a singular fit
+        reports exactly zero (lme4's BOBYQA lands there exactly)."""
         dof = Dof(self.n, self.p, reml)
         lower = self.lower
+        name = optimizer or chosen_optimizer()
+        if self._dense is not None:
+            name = "bobyqa"
 
         def crit(th: np.ndarray) -> float:
             return self._working_objective(th, dof)
 
+        def crit_grad(th: np.ndarray) -> tuple[float, np.ndarray]:
+            assert self._gram is not None
+            return criterion_and_gradient(self._gram, th, dof)
+
         cheap = self.n <= POLISH_MAX_DENSE_ROWS if self._dense is not None else self._gram.qR <= POLISH_MAX_QR  # type: ignore[union-attr]
 
         def run(start: np.ndarray) -> tuple[np.ndarray, float, int, bool]:
-            theta, fval, rec, ok = bobyqa(crit, start, lower, progress, polish=cheap, local=bool(runs))
+            if name == "lbfgsb":
+                theta, fval, rec, ok = lbfgsb(crit_grad, start, lower, progress)
+            else:
+                theta, fval, rec, ok = bobyqa(crit, start, lower, progress, polish=cheap, local=bool(runs))
             theta, fval = _snap_to_bounds(crit, theta, fval, lower)
             runs.append(rec)
             return theta, fval, rec.evaluations, ok
 
         runs: list[OptimizerRecord] = []
-        theta, fval, _, ok = run(start_theta(self.work.terms))
-        end = verify(crit, theta, fval, lower, self.work.terms, run, ok)
-        rec = dataclasses.replace(
-            runs[0],
-            evaluations=runs[0].evaluations + end.evaluations,
-            theta_end=tuple(map(float, end.theta)),
-            seconds=sum(r.seconds for r in runs),
-            restarts=end.restarts,
-            stationary=end.stationary,
-        )
-        return self._fit_at_working(end.theta, reml, rec, end.converged and end.stationary)
+        with blas_threads(self.dense_size):
+            theta, fval, _, ok = run(start_theta(self.work.terms))
+            end = verify(crit, theta, fval, lower, self.work.terms, run, ok)
+            rec = dataclasses.replace(
+                runs[0],
+                evaluations=runs[0].evaluations + end.evaluations,
+                theta_end=tuple(map(float, end.theta)),
+                seconds=sum(r.seconds for r in runs),
+                restarts=end.restarts,
+                stationary=end.stationary,
+                gradient_evaluations=sum(r.gradient_evaluations for r in runs),
+                iterations=sum(r.iterations for r in runs),
+            )
+            return self._fit_at_working(end.theta, reml, rec, end.converged and end.stationary)
+
+    @property
+    def dense_size(self) -> int:
+        """The order of the dense matrix factored at each theta (what decides the BLAS threads)."""
+        if self._dense is not None:
+            return self.n
+        assert self._gram is not None
+        return self._gram.qR + self._gram.p1
 
     def _fit_at_working(self, theta_w: np.ndarray, reml: bool, rec: OptimizerRecord, ok: bool) -> LmmFit:
         dof = Dof(self.n, self.p, reml)

@@ -1,16 +1,50 @@
-"""The bound-constrained optimizer of the profiled criterion: BOBYQA (Powell 2009) through NLopt, with lme4's
-nloptwrap settings (ftol_abs = xtol_abs = 1e-8, maxeval = 1e5)."""
+"""The bound-constrained optimizers of the profiled criterion: L-BFGS-B (Byrd, Lu, Nocedal & Zhu 1995, through
+scipy) on the criterion and its analytic gradient (mmcli.lmm.gradient), the default; and BOBYQA (Powell 2009)
+through NLopt, with lme4's nloptwrap settings (ftol_abs = xtol_abs = 1e-8, maxeval = 1e5), derivative-free."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
 
 MAIN_TOL = 1e-8  # lme4's nloptwrap settings
 POLISH_TOL = 1e-10
+OPTIMIZERS = ("lbfgsb", "bobyqa")
+LBFGSB_FTOL = 1e-15  # relative change of the criterion: below rounding, so that the gradient test decides
+LBFGSB_GTOL = 1e-6  # the largest projected gradient entry at the end (criterion units per unit of theta)
+LBFGSB_MEMORY = 20  # correction pairs kept (there are rarely more theta entries than this)
+LBFGSB_SCALE = 4.0
+"""L-BFGS-B sees x = LBFGSB_SCALE * theta. Its first step has unit length in x whatever the gradient, so from the
+identity start an unscaled first step would put a single theta exactly on its bound 0, where a scalar term's
+criterion has zero derivative (it is even in theta) and the optimizer stops; in x the first step moves theta by
+1 / LBFGSB_SCALE."""
+
+_CHOICE: ContextVar[str] = ContextVar("mmcli_optimizer", default="lbfgsb")
+
+
+def chosen_optimizer() -> str:
+    """The optimizer a fit uses when it is not told: L-BFGS-B unless :func:`use_optimizer` says otherwise."""
+    return _CHOICE.get()
+
+
+@contextlib.contextmanager
+def use_optimizer(name: str | None) -> Iterator[None]:
+    """Fits inside the block use ``name`` (lbfgsb or bobyqa); None leaves the choice as it is."""
+    if name is None:
+        yield
+        return
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
+    token = _CHOICE.set(name)
+    try:
+        yield
+    finally:
+        _CHOICE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -26,6 +60,8 @@ class OptimizerRecord:
     seconds: float
     restarts: int = 0  # restarts from a lower point found near the end (mmcli.lmm.stationarity)
     stationary: bool | None = None  # whether the end satisfies the KKT conditions; None when not checked
+    gradient_evaluations: int = 0  # evaluations that also computed the analytic gradient (counted in evaluations)
+    iterations: int = 0  # the optimizer's own iterations (L-BFGS-B), 0 where it does not report them
 
 
 def no_optimizer(theta: np.ndarray) -> OptimizerRecord:
@@ -115,3 +151,67 @@ def _initial_step(x: np.ndarray, lower: np.ndarray, polishing: bool, local: bool
     step = np.maximum(np.abs(x) * (0.02 if polishing else 0.1), 0.005 if polishing else 1e-3)
     room = x - lower  # a start inside the bounds stays there: no step larger than its distance to the bound
     return np.where(np.isfinite(room) & (room > 0), np.minimum(step, room), step)
+
+
+def lbfgsb(
+    fg: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[np.ndarray, float, OptimizerRecord, bool]:
+    """Minimize over theta >= lower from x0 with L-BFGS-B, ``fg(theta) -> (criterion, gradient)``. Every call
+    is one evaluation of the criterion and of its gradient. It stops when the largest projected gradient entry
+    is below LBFGSB_GTOL (the relative change test is set below rounding). Returns (theta, fn(theta), the
+    record, converged)."""
+    from scipy.optimize import minimize
+
+    t0 = time.perf_counter()
+    count, best = [0], [np.inf]
+    memo: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    c = LBFGSB_SCALE
+
+    def f(x: np.ndarray) -> tuple[float, np.ndarray]:
+        key = x.tobytes()
+        if key in memo:
+            return memo[key]
+        count[0] += 1
+        v, g = fg(np.array(x, dtype=float) / c)
+        g = g / c
+        if not np.isfinite(v):
+            v, g = 1e300, np.zeros_like(x)
+        best[0] = min(best[0], v)
+        if progress is not None:
+            progress(count[0], best[0])
+        memo.clear()
+        memo[key] = (v, g)
+        return v, g
+
+    bounds = [(lo * c if np.isfinite(lo) else None, None) for lo in lower]
+    res = minimize(
+        f,
+        np.asarray(x0, dtype=float) * c,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={
+            "ftol": LBFGSB_FTOL,
+            "gtol": LBFGSB_GTOL / c,
+            "maxcor": LBFGSB_MEMORY,
+            "maxiter": 10000,
+            "maxfun": 100000,
+        },
+    )
+    x = np.maximum(np.asarray(res.x, dtype=float) / c, lower)
+    msg = str(res.message)
+    rec = OptimizerRecord(
+        "scipy L-BFGS-B (analytic gradient)",
+        count[0],
+        msg,
+        tuple(map(float, x0)),
+        tuple(map(float, x)),
+        time.perf_counter() - t0,
+        gradient_evaluations=count[0],
+        iterations=int(res.nit),
+    )
+    return x, float(res.fun), rec, bool(res.success) or "ABNORMAL" in msg.upper()

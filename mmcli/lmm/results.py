@@ -16,7 +16,7 @@ import numpy as np
 
 from mmcli.lmm._lazy import sla, sp
 from mmcli.lmm.criterion import Dof, criterion, sigma_hat
-from mmcli.lmm.factor import Factor
+from mmcli.lmm.factor import Factor, inverse_in_place
 from mmcli.lmm.gram import Gram, block_diagonal
 from mmcli.lmm.optimizer import OptimizerRecord
 from mmcli.lmm.terms import ReTerm, lower_bounds, templates, theta_offsets
@@ -95,7 +95,8 @@ class LmmFit:
 
 
 def working_results(g: Gram, f: Factor, theta: np.ndarray, dof: Dof, X: np.ndarray) -> WorkingFit:
-    """Everything at theta in the working parametrization, from the Gram matrix and the factor."""
+    """Everything at theta in the working parametrization, from the Gram matrix and the factor (which is
+    consumed: the inverse of its leading block is computed in its memory)."""
     p, qR = g.p, g.qR
     beta, uR, u0 = _modes(g, f)
     sigma = sigma_hat(f.pwrss, dof)
@@ -122,14 +123,18 @@ def working_results(g: Gram, f: Factor, theta: np.ndarray, dof: Dof, X: np.ndarr
 
 
 def _modes(g: Gram, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """beta, u_R and u_0 by back-substitution (the y row of L holds the right-hand side)."""
+    """beta, u_R and u_0 at theta. [u_R; beta] solves L'[u_R; beta; -1] = [0; ...; -r], one back-substitution
+    on the whole factor (in Fortran order as L' is, so LAPACK copies nothing); u_0 per level of block 0."""
     p, qR = g.p, g.qR
     Lr = f.Lrest
-    ly = Lr[-1, :]
-    beta = np.linalg.solve(Lr[qR : qR + p, qR : qR + p].T, ly[qR : qR + p]) if p else np.zeros(0)
-    uR = np.zeros(0)
-    if qR:
-        uR = sla.solve_triangular(Lr[:qR, :qR].T, ly[:qR] - Lr[qR : qR + p, :qR].T @ beta, lower=False)
+    b = np.zeros(Lr.shape[0])
+    b[-1] = Lr[-1, -1]
+    if Lr[-1, -1] > 0 and Lr.flags.c_contiguous and Lr.shape[0] > 1:
+        z, _ = sla.lapack.dtrtrs(Lr.T, b, lower=0)
+        x = -z[:-1]
+    else:  # r = 0 (a perfect fit): the leading block's back-substitution, L_11' x = l_y
+        x = np.linalg.solve(np.tril(Lr[:-1, :-1]).T, Lr[-1, :-1]) if Lr.shape[0] > 1 else np.zeros(0)
+    uR, beta = x[:qR], x[qR : qR + p]
     if g.first is None:
         return beta, uR, np.zeros(0)
     nl0, p0 = g.first.nlevels, g.first.p
@@ -137,8 +142,7 @@ def _modes(g: Gram, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if g.AR0 is not None:
         rhs = rhs - g.AR0.T @ (g.lambda_rest(g.rest_templates(f.templates)) @ uR)
     rhs = (rhs.reshape(nl0, p0) @ f.templates[0]).reshape(nl0, p0, 1)  # Lambda_0' r per level
-    u0 = _solve_levels(f.L00, rhs).reshape(nl0, p0)
-    return beta, uR, u0.ravel()
+    return beta, uR, _solve_levels(f.L00, rhs).ravel()
 
 
 def _solve_levels(L: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -152,7 +156,7 @@ def _solve_levels(L: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 def _per_block(g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """u and its conditional covariance (up to sigma^2) per block, as (nl, pb) and (nl, pb, pb) arrays."""
     qR = g.qR
-    Sinv = _inverse_from_cholesky(f.Lrest[:qR, :qR]) if qR else np.zeros((0, 0))
+    Sinv = inverse_in_place(g, f.Lrest, reml=False) if qR else np.zeros((0, 0))  # consumes the factor
     u_blocks, cov_blocks = [], []
     if g.first is not None:
         nl0, p0 = g.first.nlevels, g.first.p
@@ -175,23 +179,13 @@ def _per_block(g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray) -> tuple[list
     return u_blocks, cov_blocks
 
 
-def _inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
-    """(L L')^-1 from the lower Cholesky factor L (LAPACK dpotri), symmetrized."""
-    inv, info = sla.lapack.dpotri(L, lower=1)
-    if info != 0:
-        Li = sla.solve_triangular(L, np.eye(L.shape[0]), lower=True)
-        return Li.T @ Li
-    inv = np.tril(inv)
-    return inv + np.tril(inv, -1).T
-
-
 def _sparse_quadratic_blocks(H: sp.csc_matrix, M: np.ndarray, nl: int, p: int) -> np.ndarray:
     """For each level j (columns j*p .. j*p+p-1 of the sparse H): H_j' M H_j, as an (nl, p, p) array.
     M H is formed for a chunk of columns at a time (a sparse-dense product), then multiplied elementwise with
     H and summed by column: about nnz(H) * rows(M) operations and bounded memory."""
     q = H.shape[1]
     out = np.zeros((nl, p, p))
-    step = max(p, ((1 << 23) // max(M.shape[0], 1)) // p * p)
+    step = max(p, ((1 << 19) // max(M.shape[0], 1)) // p * p)
     for c0 in range(0, q, step):
         Hc = H[:, c0 : c0 + step]
         MH = np.asarray((Hc.T @ M).T)  # M symmetric: (H' M)' = M H

@@ -9,6 +9,11 @@ the end: in the interior each coordinate's Newton step must gain nothing (the gr
 resolution of the criterion), and at an active bound the derivative into the feasible side must be
 non-negative for both signs of the column. A point that fails gives a lower point near it, from which the
 optimizer starts again; the best point is kept.
+
+The steps off a bound reach 0.3 (in units of the column's scale), not only the first-order neighbourhood: the
+criterion is even in a scalar term's theta, so its derivative at 0 is exactly zero and 0 is always a KKT point.
+A gradient-based optimizer whose first step is projected onto the bound stops there with a zero projected
+gradient; only a point further up the feasible side shows that 0 is a maximum along that direction.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 from mmcli.lmm.terms import ReTerm, theta_offsets
 
 STEP = 1e-4  # relative finite-difference step (of max(|theta_i|, 0.1))
-BOUND_STEPS = (1e-4, 1e-3, 1e-2)  # steps off an active bound
+BOUND_STEPS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 3.0)  # steps off an active bound (units of max(|column|, 0.1))
 MAX_RESTARTS = 3
 
 

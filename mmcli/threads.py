@@ -1,0 +1,55 @@
+"""How many BLAS threads the numeric core uses: chosen in-process from the size of the dense matrix factored at
+each evaluation, or given (``--threads N``).
+
+OpenBLAS's threads busy-wait for work. On a machine whose cores are also busy with something else they spin
+against it, and a factorization that takes milliseconds on one thread takes ten times longer on two (measured in
+docs/methods.md, "BLAS threads"). Two threads pay only for large dense blocks on an otherwise idle machine. So
+below TWO_THREADS_MIN_ORDER the core runs on one thread; at or above it, it keeps the threads the process
+started with (OPENBLAS_NUM_THREADS and friends are respected: the automatic choice only ever lowers the count).
+``--threads N`` sets the count exactly, for the whole of each fit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+TWO_THREADS_MIN_ORDER = 4000
+"""The smallest order of the dense block for which the process's own BLAS thread count is kept."""
+
+_GIVEN: ContextVar[int | None] = ContextVar("mmcli_threads", default=None)
+
+
+@contextlib.contextmanager
+def use_threads(n: int | None) -> Iterator[None]:
+    """Fits inside the block use exactly ``n`` BLAS threads (None: chosen from the size)."""
+    if n is not None and n < 1:
+        raise ValueError("the number of threads must be at least 1")
+    token = _GIVEN.set(n)
+    try:
+        yield
+    finally:
+        _GIVEN.reset(token)
+
+
+def threads_for(order: int) -> int | None:
+    """The BLAS thread count for a dense block of this order: the given count, 1 below the threshold, or None
+    (keep the process's own)."""
+    given = _GIVEN.get()
+    if given is not None:
+        return given
+    return 1 if order < TWO_THREADS_MIN_ORDER else None
+
+
+@contextlib.contextmanager
+def blas_threads(order: int) -> Iterator[None]:
+    """Run the block with the BLAS thread count of :func:`threads_for` (threadpoolctl, in-process)."""
+    n = threads_for(order)
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield

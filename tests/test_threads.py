@@ -1,0 +1,74 @@
+"""BLAS threads chosen in-process (mmcli/threads.py) and the --threads option.
+
+Nothing here is timed: the tests hold the choice (one thread below the threshold, the process's own count at or
+above it, exactly N when given) and that the limit is in force inside a fit and lifted after it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import OPT_DEV, run_in_process
+from threadpoolctl import threadpool_info
+
+from mmcli import threads
+from mmcli.lmm import LmmModel, indicator_term
+
+
+def blas_counts() -> list[int]:
+    return [int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_choice_from_the_order_of_the_dense_block():
+    assert threads.threads_for(threads.TWO_THREADS_MIN_ORDER - 1) == 1
+    assert threads.threads_for(threads.TWO_THREADS_MIN_ORDER) is None  # the process's own count
+    with threads.use_threads(3):
+        assert threads.threads_for(10) == 3 and threads.threads_for(10**5) == 3
+    assert threads.threads_for(10) == 1  # the choice holds inside the block only
+
+
+def test_use_threads_rejects_zero():
+    with pytest.raises(ValueError), threads.use_threads(0):
+        pass
+
+
+def test_limit_in_force_during_a_fit_and_lifted_after(monkeypatch):
+    """The core's BLAS calls run under the chosen limit: seen from inside an evaluation of the criterion."""
+    before = blas_counts()
+    seen: list[list[int]] = []
+    import mmcli.lmm.model as model_module
+
+    real = model_module.criterion_and_gradient
+
+    def spy(*args, **kw):
+        seen.append(blas_counts())
+        return real(*args, **kw)
+
+    monkeypatch.setattr(model_module, "criterion_and_gradient", spy)
+    rng = np.random.default_rng(0)
+    n = 200
+    g = rng.integers(0, 10, n)
+    y = rng.standard_normal(10)[g] + rng.standard_normal(n)
+    term = indicator_term("g", ("(Intercept)",), g, [str(i) for i in range(10)], np.ones((n, 1)))
+    with threads.use_threads(2):
+        LmmModel(np.ones((n, 1)), y, [term]).fit(reml=False)
+    assert seen and all(c and all(k == 2 for k in c) for c in seen)
+    seen.clear()
+    LmmModel(np.ones((n, 1)), y, [term]).fit(reml=False)  # a small block: one thread
+    assert seen and all(c and all(k == 1 for k in c) for c in seen)
+    assert blas_counts() == before
+
+
+def test_command_line_threads_option():
+    path = "sample_data/penicillin.csv"
+    formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+    one = run_in_process(["fit", path, formula, "--threads", "1", "--json"]).json()
+    two = run_in_process(["fit", path, formula, "--threads", "2", "--json"]).json()
+    assert abs(one["loglik"] - two["loglik"]) <= OPT_DEV
+    bad = run_in_process(["fit", path, formula, "--threads", "0"])
+    assert bad.code == 2 and bad.error_lines and "--threads" in bad.err
+    for command in (
+        ["ranef", path, formula],
+        ["gamm", "sample_data/sleepstudy.csv", "Reaction ~ s(Days) + (1|Subject)"],
+    ):
+        assert run_in_process([*command, "--threads", "1", "--optimizer", "bobyqa", "--json"]).code == 0
