@@ -182,6 +182,8 @@ def gam_dict(
                     "knots": None,
                     "lambda": finite(lams[0]),
                     "coefficients": plain(fit.beta[blk.cols]),
+                    "levels": list(blk.levels),
+                    "std_errors": plain(se[blk.cols]),
                 }
             )
             var = fit.scale / lams[0]

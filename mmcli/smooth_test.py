@@ -349,7 +349,14 @@ def gam_smooth_tests(fit: GamFit, design: GamDesign) -> list[SmoothTest]:
         for blk in design.blocks
     ]
     tests = smooth_tests(
-        fit.beta, fit.Vp, RtR, S_lambda, fit.Vp @ RtR @ fit.Vp / fit.scale, fit.scale, fit.n - float(fit.edf.sum()), blocks
+        fit.beta,
+        fit.Vp,
+        RtR,
+        S_lambda,
+        fit.Vp @ RtR @ fit.Vp / fit.scale,
+        fit.scale,
+        fit.n - float(fit.edf.sum()),
+        blocks,
     )
     return [replace(t, edf=float(fit.edf[blk.cols].sum())) for t, blk in zip(tests, design.blocks)]
 
