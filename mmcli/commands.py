@@ -243,7 +243,7 @@ def run_gamm(
     if any(t.kind == "te" for t in spec.tensors):  # overlapping penalties: mgcv's gam (mmcli.gam_design)
         from mmcli.gam_command import run_gam
 
-        return run_gam(path, opts, spec, table, reml=reml, predict=predict)  # type: ignore[no-any-return]
+        return run_gam(path, opts, spec, table, reml=reml, predict=predict, re_form=re_form)  # type: ignore[no-any-return]
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
     g = fit_gamm(design, reml=reml)
     notes = list(table.notes)

@@ -112,16 +112,25 @@ def test_cli_ranef_of_te_and_t2():
         assert np.allclose([r["cond_sd"] for r in d["ranef"]], want["sd"], rtol=OPT_PAR, atol=0)
 
 
-def test_cli_t2_conditional_predictions(tmp_path: Path):
+@pytest.mark.parametrize("key", ["te_re", "t2_re"])
+def test_cli_conditional_predictions(tmp_path: Path, key):
+    """te: predict.gam with the group (fit and se); t2: gamm4's population prediction plus ranef(fit$mer)."""
     grid = REF["grid"]
     path = tmp_path / "new.csv"
     pd.DataFrame({"x": grid["x"], "z": grid["z"], "g": grid["g"]}).to_csv(path, index=False)
     data = str(REFERENCE_DIR / "tensor_surface.csv")
-    args = ["gamm", data, REF["t2_re"]["mmcli"], "--predict", str(path), "--re-form", "conditional", "--json"]
+    args = ["gamm", data, REF[key]["mmcli"], "--predict", str(path), "--re-form", "conditional", "--json"]
     d = run_in_process(args).json()
+    assert d["re_form"] == "conditional"
     fit = np.array([r["fit"] for r in d["predictions"]])
-    want = np.asarray(REF["t2_re"]["conditional"]["fit"])
-    assert np.max(np.abs(fit - want)) < OPT_PAR * np.max(np.abs(want))
+    want = REF[key]["conditional"]
+    if key == "te_re":
+        se = np.array([r["se"] for r in d["predictions"]])
+        assert np.max(np.abs(fit - want["fit"]) / np.asarray(want["se"])) < OPT_PAR
+        assert np.allclose(se, want["se"], rtol=OPT_PAR, atol=0)
+    else:
+        assert "se" not in d["predictions"][0]
+        assert np.max(np.abs(fit - want["fit"])) < OPT_PAR * np.max(np.abs(want["fit"]))
 
 
 def test_cli_fit_refuses_te_and_t2_naming_all_smooths():
