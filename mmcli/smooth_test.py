@@ -47,9 +47,9 @@ class SmoothBlock:
     index: tuple[int, ...]  # its coefficients' positions in the full coefficient vector
     null_space_dim: int  # unpenalized directions after the constraint (0 for cs: every direction penalized)
     edf: float
-    # the block's own R'R where mgcv tests it on other columns than the fit's: a t2, fitted with its constraint
-    # on the unpenalized columns only, is tested (as gamm4's object holds it) in the basis constrained to sum
-    # to zero over the data, whose span is that of the fit's columns centred by their means
+    # the block's own R'R where it is tested on other columns than the fit's: a t2 fitted as a gam (with its
+    # constraint on the unpenalized columns only) is tested on its columns centred by their means, the span of
+    # mgcv's prediction basis (the whole basis constrained to sum to zero over the data)
     RtR: np.ndarray | None = None
 
 
@@ -309,11 +309,14 @@ def gamm_smooth_tests(g: GammFit, design: Design) -> list[SmoothTest]:
             S = sm.S[mixed.index] if isinstance(sm.S, tuple) else sm.S
             S_lambda[rows, rows] += (SP_AT_ZERO_VARIANCE if lam is None else lam) * S if mixed.rank > 0 else 0.0
         edf = float(sum(g.edf[i] for i in parts))
-        own = None
-        if sm.bs == "t2":
-            own = xtvinvx_others(sm.X - sm.X.mean(axis=0), fit, design) / fit.sigma**2
-        blocks[j] = SmoothBlock(sm.term, tuple(range(rows.start, rows.stop)), sm.null_space_dim, edf, own)
-        cols.append(sm.X)
+        Xb = sm.X
+        if sm.bs == "t2":  # gamm4's object holds a t2's coefficients in its prediction basis
+            Xb, A = _t2_prediction_basis(sm, g.smooths[j].x)
+            M[rows] = A @ M[rows]
+            Ainv = np.linalg.pinv(A)
+            S_lambda[rows, rows] = Ainv.T @ S_lambda[rows, rows] @ Ainv
+        blocks[j] = SmoothBlock(sm.term, tuple(range(rows.start, rows.stop)), sm.null_space_dim, edf)
+        cols.append(Xb)
         row = rows.stop
     coef = M @ g.gamma_hat()
     Vp = M @ g.Vg @ M.T
@@ -365,3 +368,15 @@ def _centred_rtr(Xb: np.ndarray) -> np.ndarray:
     """R'R of a (weighted) block with its columns centred by their means."""
     Xc = Xb - Xb.mean(axis=0)
     return np.asarray(Xc.T @ Xc)
+
+
+def _t2_prediction_basis(sm: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A t2's prediction basis, as gamm4's gam object holds it: the unconstrained basis X0 with the whole of it
+    constrained to sum to zero over the data (smoothCon's Householder absorption of C = 1'X0), and the map A
+    from the fit's coefficients to that basis's (X_pred A = the fit's columns centred by their means)."""
+    from mmcli.smooths import constraint_null_space
+
+    X0 = sm.unconstrained_matrix(x)
+    Xp = X0 @ constraint_null_space(X0.sum(axis=0)[None, :])
+    A = np.linalg.lstsq(Xp, sm.X - sm.X.mean(axis=0), rcond=None)[0]
+    return Xp, A

@@ -79,17 +79,28 @@ def gamm_fit(key: str, at_r: bool) -> Any:
 
 @pytest.mark.parametrize("key", ["t2", "t2_re", "t2_weak"])
 def test_t2_smooth_table_is_one_row_with_gamm4s_edf(key):
-    """One row for the whole t2 (its parts share it), its EDF and Ref.df gamm4's. gamm4's F for a t2 is not
-    compared: its summary takes R from the fit basis and the coefficients from the prediction basis."""
+    """One row for the whole t2 (its parts share it), with gamm4's EDF and Ref.df (t2_weak: two of its three
+    variances are zero, where gamm4 keeps the smoothing parameters at 1e10)."""
     g = gamm_fit(key, at_r=True)
     r = REF[key]["s_table"][0]
     assert len({id(t) for t in g.tests}) == 1
     t = g.tests[0]
-    tol = R_SP_FLOOR if key == "t2_weak" else EXACT  # t2_weak: two of the three variances are zero
+    tol = R_SP_FLOOR if key == "t2_weak" else EXACT
     assert t.term == r["term"] == "t2(x,z)"
     assert close(t.edf, r["edf"], tol)
     assert close(t.ref_df, r["Ref.df"], tol)
-    assert t.test == "Wood 2013a" and t.F > 0 and 0 <= t.p_value <= 1
+    assert t.test == "Wood 2013a"
+
+
+@pytest.mark.parametrize("key", ["t2", "t2_re"])
+@pytest.mark.parametrize("at_r", [True, False])
+def test_t2_smooth_test_in_the_prediction_basis(key, at_r):
+    """F and p of a t2 as mgcv's testStat defines them on gamm4's object: its coefficients, Vp and R'R all in
+    the prediction basis (s_table_consistent; gamm4's own summary takes R from its fit basis, see the script)."""
+    t = gamm_fit(key, at_r).tests[0]
+    want = REF[key]["s_table_consistent"]
+    assert close(t.F, want["F"], EXACT if at_r else S_TABLE)
+    assert abs(t.p_value - want["p_value"]) <= R_DAVIES
 
 
 def test_t2_ranef_at_gamm4_theta():
