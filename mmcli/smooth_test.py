@@ -31,9 +31,9 @@ import numpy as np
 import scipy.stats
 
 if TYPE_CHECKING:
+    from mmcli.design import Design
     from mmcli.gam_design import GamDesign
     from mmcli.gam_reml import GamFit
-    from mmcli.design import Design
     from mmcli.gamm import GammFit
 
 EPS = float(np.finfo(float).eps)

@@ -97,7 +97,7 @@ def join_t2_rows(smooths: list[dict[str, Any]], parts: list[Any]) -> list[dict[s
                 "k": list(sm.k),
                 "margins": [{"var": mg.var, "bs": mg.bs, "k": mg.k} for mg in sm.margins],
                 "edf": 0.0,
-                **{key: row[key] for key in ("ref_df", "F", "p_value", "test") if key in row},  # one test per t2
+                **{f: row[f] for f in ("ref_df", "F", "p_value", "test") if f in row},  # one test per t2
                 "knots": [[float(v) for v in kn] for kn in sm.knots],
                 "lambda": [],
                 "variance": [],
