@@ -91,13 +91,14 @@ def join_t2_rows(smooths: list[dict[str, Any]], parts: list[Any]) -> list[dict[s
         key = id(sp.smooth)
         if key not in seen:
             sm = sp.smooth
+            tests: dict[str, Any] = {f: row[f] for f in ("ref_df", "F", "p_value", "test") if f in row}
             seen[key] = joined = {
                 "term": sm.term,
                 "basis": "t2",
                 "k": list(sm.k),
                 "margins": [{"var": mg.var, "bs": mg.bs, "k": mg.k} for mg in sm.margins],
                 "edf": 0.0,
-                **{f: row[f] for f in ("ref_df", "F", "p_value", "test") if f in row},  # one test per t2
+                **tests,  # one test per t2: its parts carry the same
                 "knots": [[float(v) for v in kn] for kn in sm.knots],
                 "lambda": [],
                 "variance": [],
