@@ -144,17 +144,16 @@ def run_ranef(
     """`mmcli ranef`: the conditional modes and standard deviations of the random effects. A formula with
     smooths is fitted as `gamm` fits it (REML unless ``reml`` is False, as gamm4) and its grouping factors'
     effects are listed (the smooths' random parts are not); otherwise ML unless ``reml``."""
-    from mmcli.gamm_predict import gamm_ranef_check
+    from mmcli.gamm_predict import gam_ranef_rows, gamm_ranef_check
 
     if gamm_ranef_check(opts.spec(smooths=True)):
         out = run_gamm(path, opts, reml=reml is not False)
-        fit = out.result.lmm
         if method != "fast":
             out.notes.append(f"--method {method} is for models without smooths; this one is fitted as gamm fits it.")
+        rows = ranef_rows(out.result.lmm) if out.result is not None else gam_ranef_rows(out.data)
     else:
         out = _lmm_outcome(path, opts, bool(reml), method, progress)
-        fit = out.result
-    rows = ranef_rows(fit)
+        rows = ranef_rows(out.result)
     out.data = {"ranef": rows, "fit": out.data}
     out.csv_rows, out.csv_columns = rows, ["group", "level", "term", "mode", "cond_sd"]
     return out
@@ -254,7 +253,7 @@ def run_gamm(
     if any(t.kind == "te" for t in spec.tensors):  # overlapping penalties: mgcv's gam (mmcli.gam_design)
         from mmcli.gam_command import run_gam
 
-        return run_gam(path, opts, spec, table, reml=reml, predict=predict)  # type: ignore[no-any-return]
+        return run_gam(path, opts, spec, table, reml=reml, predict=predict, re_form=re_form)  # type: ignore[no-any-return]
     design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
     g = fit_gamm(design, reml=reml)
     notes = list(table.notes)

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from mmcli import data as dataio
 
 
-def run_gam(path: str, opts: Any, spec: Any, table: dataio.Table, *, reml: bool, predict: str | None) -> Any:
+def run_gam(
+    path: str,
+    opts: Any,
+    spec: Any,
+    table: dataio.Table,
+    *,
+    reml: bool,
+    predict: str | None,
+    re_form: str = "population",
+) -> Any:
     """Fit, report and predict; ``table`` holds the model's columns, already read."""
     from mmcli.commands import Outcome
     from mmcli.gam_design import build_gam_design, gam_dict
@@ -34,33 +45,53 @@ def run_gam(path: str, opts: Any, spec: Any, table: dataio.Table, *, reml: bool,
     )
     rows, columns = d["fixed_effects"], ["term", "estimate", "std_error", "t_value"]
     if predict:
-        rows, predicted_notes = _predictions(predict, spec, opts, design, fit)
-        d["predictions"] = rows
+        rows, predicted_notes = _predictions(predict, spec, opts, design, fit, re_form == "conditional")
+        d["predictions"], d["re_form"] = rows, re_form
         notes += predicted_notes
         columns = list(rows[0].keys()) if rows else ["fit", "se"]
     return Outcome(d, rows, columns, None, notes, fit.converged)
 
 
-def _predictions(path: str, spec: Any, opts: Any, design: Any, fit: Any) -> tuple[list[dict[str, Any]], list[str]]:
-    """Population-level predictions for the rows of the --predict file (its grouping columns are not needed:
-    the random intercepts are excluded, as mgcv's ``predict.gam(exclude = "s(g)")``)."""
+def _predictions(
+    path: str, spec: Any, opts: Any, design: Any, fit: Any, conditional: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Predictions for the rows of the --predict file: population level (the random intercepts excluded, as
+    mgcv's ``predict.gam(exclude = "s(g)")``; the grouping columns are not needed), or conditional on each row's
+    group (``predict.gam`` with the group: the s(g, bs = "re") coefficient of the row's level is added, 0 for a
+    level the fit has not seen), both with predict.gam's standard errors."""
     from mmcli.commands import _predict_table, predict_notes
     from mmcli.errors import DataError
     from mmcli.gam_design import predict_gam
+    from mmcli.predict import _labels, levels_note
 
     groups = {f for t in spec.random for f in t.factors}
-    need = [c for c in spec.variables() if c != spec.response and c not in groups]
+    need = [c for c in spec.variables() if c != spec.response and (conditional or c not in groups)]
     svars = {s.var for s in spec.smooths} | {v for t in spec.tensors for v in t.vars} | {o.var for o in spec.offsets}
+    cats = [c for c in need if c in opts.factor or (c in groups and c not in svars)]
     new = _predict_table(
         path,
         numeric=[c for c in need if c in svars],
-        categorical=[c for c in need if c in opts.factor],
-        other=[c for c in need if c not in svars and c not in opts.factor],
+        categorical=cats,
+        other=[c for c in need if c not in svars and c not in cats],
         na=opts.na,
     )
+    notes = predict_notes(new)
     try:
-        fit_, se = predict_gam(fit, *design.new_rows(new.frame))
+        G, offset = design.new_rows(new.frame)
+        if conditional:
+            per: dict[str, int] = {}
+            is_new = np.zeros(len(new.frame), dtype=bool)
+            for blk, rt in zip([b for b in design.blocks if b.kind == "re"], spec.random):
+                index = {lab: j for j, lab in enumerate(blk.levels)}
+                lev = np.array([index.get(lab, -1) for lab in _labels(new.frame, rt.factors)], dtype=np.int64)
+                seen = np.flatnonzero(lev >= 0)
+                G[seen, blk.cols[lev[seen]]] = 1.0
+                if seen.size < lev.size:
+                    per[blk.label] = int(lev.size - seen.size)
+                is_new |= lev < 0
+            notes += [n for n in [levels_note(per, is_new, "--predict")] if n]
+        fit_, se = predict_gam(fit, G, offset)
     except DataError as e:
         raise DataError(f"In the --predict file: {e}") from None
     values = dataio.records(new, need)
-    return [{**v, "fit": float(f), "se": float(s)} for v, f, s in zip(values, fit_, se)], predict_notes(new)
+    return [{**v, "fit": float(f), "se": float(s)} for v, f, s in zip(values, fit_, se)], notes

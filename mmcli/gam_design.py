@@ -163,10 +163,29 @@ def gam_dict(
     lam_of: dict[int, list[float]] = {}
     for pen, lam in zip(design.penalties, fit.lam):
         lam_of.setdefault(pen.block, []).append(float(lam))
+    from mmcli.smooth_test import gam_smooth_tests
+
+    tests = gam_smooth_tests(fit, design)
     smooths, re_rows, ngroups = [], [], {}
     for b, blk in enumerate(design.blocks):
         lams = lam_of[b]
-        if blk.kind == "re":
+        t = tests[b]
+        row = {"ref_df": finite(t.ref_df), "F": finite(t.F), "p_value": finite(t.p_value), "test": t.test}
+        if blk.kind == "re":  # summary.gam lists s(g, bs = "re") among the smooth terms
+            smooths.append(
+                {
+                    "term": t.term,
+                    "basis": "re",
+                    "k": len(blk.levels),
+                    "edf": finite(t.edf),
+                    **row,
+                    "knots": None,
+                    "lambda": finite(lams[0]),
+                    "coefficients": plain(fit.beta[blk.cols]),
+                    "levels": list(blk.levels),
+                    "std_errors": plain(se[blk.cols]),
+                }
+            )
             var = fit.scale / lams[0]
             re_rows.append(
                 {"group": blk.label, "term": "(Intercept)", "variance": finite(var), "std_dev": finite(math.sqrt(var))}
@@ -181,6 +200,7 @@ def gam_dict(
                 "basis": sm.bs,
                 "k": sm.k if one else list(sm.k),
                 "edf": finite(float(fit.edf[blk.cols].sum())),
+                **row,
                 "knots": plain(sm.knots),
                 "lambda": finite(lams[0]) if one else [finite(v) for v in lams],
                 "coefficients": plain(fit.beta[blk.cols]),

@@ -85,7 +85,7 @@ def check_re_form(spec: ModelSpec, re_form: str, predict: str | None) -> None:
 
 def gamm_ranef_check(spec: ModelSpec) -> bool:
     """Whether ranef fits this formula as a gamm (it has smooths); such a formula needs a grouping factor."""
-    if not spec.smooths:
+    if not spec.smooths and not spec.tensors:
         return False
     if not spec.random:
         raise UsageError(
@@ -142,3 +142,14 @@ def gamm_predictions(
     if conditional:
         return [{**v, "fit": float(f + e)} for v, f, e in zip(values, fit, extra)], notes
     return [{**v, "fit": float(f), "se": float(s)} for v, f, s in zip(values, fit, se)], notes
+
+
+def gam_ranef_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The random intercepts of a model fitted as mgcv's gam (a te() formula): the coefficients of each
+    s(g, bs = "re") (mgcv's conditional modes) and their posterior standard deviations, sqrt(diag(Vp))."""
+    return [
+        {"group": s["term"][2:-1], "level": lev, "term": "(Intercept)", "mode": b, "cond_sd": sd}
+        for s in d["smooths"]
+        if s["basis"] == "re"
+        for lev, b, sd in zip(s["levels"], s["coefficients"], s["std_errors"])
+    ]

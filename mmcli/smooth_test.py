@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.stats
 
 if TYPE_CHECKING:
     from mmcli.design import Design
+    from mmcli.gam_design import GamDesign
+    from mmcli.gam_reml import GamFit
     from mmcli.gamm import GammFit
 
 EPS = float(np.finfo(float).eps)
@@ -45,6 +47,10 @@ class SmoothBlock:
     index: tuple[int, ...]  # its coefficients' positions in the full coefficient vector
     null_space_dim: int  # unpenalized directions after the constraint (0 for cs: every direction penalized)
     edf: float
+    # the block's own R'R where it is tested on other columns than the fit's: a t2 fitted as a gam (with its
+    # constraint on the unpenalized columns only) is tested on its columns centred by their means, the span of
+    # mgcv's prediction basis (the whole basis constrained to sum to zero over the data)
+    RtR: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -203,23 +209,22 @@ def re_test(b: np.ndarray, M: np.ndarray, Ve: np.ndarray, sigma2: float, res_df:
 def smooth_tests(
     coef: np.ndarray,
     Vp: np.ndarray,
-    G: np.ndarray,
+    RtR: np.ndarray,
     S_lambda: np.ndarray,
+    Ve: np.ndarray,
     sigma2: float,
     residual_df: float,
     blocks: Sequence[SmoothBlock],
 ) -> list[SmoothTest]:
     """The smooth-terms table of ``summary.gam`` (scale estimated), one row per smooth.
 
-    ``coef`` holds all coefficients in mgcv's parametrization, ``Vp`` their Bayesian covariance, ``G`` =
-    X'V0^-1 X (V0 the covariance of y over sigma^2, so G / sigma^2 is what mgcv's R'R holds), ``S_lambda`` the
-    total penalty sum_j lambda_j S_j, and ``residual_df`` = n - (total EDF). A smooth with a null space gets
-    :func:`wood_test` with rank min(columns, EDF); one without, :func:`re_test` with the frequentist covariance
-    Ve = Vp (G / sigma^2) Vp and the penalized normal matrix H = G / sigma^2 + S_lambda (as mgcv's ``recov``
-    forms them from a gamm4 fit)."""
-    H = G / sigma2 + S_lambda
-    Ve = Vp @ (G / sigma2) @ Vp
-    Ve = (Ve + Ve.T) / 2
+    ``coef`` holds all coefficients in mgcv's parametrization, ``Vp`` their Bayesian covariance, ``RtR`` what
+    the fitted object's R'R holds, ``S_lambda`` its total penalty sum_j sp_j S_j (so that RtR + S_lambda is
+    the penalized normal matrix ``recov`` factors), ``Ve`` the frequentist covariance and ``residual_df`` =
+    n - (total EDF). A smooth with a null space gets :func:`wood_test` with rank min(columns, EDF) (the EDF
+    given in its block: mgcv's edf1 where the fit has one); one without, :func:`re_test` on the Schur complement
+    of its block of the penalized normal matrix."""
+    H = RtR + S_lambda
     out = []
     for blk in blocks:
         ind = np.asarray(blk.index, dtype=int)
@@ -235,12 +240,23 @@ def smooth_tests(
             stat, pval, rank = re_test(p, (M + M.T) / 2, Ve[np.ix_(ind, ind)], sigma2, residual_df)
             test = "Wood 2013b"
         else:
-            R = upper_root(G[np.ix_(ind, ind)])
+            R = upper_root(RtR[np.ix_(ind, ind)] if blk.RtR is None else blk.RtR)
             stat, pval, rank = wood_test(p, R, Vp[np.ix_(ind, ind)], min(float(ind.size), blk.edf), residual_df)
             test = "Wood 2013a"
         F = stat / rank if rank > 0 else float("nan")
         out.append(SmoothTest(blk.term, blk.edf, rank, stat, F, pval, test))
     return out
+
+
+def _maps(mixed: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The linear maps from a smooth part's random and fixed coefficients to the smooth's coefficients (the
+    columns of ``mixed.coefficients`` at unit vectors): one part of a t2 fills its own block of columns."""
+    r, f = mixed.rank, len(mixed.fixed_names)
+    eye_r, eye_f = np.eye(r), np.eye(f)
+    rand = [mixed.coefficients(eye_r[i], np.zeros(f)) for i in range(r)]
+    fixed = [mixed.coefficients(np.zeros(r), eye_f[i]) for i in range(f)]
+    m = mixed.coefficients(np.zeros(r), np.zeros(f)).size
+    return np.array(rand).reshape(r, m).T, np.array(fixed).reshape(f, m).T
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,44 +267,116 @@ SP_AT_ZERO_VARIANCE = 1e10
 
 
 def gamm_smooth_tests(g: GammFit, design: Design) -> list[SmoothTest]:
-    """The smooth-terms table of gamm4's ``summary(fit$gam)`` for a fitted gamm.
+    """The smooth-terms table of gamm4's ``summary(fit$gam)`` for a fitted gamm, one row per part of the fit
+    (the parts of one t2 share their smooth's row).
 
     gamm4's gam object is mgcv's parametrization of the fit: the parametric coefficients, then each smooth's
     coefficients in its constrained basis. Its covariance is Vp = M V_gamma M' (the Bayesian covariance of the
-    mixed-model fit mapped by beta_j = U_j (trans_D_j * [theta_j c_j; beta_fj]), gamm4's map back), its EDF
-    those of the mixed-model fit, and G = X'V0^-1 X is formed over the random effects that are not smooths, as
-    gamm4 forms its R. A smooth whose variance is zero gets gamm4's smoothing parameter 1e10."""
+    mixed-model fit mapped by each part's map back, gamm4's ``trans.U %*% (trans.D * b)``), its EDF the sum of
+    its parts' EDF, and R'R = X'V0^-1 X / sigma^2 is formed over the random effects that are not smooths, as
+    gamm4 forms its R. A t2 is tested as one smooth (all its coefficients, all its penalties); a part whose
+    variance is zero gets gamm4's smoothing parameter 1e10."""
     from mmcli.gamm import xtvinvx_others
 
     fit = g.lmm
     xn = list(fit.xnames)
     smooth_fixed = {name for sp in g.smooths for name in sp.mixed.fixed_names}
     param = [i for i, name in enumerate(xn) if name not in smooth_fixed]
+    owners: dict[int, list[int]] = {}  # smooth -> its parts
+    for j, sp in enumerate(g.smooths):
+        owners.setdefault(id(sp.smooth), []).append(j)
+    first = {parts[0]: parts for parts in owners.values()}
     n_rand = [sp.mixed.rank if sp.term >= 0 else 0 for sp in g.smooths]
-    n_gamma = len(xn) + sum(n_rand)
-    sizes = [sp.smooth.X.shape[1] for sp in g.smooths]
-    n_coef = len(param) + sum(sizes)
-    M = np.zeros((n_coef, n_gamma))
+    n_coef = len(param) + sum(g.smooths[j].smooth.X.shape[1] for j in first)
+    M = np.zeros((n_coef, len(xn) + sum(n_rand)))
     M[np.arange(len(param)), param] = 1.0
     S_lambda = np.zeros((n_coef, n_coef))
-    blocks, cols = [], [design.X[:, [design.xnames.index(xn[i]) for i in param]]]
+    blocks, cols = {}, [design.X[:, [design.xnames.index(xn[i]) for i in param]]]
     row, off = len(param), len(xn)
-    for j, (sp, m, q) in enumerate(zip(g.smooths, sizes, n_rand)):
-        mixed, rows = sp.mixed, slice(row, row + m)
-        r = mixed.rank
-        if q:
-            M[rows, off : off + q] = mixed.U[:, :r] * (mixed.trans_D[:r] * g.theta(j))
-            off += q
-        for i, name in enumerate(mixed.fixed_names):
-            if name in xn:
-                M[rows, xn.index(name)] = mixed.U[:, r + i]
-        lam = g.lam(j)
-        S_lambda[rows, rows] = (SP_AT_ZERO_VARIANCE if lam is None else lam) * sp.smooth.S if r > 0 else 0.0
-        blocks.append(SmoothBlock(sp.smooth.term, tuple(range(row, row + m)), sp.smooth.null_space_dim, g.edf[j]))
-        cols.append(sp.smooth.X)
-        row += m
+    for j, parts in first.items():
+        sm = g.smooths[j].smooth
+        rows = slice(row, row + sm.X.shape[1])
+        for i in parts:
+            mixed, q = g.smooths[i].mixed, n_rand[i]
+            rand, fixed = _maps(mixed)
+            if q:
+                M[rows, off : off + q] = rand * g.theta(i)
+                off += q
+            for c, name in enumerate(mixed.fixed_names):
+                if name in xn:
+                    M[rows, xn.index(name)] = fixed[:, c]
+            lam = g.lam(i)
+            S = sm.S[mixed.index] if isinstance(sm.S, tuple) else sm.S
+            S_lambda[rows, rows] += (SP_AT_ZERO_VARIANCE if lam is None else lam) * S if mixed.rank > 0 else 0.0
+        edf = float(sum(g.edf[i] for i in parts))
+        Xb = sm.X
+        if sm.bs == "t2":  # gamm4's object holds a t2's coefficients in its prediction basis
+            Xb, A = _t2_prediction_basis(sm, g.smooths[j].x)
+            M[rows] = A @ M[rows]
+            Ainv = np.linalg.pinv(A)
+            S_lambda[rows, rows] = Ainv.T @ S_lambda[rows, rows] @ Ainv
+        blocks[j] = SmoothBlock(sm.term, tuple(range(rows.start, rows.stop)), sm.null_space_dim, edf)
+        cols.append(Xb)
+        row = rows.stop
     coef = M @ g.gamma_hat()
     Vp = M @ g.Vg @ M.T
-    G = xtvinvx_others(np.column_stack(cols), fit, design)
+    RtR = xtvinvx_others(np.column_stack(cols), fit, design) / fit.sigma**2
     residual_df = fit.n - len(param) - float(sum(g.edf))
-    return smooth_tests(coef, (Vp + Vp.T) / 2, G, S_lambda, fit.sigma**2, residual_df, blocks)
+    Vp = (Vp + Vp.T) / 2
+    tests = smooth_tests(coef, Vp, RtR, S_lambda, Vp @ RtR @ Vp, fit.sigma**2, residual_df, list(blocks.values()))
+    by_smooth = {id(g.smooths[j].smooth): t for j, t in zip(blocks, tests)}
+    return [by_smooth[id(sp.smooth)] for sp in g.smooths]
+
+
+def gam_smooth_tests(fit: GamFit, design: GamDesign) -> list[SmoothTest]:
+    """The smooth-terms table of mgcv's ``summary.gam`` for a model fitted as mgcv's gam, one row per block
+    of the design, a random intercept s(g, bs = "re") included (summary.gam lists it, tested by ``reTest``).
+
+    mgcv's object: R'R = X'WX, the penalty sum_j sp_j S_j, Ve = Vp R'R Vp / scale, and each smooth tested at
+    rank min(columns, edf1) with edf1 = 2 edf - diag(F F), F = Vp X'WX / scale (mgcv's alternative EDF)."""
+    X = design.X if design.weights is None else design.X * np.sqrt(design.weights)[:, None]
+    RtR = X.T @ X
+    S_lambda = np.zeros_like(RtR)
+    for pen, lam in zip(design.penalties, fit.lam):
+        S_lambda[np.ix_(pen.cols, pen.cols)] += lam * pen.S
+    F = fit.Vp @ RtR / fit.scale
+    edf1 = 2 * np.diag(F) - np.einsum("ij,ji->i", F, F)
+    blocks = [
+        SmoothBlock(
+            blk.smooth.term if blk.smooth is not None else f"s({blk.label})",
+            tuple(int(c) for c in blk.cols),
+            0 if blk.kind == "re" else blk.smooth.null_space_dim,
+            float(edf1[blk.cols].sum()),
+            _centred_rtr(X[:, blk.cols]) if blk.kind == "t2" else None,
+        )
+        for blk in design.blocks
+    ]
+    tests = smooth_tests(
+        fit.beta,
+        fit.Vp,
+        RtR,
+        S_lambda,
+        fit.Vp @ RtR @ fit.Vp / fit.scale,
+        fit.scale,
+        fit.n - float(fit.edf.sum()),
+        blocks,
+    )
+    return [replace(t, edf=float(fit.edf[blk.cols].sum())) for t, blk in zip(tests, design.blocks)]
+
+
+def _centred_rtr(Xb: np.ndarray) -> np.ndarray:
+    """R'R of a (weighted) block with its columns centred by their means."""
+    Xc = Xb - Xb.mean(axis=0)
+    return np.asarray(Xc.T @ Xc)
+
+
+def _t2_prediction_basis(sm: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A t2's prediction basis, as gamm4's gam object holds it: the unconstrained basis X0 with the whole of it
+    constrained to sum to zero over the data (smoothCon's Householder absorption of C = 1'X0), and the map A
+    from the fit's coefficients to that basis's (X_pred A = the fit's columns centred by their means)."""
+    from mmcli.smooths import constraint_null_space
+
+    X0 = sm.unconstrained_matrix(x)
+    Xp = X0 @ constraint_null_space(X0.sum(axis=0)[None, :])
+    A = np.linalg.lstsq(Xp, sm.X - sm.X.mean(axis=0), rcond=None)[0]
+    return Xp, A

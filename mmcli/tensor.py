@@ -203,6 +203,13 @@ class TensorSmooth:
         return [mg.knots for mg in self.margins]
 
     @property
+    def null_space_dim(self) -> int:
+        """Directions of the constrained basis that no penalty reaches (0 when every direction is penalized)."""
+        total = sum(Sj / max(np.abs(Sj).max(), 1e-300) for Sj in self.S)
+        w = np.linalg.eigvalsh((total + np.transpose(total)) / 2)
+        return int(np.sum(w <= w.max() * 1e-10))
+
+    @property
     def var(self) -> list[str]:
         """The columns of the term (so that ``frame[var]`` gives its n × d data)."""
         return list(self.vars)

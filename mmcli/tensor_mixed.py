@@ -79,8 +79,9 @@ def t2_parts(sm: TensorSmooth) -> list[T2Part]:
 
 
 def join_t2_rows(smooths: list[dict[str, Any]], parts: list[Any]) -> list[dict[str, Any]]:
-    """The `gamm` JSON's smooth rows with the parts of each t2 joined into one row: EDF summed, one λ and one
-    variance per penalty block (lists, in mgcv's order), the coefficients added up."""
+    """The `gamm` JSON's smooth rows with the parts of each t2 joined into one row: EDF summed, the smooth's
+    one test (Ref.df, F, p-value: its parts carry the same), one λ and one variance per penalty block (lists,
+    in mgcv's order), the coefficients added up."""
     out: list[dict[str, Any]] = []
     seen: dict[int, dict[str, Any]] = {}
     for row, sp in zip(smooths, parts):
@@ -90,12 +91,14 @@ def join_t2_rows(smooths: list[dict[str, Any]], parts: list[Any]) -> list[dict[s
         key = id(sp.smooth)
         if key not in seen:
             sm = sp.smooth
+            tests: dict[str, Any] = {f: row[f] for f in ("ref_df", "F", "p_value", "test") if f in row}
             seen[key] = joined = {
                 "term": sm.term,
                 "basis": "t2",
                 "k": list(sm.k),
                 "margins": [{"var": mg.var, "bs": mg.bs, "k": mg.k} for mg in sm.margins],
                 "edf": 0.0,
+                **tests,  # one test per t2: its parts carry the same
                 "knots": [[float(v) for v in kn] for kn in sm.knots],
                 "lambda": [],
                 "variance": [],

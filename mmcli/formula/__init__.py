@@ -169,7 +169,9 @@ def _parse_formula(text: str, allow_smooths: bool) -> ModelSpec:
             random += _random_terms(term.inner, text)
         elif kind == "smooth":
             if not allow_smooths:
-                raise FormulaError("Smooth terms s(...) belong to 'mmcli gamm', not this command", text, term.pos)
+                raise FormulaError(
+                    "Smooth terms s(), te(), t2() belong to 'mmcli gamm', not this command", text, term.pos
+                )
             assert isinstance(term, Call)
             if term.func in TENSOR_FUNCTIONS:
                 tensors.append(tensor_term(term, text))
