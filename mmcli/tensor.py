@@ -195,6 +195,15 @@ class TensorSmooth:
         return self.kind
 
     @property
+    def by(self) -> None:
+        """Tensor products take no by variable (the interface of a one-term smooth)."""
+        return None
+
+    @property
+    def by_level(self) -> None:
+        return None
+
+    @property
     def k(self) -> tuple[int, ...]:
         return tuple(mg.k for mg in self.margins)
 
