@@ -20,7 +20,7 @@ from mmcli.cli_gamm import gamm_predict_options, ranef_reml_option
 from mmcli.cli_glmm import family_options
 from mmcli.cli_speed import speed_options
 from mmcli.errors import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, MmcliError, UsageError
-from mmcli.signals import Terminated, unwinding
+from mmcli.signals import Terminated, raise_pending, unwinding
 
 
 def split_list(values: tuple[str, ...]) -> list[str]:
@@ -412,6 +412,7 @@ def _main(args: list[str], debug: bool) -> None:
         output.say(f"Error: input or output failed{where}: {e.strerror or _one_line(str(e))}.")
         output.end_quietly(1)  # standard output may be what failed: drop what is still buffered
     except Exception as e:  # an unforeseen failure: still one line, the traceback behind --debug
+        raise_pending()  # unless a signal's exception came back as another error
         if debug:
             raise
         if type(e).__name__ == "LinAlgError":  # numpy's or scipy's: a factorization broke down

@@ -77,6 +77,14 @@ def _unwind(signum: int, frame: Any) -> None:
     raise Interrupted if signum == signal.SIGINT else Terminated(signum)
 
 
+def raise_pending() -> None:
+    """Raise the exception of a signal received inside `unwinding` if it has not yet left it: C code that converts
+    its arguments by calling back into Python (matplotlib's pybind11 functions) turns the signal's exception into
+    a TypeError of its own; the signal, not that error, is what happened."""
+    if _pending:
+        raise Interrupted if _pending[0] == signal.SIGINT else Terminated(_pending[0])
+
+
 def _retry(alarm: int, frame: Any) -> None:
     if _pending:
         _unwind(_pending[0], frame)
