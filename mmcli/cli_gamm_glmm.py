@@ -20,8 +20,7 @@ def run_gamm_family(family: str, link: str | None, nagq: int, fitted: bool, **kw
     if fitted:
         raise UsageError("--fitted applies to fit: with gamm, ask for predictions with --predict FILE.csv.")
     fmt, data, formula = kw.pop("fmt"), kw.pop("data"), kw.pop("formula")
-    if not kw.pop("reml"):
-        pass  # --ml is what a family fits anyway
+    kw.pop("reml")  # gamm's --reml default: a family is fitted by maximum likelihood (Laplace), as gamm4's glmer
     predict_path, plot_path, re_form = kw.pop("predict_path"), kw.pop("plot_path"), kw.pop("re_form")
     _check_plot_path(plot_path)
     with render.progress() as cb:

@@ -8,6 +8,7 @@ convergence, V = W^-1 + Z_o Lambda_o Lambda_o' Z_o' over the random effects that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,9 @@ def working_weights(fit: GlmmFit) -> np.ndarray:
     return fit.prior * fam.mu_eta(fit.eta) ** 2 / fam.variance(fit.mu)
 
 
-def fit_gamm_glmm(design: Design, fam: Family, y: np.ndarray, prior: np.ndarray, progress=None) -> GammGlmmFit:  # type: ignore[no-untyped-def]
+def fit_gamm_glmm(
+    design: Design, fam: Family, y: np.ndarray, prior: np.ndarray, progress: Callable[[int, float], None] | None = None
+) -> GammGlmmFit:
     """Fit ``y ~ parametric + s(x) + ... + (re terms)`` with a family as gamm4 does (glmer, Laplace)."""
     from mmcli.glmm import GlmmModel
 

@@ -16,8 +16,14 @@ def print_gamm_glmm(d: dict[str, Any], *, predictions: bool) -> None:
     print_glmm(d)
     st = render._plain_table("term", "basis", "k", "edf", "lambda", "variance", right=(2, 3, 4, 5))
     for s in d["smooths"]:
-        st.add_row(s["term"], s["basis"], str(s["k"]), render.fixed(s["edf"], 3), render.sig(s["lambda"]),
-                   render.sig(s["variance"]))
+        st.add_row(
+            s["term"],
+            s["basis"],
+            str(s["k"]),
+            render.fixed(s["edf"], 3),
+            render.sig(s["lambda"]),
+            render.sig(s["variance"]),
+        )
     parts: list[Any] = [Text("\nSmooth terms (link scale):", style="bold"), st]
     if predictions:
         rows = d.get("predictions") or []
