@@ -54,8 +54,10 @@ def run_gamm_glmm(
     base["offset"] = [str(o) for o in spec.offsets]
     d = gamm_dict(g, base)
     d["model"] = "gamm_glmm"
-    for s in d["smooths"]:  # no residual variance: the smooth's variance is 1 / lambda
+    for s, t in zip(d["smooths"], g.tests, strict=True):  # no residual variance: the smooth's variance is 1 / lambda
         s["variance"] = finite(1.0 / s["lambda"]) if s["lambda"] else 0.0
+        del s["F"]  # the scale is known: summary.gam's Chi.sq in place of F
+        s["chi_sq"] = finite(t.stat)
     notes = list(table.notes) + [n for n in [dropped_columns_note(fit.dropped_columns)] if n]
     rows: list[dict[str, Any]] = d["fixed_effects"]
     columns = ["term", "estimate", "std_error", "z_value", "p_value"]

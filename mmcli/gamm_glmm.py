@@ -9,7 +9,7 @@ convergence, V = W^-1 + Z_o Lambda_o Lambda_o' Z_o' over the random effects that
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -69,4 +69,7 @@ def fit_gamm_glmm(
     # working residuals about the population-level fit of the smooths and parametric terms (for plots)
     resid = fit.eta + (fit.y - fit.mu) / fam.mu_eta(fit.eta) - eta_pop
     xs = [sp.x for sp in design.smooths]
-    return GammGlmmFit(lmm=fit, smooths=design.smooths, Vg=Vg, edf=edf, x=xs, resid_population=resid)  # type: ignore[arg-type]
+    g = GammGlmmFit(lmm=fit, smooths=design.smooths, Vg=Vg, edf=edf, x=xs, resid_population=resid)  # type: ignore[arg-type]
+    from mmcli.smooth_test import gamm_smooth_tests
+
+    return replace(g, tests=gamm_smooth_tests(g, design, w))

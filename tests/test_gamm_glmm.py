@@ -8,10 +8,23 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import GLMM_DEV, GLMM_FIXEF, GLMM_PRED, GLMM_SD, GLMM_SE, REFERENCE_DIR, load_reference, run_in_process
+from conftest import (
+    GLMM_DEV,
+    GLMM_FIXEF,
+    GLMM_PRED,
+    GLMM_SD,
+    GLMM_SE,
+    R_DAVIES,
+    REFERENCE_DIR,
+    S_TABLE,
+    load_reference,
+    run_in_process,
+)
+from scipy import stats
 
 from mmcli.commands import ModelOptions
 from mmcli.commands_gamm_glmm import run_gamm_glmm
+from mmcli.smooth_test import prob_above
 
 DATA = REFERENCE_DIR / "gamm_glmm.csv"
 REF = load_reference("gamm_glmm")
@@ -69,6 +82,34 @@ def test_gam_part(fits: dict[str, Any], name: str) -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
+def test_smooth_table(fits: dict[str, Any], name: str) -> None:
+    """summary.gam's smooth-terms table with the scale known (binomial, Poisson): Chi.sq and its p-value."""
+    r, s = REF[name], fits[name].data["smooths"][0]
+    assert r["s_table_columns"] == ["edf", "Ref.df", "Chi.sq", "p-value"]
+    edf, ref_df, chi_sq, p = r["s_table"]
+    assert s["ref_df"] == pytest.approx(ref_df, rel=GLMM_SD)
+    assert s["chi_sq"] == pytest.approx(chi_sq, rel=S_TABLE)
+    assert abs(s["p_value"] - p) <= R_DAVIES
+    assert "F" not in s
+
+
+@pytest.mark.parametrize(("weights", "q"), [([1.0] * 3, 5.0), ([1.0] * 4, 71.3), ([1.0] * 5, 20.0), ([1.0], 0.5)])
+def test_prob_above_is_chi_square(weights: list[float], q: float) -> None:
+    """Equal unit weights: the sum is a chi-square on their number of df."""
+    assert prob_above(weights, q) == pytest.approx(stats.chi2.sf(q, len(weights)), rel=1e-9, abs=1e-15)
+
+
+def test_prob_above_mixture() -> None:
+    """Weights 2 and 1/2: P(2 X1 + X2 / 2 > q) by one-dimensional integration over X1."""
+    from scipy import integrate
+
+    q = 6.0
+    exact = integrate.quad(lambda x: stats.chi2.pdf(x, 1) * stats.chi2.sf(max(0.0, 2 * (q - 2 * x)), 1), 0, q / 2)[0]
+    exact += stats.chi2.sf(q / 2, 1)
+    assert prob_above([2.0, 0.5], q) == pytest.approx(exact, rel=1e-8)
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_predictions(fits: dict[str, Any], name: str) -> None:
     """Population-level predictions with standard errors: predict.gam's on the link scale, and the response scale
     by the inverse link with the delta method."""
@@ -90,7 +131,7 @@ def test_cli_table_and_json() -> None:
     formula = "cbind(succ, size - succ) ~ s(x, bs='cr', k=8) + (1|g)"
     res = run_in_process(["gamm", DATA, formula, "--family", "binomial"])
     assert res.code == 0, res.err
-    for words in ("Family: binomial  ( logit )", "Laplace Approximation", "Smooth terms", "z value", "Xr"):
+    for words in ("Family: binomial  ( logit )", "Laplace Approximation", "Smooth terms", "z value", "Xr", "Chi.sq"):
         assert words in res.out
     d = run_in_process(["gamm", DATA, formula, "--family", "binomial", "--json"]).json()
     assert d["model"] == "gamm_glmm" and d["smooths"][0]["term"] == "s(x)"

@@ -63,6 +63,7 @@ for (nm in names(cases)) {
     theta = I(unname(getME(m$mer, "theta"))),
     edf = I(unname(edf_by_smooth)), lambda = I(unname(smooth_lambda)),
     gam_coefficients = I(unname(coef(m$gam))), gam_edf_total = sum(m$gam$edf),
+    s_table = I(unname(summary(m$gam)$s.table[1, ])), s_table_columns = I(colnames(summary(m$gam)$s.table)),
     predict_x = I(grid$x), predict_z = I(grid$z),
     predict_link = I(unname(as.numeric(pr$fit))), predict_link_se = I(unname(as.numeric(pr$se.fit)))
   )
