@@ -132,9 +132,13 @@ def prob_above(weights: Sequence[float], q: float) -> float:
         warnings.simplefilter("ignore", integrate.IntegrationWarning)
         head = integrate.quad(f, 0.0, top, limit=1000, epsabs=1e-15, epsrel=1e-12)[0]
         if q > 0:
-            opts = {"epsabs": 1e-15, "limlst": 200}
-            c = integrate.quad(lambda u: math.sin(a(u)) / rho_u(u), top, np.inf, weight="cos", wvar=q / 2, **opts)[0]
-            s = integrate.quad(lambda u: math.cos(a(u)) / rho_u(u), top, np.inf, weight="sin", wvar=q / 2, **opts)[0]
+            half = q / 2
+            c = integrate.quad(
+                lambda u: math.sin(a(u)) / rho_u(u), top, np.inf, weight="cos", wvar=half, epsabs=1e-15, limlst=200
+            )[0]
+            s = integrate.quad(
+                lambda u: math.cos(a(u)) / rho_u(u), top, np.inf, weight="sin", wvar=half, epsabs=1e-15, limlst=200
+            )[0]
             tail = c - s
         else:
             tail = integrate.quad(f, top, np.inf, limit=1000, epsabs=1e-15)[0]
