@@ -16,8 +16,9 @@ Two tests, chosen per smooth as mgcv 1.8-41's ``summary.gam`` chooses them:
 Both work for any smooth given its coefficient indices, the length of its null space and the covariance
 matrices; nothing here depends on the basis. The tail probabilities of weighted sums of chi-squares are computed
 by Imhof's (1961) inversion of the characteristic function, where mgcv uses Davies' (1980) algorithm with its
-default accuracy of 2e-5 (absolute). The scale is estimated (a Gaussian gamm), so every statistic is referred
-to its distribution divided by a chi-square on the residual df over those df. Numbers only: no output.
+default accuracy of 2e-5 (absolute). With an estimated scale (a Gaussian gamm) every statistic is referred to its
+distribution divided by a chi-square on the residual df over those df; with a known scale (a binomial or Poisson
+gamm, residual df given as <= 0) to the distribution itself (:func:`prob_above`). Numbers only: no output.
 """
 
 from __future__ import annotations
