@@ -23,7 +23,7 @@ def run_gamm_glmm(
 ) -> Outcome:
     """The gamm with a family: the mer part as summary(glmer), the gam part (edf, lambda) as gamm4's; with
     ``predict``, population-level predictions with standard errors on the link and response scales."""
-    from mmcli.commands_glmm import glmm_dict, glmm_response
+    from mmcli.commands_glmm import check_family_response, glmm_dict, glmm_response
     from mmcli.design import build_design
     from mmcli.gamm_glmm import fit_gamm_glmm
     from mmcli.gamm_predict import gamm_predictions
@@ -31,12 +31,7 @@ def run_gamm_glmm(
 
     fam = make_family(family, link)
     spec = opts.spec(smooths=True)
-    if opts.weights:
-        raise UsageError(
-            "--weights is not used with --family: give binomial trials as cbind(successes, failures) in the formula."
-        )
-    if spec.failures and fam.name != "binomial":
-        raise UsageError(f"The response {spec.lhs} counts successes and failures: it needs --family binomial.")
+    check_family_response(opts, spec, fam)
     if spec.tensors:
         raise UsageError("te() and t2() smooths are not available with --family; use s() terms.")
     if re_form != "population":
