@@ -260,6 +260,7 @@ def spline(fmt: str, data: str, knot_values: str | None, plot_path: str | None, 
 @gamm_predict_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Each smooth with its 2 se band.")
 @output_options
+@family_options("gamm")
 def gamm(
     fmt: str, data: str, formula: str | None, reml: bool, predict_path: str | None, plot_path: str | None, **kw: Any
 ) -> None:

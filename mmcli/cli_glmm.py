@@ -13,7 +13,7 @@ from mmcli.errors import UsageError
 
 
 def family_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--family binomial|poisson and its companions on `fit` or `ranef`."""
+    """--family binomial|poisson and its companions on `fit`, `ranef` or `gamm`."""
 
     def deco(f: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(f)
@@ -22,6 +22,10 @@ def family_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
                 if link or nagq != 1 or fitted:
                     raise UsageError("--link, --nagq and --fitted belong to a generalized model: add --family.")
                 return f(*args, **kw)
+            if command == "gamm":
+                from mmcli.cli_gamm_glmm import run_gamm_family
+
+                return run_gamm_family(family, link, nagq, fitted, **kw)
             return _run_glmm(command, family, link, nagq, fitted, **kw)
 
         opts = [

@@ -46,12 +46,7 @@ def _prepare(path: str, opts: ModelOptions, family: str, link: str | None, nagq:
 
     fam = make_family(family, link)
     spec = opts.spec(smooths=False)
-    if opts.weights:
-        raise UsageError(
-            "--weights is not used with --family: give binomial trials as cbind(successes, failures) in the formula."
-        )
-    if spec.failures and fam.name != "binomial":
-        raise UsageError(f"The response {spec.lhs} counts successes and failures: it needs --family binomial.")
+    check_family_response(opts, spec, fam)
     if not spec.random:
         raise UsageError(f"The model '{spec.text}' has no random-effects term: add one, e.g. '+ (1 | group)'.")
     table = _load_model_data(path, spec, opts, response_as_read=fam.name == "binomial" and not spec.failures)
@@ -70,6 +65,16 @@ def _prepare(path: str, opts: ModelOptions, family: str, link: str | None, nagq:
     del table, frame, design
     gc.collect()  # pandas objects hold reference cycles: free the frame before the fit
     return prepared
+
+
+def check_family_response(opts: ModelOptions, spec: ModelSpec, fam: Family) -> None:
+    """No --weights with a family (binomial trials come from cbind), and cbind only with binomial."""
+    if opts.weights:
+        raise UsageError(
+            "--weights is not used with --family: give binomial trials as cbind(successes, failures) in the formula."
+        )
+    if spec.failures and fam.name != "binomial":
+        raise UsageError(f"The response {spec.lhs} counts successes and failures: it needs --family binomial.")
 
 
 def glmm_model(path: str, opts: ModelOptions, *, family: str, link: str | None = None, nagq: int = 1) -> GlmmModel:

@@ -106,7 +106,7 @@ def fit_gamm(design: Design, *, reml: bool = True, theta: np.ndarray | None = No
         )
     model = design.model()
     fit = model.fit(reml) if theta is None else model.fit_at(theta, reml)
-    Vg, edf = _bayes_cov(fit, design)
+    Vg, edf = bayes_cov(fit, design)
     keep = [design.xnames.index(n) for n in fit.xnames]
     resid = fit.fitted + fit.residuals - design.X[:, keep] @ fit.beta  # y - X beta
     for sp in design.smooths:
@@ -121,8 +121,9 @@ def fit_gamm(design: Design, *, reml: bool = True, theta: np.ndarray | None = No
     return replace(g, tests=gamm_smooth_tests(g, design))
 
 
-def xtvinvx_others(X: np.ndarray, fit: LmmFit, design: Design) -> np.ndarray:
-    """X' V0^-1 X with V0 = W^-1 + Z_o Lambda_o Lambda_o' Z_o' over the random effects that are not smooths."""
+def xtvinvx_others(X: np.ndarray, fit: LmmFit, design: Design, weights: np.ndarray | None = None) -> np.ndarray:
+    """X' V0^-1 X with V0 = W^-1 + Z_o Lambda_o Lambda_o' Z_o' over the random effects that are not smooths
+    (W: the design's prior weights, or ``weights``: a GLMM's working weights)."""
     smooth_terms = {sp.term for sp in design.smooths if sp.term >= 0}
     offsets = theta_offsets(design.terms)
     others = [t for i, t in enumerate(design.terms) if i not in smooth_terms]
@@ -130,10 +131,10 @@ def xtvinvx_others(X: np.ndarray, fit: LmmFit, design: Design) -> np.ndarray:
         [fit.theta[k : k + t.ntheta] for i, (t, k) in enumerate(zip(design.terms, offsets)) if i not in smooth_terms]
         or [np.zeros(0)]
     )
-    return xtvinvx(X, others, theta_o, design.weights)
+    return xtvinvx(X, others, theta_o, design.weights if weights is None else weights)
 
 
-def _bayes_cov(fit: LmmFit, design: Design) -> tuple[np.ndarray, list[float]]:
+def bayes_cov(fit: LmmFit, design: Design, weights: np.ndarray | None = None) -> tuple[np.ndarray, list[float]]:
     """Vp in the parametrization gamma = [beta, c_j] with b_j = theta_j c_j (stable when theta_j = 0):
     Vp = sigma^2 (X~'V0^-1 X~ + diag(0, I))^-1, X~ = [X, theta_j Zr_j], V0 = W^-1 + Z_o Lambda_o Lambda_o'Z_o'
     over the other random effects (Wood 2017, 6.6). EDF_j = trace of the smooth's block of Vp X~'V0^-1 X~ / sigma^2."""
@@ -148,7 +149,7 @@ def _bayes_cov(fit: LmmFit, design: Design) -> tuple[np.ndarray, list[float]]:
             scale.append(np.full(Zr.shape[1], float(fit.theta[offsets[sp.term]])))
     Xt = np.column_stack(cols)  # [X, Zr_j]: full rank; X~ = Xt diag(1, theta_j) is applied after the factor
     tscale = np.concatenate(scale)
-    A = xtvinvx_others(Xt, fit, design) * np.outer(tscale, tscale)  # X~' V0^-1 X~
+    A = xtvinvx_others(Xt, fit, design, weights) * np.outer(tscale, tscale)  # X~' V0^-1 X~
     P = np.zeros(A.shape[0])
     P[Xk.shape[1] :] = 1.0
     Hinv = np.linalg.inv(A + np.diag(P))

@@ -112,7 +112,8 @@ def gamm_predictions(
     check_re_form(spec, re_form, path)
     conditional = re_form == "conditional"
     groups = {f for t in spec.random for f in t.factors}
-    need = [c for c in spec.variables() if c != spec.response and (conditional or c not in groups)]
+    response = {spec.response, *spec.failures}  # cbind(successes, failures): neither is needed to predict
+    need = [c for c in spec.variables() if c not in response and (conditional or c not in groups)]
     svars = (
         [v for s in spec.smooths for v in s.variables]
         + [o.var for o in spec.offsets]

@@ -16,8 +16,9 @@ Two tests, chosen per smooth as mgcv 1.8-41's ``summary.gam`` chooses them:
 Both work for any smooth given its coefficient indices, the length of its null space and the covariance
 matrices; nothing here depends on the basis. The tail probabilities of weighted sums of chi-squares are computed
 by Imhof's (1961) inversion of the characteristic function, where mgcv uses Davies' (1980) algorithm with its
-default accuracy of 2e-5 (absolute). The scale is estimated (a Gaussian gamm), so every statistic is referred
-to its distribution divided by a chi-square on the residual df over those df. Numbers only: no output.
+default accuracy of 2e-5 (absolute). With an estimated scale (a Gaussian gamm) every statistic is referred to its
+distribution divided by a chi-square on the residual df over those df; with a known scale (a binomial or Poisson
+gamm, residual df given as <= 0) to the distribution itself (:func:`prob_above`). Numbers only: no output.
 """
 
 from __future__ import annotations
@@ -111,9 +112,52 @@ def prob_positive(lb: Sequence[float], df: Sequence[int]) -> float:
     return min(1.0, max(0.0, 0.5 + total / math.pi))
 
 
+def prob_above(weights: Sequence[float], q: float) -> float:
+    """P(sum_j w_j X_j > q), X_j ~ chi^2_1 independent, w_j > 0 (a known scale). Imhof's integral with
+    theta(u) = 1/2 sum_j arctan(w_j u) - q u / 2 oscillates at the rate q / 2 without end: up to 10/sd it is
+    integrated as it is, beyond by QUADPACK's Fourier-integral rule (QAWF) on sin(a - qu/2) = sin a cos(qu/2)
+    - cos a sin(qu/2). Absolute accuracy about 1e-14."""
+    from scipy import integrate
+
+    w = np.asarray([x for x in weights if x > 0], dtype=float)
+    if w.size == 0:
+        return 0.0 if q >= 0 else 1.0
+
+    def a(u: float) -> float:
+        return 0.5 * float(np.sum(np.arctan(w * u)))
+
+    def rho_u(u: float) -> float:
+        return u * math.exp(float(np.sum(np.log1p((w * u) ** 2))) / 4)
+
+    def f(u: float) -> float:
+        return math.sin(a(u) - q * u / 2) / rho_u(u) if u > 0 else 0.5 * float(np.sum(w)) - q / 2
+
+    import warnings
+
+    top = 10.0 / math.sqrt(2.0 * float(np.sum(w**2)))
+    with warnings.catch_warnings():  # QAWF reports its slow cycles; the sum stays within its absolute bound
+        warnings.simplefilter("ignore", integrate.IntegrationWarning)
+        head = integrate.quad(f, 0.0, top, limit=1000, epsabs=1e-15, epsrel=1e-12)[0]
+        if q > 0:
+            half = q / 2
+            c = integrate.quad(
+                lambda u: math.sin(a(u)) / rho_u(u), top, np.inf, weight="cos", wvar=half, epsabs=1e-15, limlst=200
+            )[0]
+            s = integrate.quad(
+                lambda u: math.cos(a(u)) / rho_u(u), top, np.inf, weight="sin", wvar=half, epsabs=1e-15, limlst=200
+            )[0]
+            tail = c - s
+        else:
+            tail = integrate.quad(f, top, np.inf, limit=1000, epsabs=1e-15)[0]
+    return min(1.0, max(0.0, 0.5 + (head + tail) / math.pi))
+
+
 def _upper(stat: float, weights: Sequence[float], res_df: float) -> float:
     """P(sum_j w_j X_j / (X_k / k) > stat), X_j ~ chi^2_1, X_k ~ chi^2_k independent, k = max(1, round(res_df)):
-    as mgcv refers a statistic with an estimated scale, P(sum_j w_j X_j - (stat / k) X_k > 0)."""
+    as mgcv refers a statistic with an estimated scale, P(sum_j w_j X_j - (stat / k) X_k > 0). With a known
+    scale (res_df <= 0, a binomial or Poisson family), P(sum_j w_j X_j > stat)."""
+    if res_df <= 0:
+        return prob_above(weights, stat)
     k = max(1, int(np.round(res_df)))
     return prob_positive([*weights, -stat / k], [1] * len(weights) + [k])
 
@@ -185,7 +229,9 @@ def wood_test(p: np.ndarray, R: np.ndarray, V: np.ndarray, rank: float, res_df: 
             weights[k - 1] = (rp + math.sqrt(rp * (2 - rp))) / 2
             weights[k1 - 1] = rp - weights[k - 1]
         pval = (_upper(d, weights, res_df) + _upper(d1, weights, res_df)) / 2
-    if pval > 1:
+    if pval > 1 and res_df <= 0:  # known scale: chi-square on the rank
+        pval = (scipy.stats.chi2.sf(d, rank1) + scipy.stats.chi2.sf(d1, rank1)) / 2
+    elif pval > 1:
         pval = (scipy.stats.f.sf(d / rank1, rank1, res_df) + scipy.stats.f.sf(d1 / rank1, rank1, res_df)) / 2
     return d, min(1.0, float(pval)), float(rank)
 
@@ -266,7 +312,7 @@ SP_AT_ZERO_VARIANCE = 1e10
 """gamm4's smoothing parameter for a smooth whose variance is estimated as zero (it keeps it finite)."""
 
 
-def gamm_smooth_tests(g: GammFit, design: Design) -> list[SmoothTest]:
+def gamm_smooth_tests(g: GammFit, design: Design, weights: np.ndarray | None = None) -> list[SmoothTest]:
     """The smooth-terms table of gamm4's ``summary(fit$gam)`` for a fitted gamm, one row per part of the fit
     (the parts of one t2 share their smooth's row).
 
@@ -275,7 +321,8 @@ def gamm_smooth_tests(g: GammFit, design: Design) -> list[SmoothTest]:
     mixed-model fit mapped by each part's map back, gamm4's ``trans.U %*% (trans.D * b)``), its EDF the sum of
     its parts' EDF, and R'R = X'V0^-1 X / sigma^2 is formed over the random effects that are not smooths, as
     gamm4 forms its R. A t2 is tested as one smooth (all its coefficients, all its penalties); a part whose
-    variance is zero gets gamm4's smoothing parameter 1e10."""
+    variance is zero gets gamm4's smoothing parameter 1e10. With ``weights``
+    (a GLMM's working weights) the scale is known: chi-square tests, as summary.gam for such a family."""
     from mmcli.gamm import xtvinvx_others
 
     fit = g.lmm
@@ -320,8 +367,8 @@ def gamm_smooth_tests(g: GammFit, design: Design) -> list[SmoothTest]:
         row = rows.stop
     coef = M @ g.gamma_hat()
     Vp = M @ g.Vg @ M.T
-    RtR = xtvinvx_others(np.column_stack(cols), fit, design) / fit.sigma**2
-    residual_df = fit.n - len(param) - float(sum(g.edf))
+    RtR = xtvinvx_others(np.column_stack(cols), fit, design, weights) / fit.sigma**2
+    residual_df = fit.n - len(param) - float(sum(g.edf)) if weights is None else -1.0
     Vp = (Vp + Vp.T) / 2
     tests = smooth_tests(coef, Vp, RtR, S_lambda, Vp @ RtR @ Vp, fit.sigma**2, residual_df, list(blocks.values()))
     by_smooth = {id(g.smooths[j].smooth): t for j, t in zip(blocks, tests)}

@@ -119,6 +119,10 @@ GLMM_DEV = 1e-3  # a GLMM's deviance, absolute, against glmer's (one-sided: lowe
 GLMM_FIXEF = 1e-3  # a GLMM's fixed effects against glmer's, relative to the largest
 GLMM_SE = 1e-2  # a GLMM's standard errors (from a finite-difference Hessian) against glmer's, relative
 GLMM_SD = 1e-2  # a GLMM's random-effect SDs, conditional modes and SDs, fitted values, relative (or to the scale)
+# A gamm with a family (gamm4's glmer fit): its population-level predictions against predict.gam's, in units of
+# their standard error. The likelihood is flat in a smooth's variance (a probit fit with a large one moves it by
+# a third at 2e-4 in deviance), which moves the curve by a small fraction of its se.
+GLMM_PRED = 2e-2
 PRINTED = 0.5  # in units of the last printed digit
 
 
