@@ -96,9 +96,8 @@ class GlmmFit:
     @property
     def pearson_residuals(self) -> np.ndarray:
         """(y - mu) sqrt(a / V(mu)): R's residuals(type = "pearson"), which summary scales."""
-        s = self.family.variance(self.mu)  # in place from here: two full-length vectors in all
-        np.divide(self.prior, s, out=s)
-        np.sqrt(s, out=s)
+        s = np.divide(self.prior, self.family.variance(self.mu))  # a new vector (Poisson's variance is mu itself)
+        np.sqrt(s, out=s)  # in place from here: two full-length vectors in all
         r = np.subtract(self.y, self.mu)
         r *= s
         return r
