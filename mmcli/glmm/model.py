@@ -78,14 +78,14 @@ class GlmmModel:
         self.pls = WeightedPls(X, self.terms)
         self.pirls = Pirls(self.pls, self.resp)
         self.rule = gh_rule(nagq) if nagq > 1 else None
-        self._last: Mode | None = None
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (beta, u) of the last mode: the next start
 
     # ------------------------------------------------------------------------------------------------------
     # the deviance
 
     def _start(self) -> tuple[np.ndarray, np.ndarray]:
         if self._last is not None:
-            return self._last.beta, self._last.u
+            return self._last
         r = self.resp
         mu0 = (r.prior * r.y + 0.5) / (r.prior + 1) if self.fam.name == "binomial" else r.y + 0.1
         z = self.fam.linkfun(mu0) - r.offset
@@ -95,7 +95,7 @@ class GlmmModel:
     def mode(self, theta: np.ndarray, beta: np.ndarray | None) -> Mode:
         start = self._start()
         m = self.pirls.mode(theta, beta, start)
-        self._last = m
+        self._last = (m.beta, m.u)  # not the mode itself: its full-length eta and mu would live on meanwhile
         return m
 
     def deviance(self, theta: np.ndarray, beta: np.ndarray) -> float:

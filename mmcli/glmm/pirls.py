@@ -30,6 +30,7 @@ JOINT_TOL = 1e-8  # the first stage's joint PIRLS over (u, beta) stops at this r
 # deviance (lme4's tolPwrss is 1e-7): Fisher scoring converges only linearly for a non-canonical link there, and the
 # first stage only finds the start of the second
 MAXIT = 500
+ROW_BLOCK = 65536  # rows of the response's constants formed at a time
 MAX_HALVINGS = 30
 
 
@@ -64,20 +65,29 @@ class Response:
         self.ay = y if self.unit_prior else prior * y
         self.a1y = (1 - y if self.unit_prior else prior * (1 - y)) if self.binomial else None
         self.has_zero = bool(np.any(y == 0))
-        mu0 = np.clip(y, 0.25, 0.75) if self.binomial else np.maximum(y, 1.0)
-        self.saturated = float(np.sum(fam.dev_resid(y, mu0, prior))) - self._kernel(mu0)
-        self.constant = fam.minus2_loglik(y, mu0, prior) - float(np.sum(fam.dev_resid(y, mu0, prior)))
+        dev = kern = m2ll = 0.0
+        for lo in range(0, y.size, ROW_BLOCK):  # a block of rows at a time: no full-length temporaries
+            sl = slice(lo, lo + ROW_BLOCK)
+            yc, pc = y[sl], prior[sl]
+            mu0 = np.clip(yc, 0.25, 0.75) if self.binomial else np.maximum(yc, 1.0)
+            dev += float(np.sum(fam.dev_resid(yc, mu0, pc)))
+            kern += self._kernel(mu0, sl)
+            m2ll += fam.minus2_loglik(yc, mu0, pc)
+        self.saturated = dev - kern
+        self.constant = m2ll - dev
 
-    def _kernel(self, mu: np.ndarray) -> float:
-        """-2 sum(a (y log mu + (1 - y) log(1 - mu))) or -2 sum(a (y log mu - mu))."""
-        if self.binomial:  # in place: one n-vector
+    def _kernel(self, mu: np.ndarray, rows: slice = slice(None)) -> float:
+        """-2 sum(a (y log mu + (1 - y) log(1 - mu))) or -2 sum(a (y log mu - mu)), over ``rows`` of y (all of
+        them by default; mu holds those rows alone)."""
+        ay = self.ay[rows]
+        if self.binomial:  # in place: one temporary as long as mu
             assert self.a1y is not None
             t = np.log(mu)
-            s = float(self.ay @ t)
+            s = float(ay @ t)
             np.negative(mu, out=t)
             np.log1p(t, out=t)
-            return -2.0 * (s + float(self.a1y @ t))
-        return float(-2.0 * (self.ay @ np.log(mu) - (np.sum(mu) if self.unit_prior else self.prior @ mu)))
+            return -2.0 * (s + float(self.a1y[rows] @ t))
+        return float(-2.0 * (ay @ np.log(mu) - (np.sum(mu) if self.unit_prior else self.prior[rows] @ mu)))
 
     def dev_sum(self, mu: np.ndarray) -> float:
         return self.saturated + self._kernel(mu)
@@ -110,6 +120,7 @@ class Pirls:
         pdev = r.pdev(mu, u)
         for it in range(1, MAXIT + 1):
             w, z = self._working(eta, mu, None if joint else xb)
+            del mu  # not needed again before the next accepted step: one full-length vector fewer in the solve
             step = self.pls.solve(theta, w, z, with_x=joint)
             del w, z
             b_new = step.beta if joint else b
@@ -128,7 +139,7 @@ class Pirls:
                 frac /= 2
             if not accepted:
                 if abs(pdev_try - pdev) <= 1e-9 * (abs(pdev) + 1):  # no descent left: the mode, to rounding
-                    return Mode(b, u, eta, mu, pdev, step, it)
+                    return Mode(b, u, eta, fam.linkinv(eta), pdev, step, it)
                 raise NotConvergedError(
                     "The penalized iteratively reweighted least squares (PIRLS) for the conditional modes diverged: "
                     "no step lowers the penalized deviance. The model may be too rich for these data (a variance "

@@ -96,7 +96,11 @@ class GlmmFit:
     @property
     def pearson_residuals(self) -> np.ndarray:
         """(y - mu) sqrt(a / V(mu)): R's residuals(type = "pearson"), which summary scales."""
-        return (self.y - self.mu) * np.sqrt(self.prior / self.family.variance(self.mu))
+        s = np.divide(self.prior, self.family.variance(self.mu))  # a new vector (Poisson's variance is mu itself)
+        np.sqrt(s, out=s)  # in place from here: two full-length vectors in all
+        r = np.subtract(self.y, self.mu)
+        r *= s
+        return r
 
     def term_covariances(self) -> list[np.ndarray]:
         """Lambda_k Lambda_k' per term: the covariance matrix of one level's random effects (no residual scale)."""
