@@ -19,7 +19,7 @@ N are at most a few thousand). Eigenvectors are defined up to sign (and Z_k up t
 matches mgcv's up to an invertible map of the coefficients: fitted values, EDF and the criterion agree,
 while individual coefficients, and the penalty scaling smoothCon derives from the basis (hence lambda), do
 not in general. With more than ``max_knots`` unique points, mgcv draws that many knots at random with
-``set.seed(1)``; :func:`subsample_knots` draws them as R's ``sample`` does there.
+R's generator started at 1; :func:`subsample_knots` draws them as R's ``sample`` does there.
 """
 
 from __future__ import annotations
@@ -251,10 +251,10 @@ def tprs_basis(
     return TprsBasis(knots, UZ, shift, m, tuple(powers), X, S, rank, null_dim)
 
 
-def subsample_knots(n_unique: int, size: int, seed: int = 1) -> np.ndarray:
-    """Row indices (0-based) of ``sample(1:n_unique, size)`` after ``set.seed(seed)`` in R >= 3.6
+def subsample_knots(n_unique: int, size: int, start: int = 1) -> np.ndarray:
+    """Row indices (0-based) of ``sample(1:n_unique, size)`` with R's generator started at ``start`` (R >= 3.6)
     (Mersenne-Twister, rejection sampling): the knots mgcv keeps when a tp smooth has too many points."""
-    rng = _RMersenne(seed)
+    rng = _RMersenne(start)
     pool = list(range(n_unique))
     out = np.empty(size, dtype=np.int64)
     left = n_unique
@@ -267,17 +267,18 @@ def subsample_knots(n_unique: int, size: int, seed: int = 1) -> np.ndarray:
 
 
 class _RMersenne:
-    """R's default generator (Mersenne-Twister, seeded as R's set.seed does) and its R_unif_index."""
+    """R's default generator (Mersenne-Twister, its state initialized as R does from one integer) and its
+    R_unif_index."""
 
-    def __init__(self, seed: int) -> None:
-        s = seed & 0xFFFFFFFF
+    def __init__(self, start: int) -> None:
+        s = start & 0xFFFFFFFF
         for _ in range(50):
             s = (69069 * s + 1) & 0xFFFFFFFF
         state = []
         for _ in range(625):
             s = (69069 * s + 1) & 0xFFFFFFFF
             state.append(s)
-        self.mt = np.array(state[1:], dtype=np.uint32)  # state[0] is mti, reset to 624 by FixupSeeds
+        self.mt = np.array(state[1:], dtype=np.uint32)  # state[0] is mti, which R resets to 624
         self.mti = 624
 
     def _int32(self) -> int:

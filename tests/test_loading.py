@@ -4,6 +4,8 @@ exactly those of the careful path (pandas' parser, whose errors name the line), 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import data_path, run_in_process
@@ -73,7 +75,7 @@ def test_sample_data_levels_unchanged(case, monkeypatch, tmp_path) -> None:
     groups = {"sleepstudy.csv": ["Subject"], "penicillin.csv": ["plate", "sample"], "pastes.csv": ["batch", "cask"]}
     cols = groups[case]
     path = tmp_path / case  # unquoted, as the fast read takes a file (a quoted header goes the careful way)
-    path.write_text(open(data_path(case)).read().replace('"', ""))
+    path.write_text(Path(data_path(case)).read_text().replace('"', ""))
     fast, careful = _both(path, monkeypatch, numeric=[], categorical=cols)
     _same(fast, careful, cols)
 
