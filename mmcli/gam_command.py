@@ -59,22 +59,13 @@ def _predictions(
     mgcv's ``predict.gam(exclude = "s(g)")``; the grouping columns are not needed), or conditional on each row's
     group (``predict.gam`` with the group: the s(g, bs = "re") coefficient of the row's level is added, 0 for a
     level the fit has not seen), both with predict.gam's standard errors."""
-    from mmcli.commands import _predict_table, predict_notes
+    from mmcli.commands import predict_notes
     from mmcli.errors import DataError
     from mmcli.gam_design import predict_gam
+    from mmcli.gamm_predict import predict_table
     from mmcli.predict import _labels, levels_note
 
-    groups = {f for t in spec.random for f in t.factors}
-    need = [c for c in spec.variables() if c != spec.response and (conditional or c not in groups)]
-    svars = {s.var for s in spec.smooths} | {v for t in spec.tensors for v in t.vars} | {o.var for o in spec.offsets}
-    cats = [c for c in need if c in opts.factor or (c in groups and c not in svars)]
-    new = _predict_table(
-        path,
-        numeric=[c for c in need if c in svars],
-        categorical=cats,
-        other=[c for c in need if c not in svars and c not in cats],
-        na=opts.na,
-    )
+    new, need = predict_table(path, spec, opts, conditional)
     notes = predict_notes(new)
     try:
         G, offset = design.new_rows(new.frame)

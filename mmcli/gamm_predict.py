@@ -95,6 +95,37 @@ def gamm_ranef_check(spec: ModelSpec) -> bool:
     return True
 
 
+def predict_table(
+    path: str, spec: ModelSpec, opts: ModelOptions, conditional: bool, frame: pd.DataFrame | None = None
+) -> tuple[dataio.Table, list[str]]:
+    """The --predict file of a gamm or gam formula and the columns the model needs from it, read with the
+    smooths' and offsets' variables as numbers and the grouping columns (conditional predictions only) as
+    levels. With the fitted ``frame``, a grouping column the fit read as numbers stays numeric."""
+    from mmcli.commands import _predict_table
+
+    groups = {f for t in spec.random for f in t.factors}
+    response = {spec.response, *spec.failures}  # cbind(successes, failures): neither is needed to predict
+    need = [c for c in spec.variables() if c not in response and (conditional or c not in groups)]
+    svars = (
+        [v for s in spec.smooths for v in s.variables]
+        + [o.var for o in spec.offsets]
+        + [v for t in spec.tensors for v in t.vars]
+    )
+    cats = [
+        c
+        for c in need
+        if c in opts.factor or (c in groups and c not in svars and (frame is None or frame[c].dtype.kind not in "fiu"))
+    ]
+    new = _predict_table(
+        path,
+        numeric=[c for c in need if c in svars],
+        categorical=cats,
+        other=[c for c in need if c not in svars and c not in cats],
+        na=opts.na,
+    )
+    return new, need
+
+
 def gamm_predictions(
     path: str,
     spec: ModelSpec,
@@ -106,29 +137,12 @@ def gamm_predictions(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of the --predict file with their predictions: ``fit`` and ``se`` (population), or ``fit`` alone
     (conditional), and the notes to show."""
-    from mmcli.commands import _predict_table, predict_notes
+    from mmcli.commands import predict_notes
     from mmcli.predict import levels_note
 
     check_re_form(spec, re_form, path)
     conditional = re_form == "conditional"
-    groups = {f for t in spec.random for f in t.factors}
-    response = {spec.response, *spec.failures}  # cbind(successes, failures): neither is needed to predict
-    need = [c for c in spec.variables() if c not in response and (conditional or c not in groups)]
-    svars = (
-        [v for s in spec.smooths for v in s.variables]
-        + [o.var for o in spec.offsets]
-        + [v for t in spec.tensors for v in t.vars]
-    )
-    cats = [
-        c for c in need if c in opts.factor or (c in groups and c not in svars and frame[c].dtype.kind not in "fiu")
-    ]
-    new = _predict_table(
-        path,
-        numeric=[c for c in need if c in svars],
-        categorical=cats,
-        other=[c for c in need if c not in svars and c not in cats],
-        na=opts.na,
-    )
+    new, need = predict_table(path, spec, opts, conditional, frame)
     notes = predict_notes(new)
     try:
         rows = design.new_rows(new.frame)
