@@ -14,7 +14,7 @@ from mmcli import csvread
 from mmcli.csvlines import Layout, read_header, read_layout
 from mmcli.csvread import resolve
 from mmcli.errors import DataError
-from mmcli.parquet import is_parquet
+from mmcli.parquet import ARROW_MIN_BYTES, is_parquet
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,11 +34,6 @@ class Table:
 
 
 __all__ = ["Table", "column", "level_order", "load", "load_all", "numeric_columns", "records", "resolve", "subset"]
-
-
-ARROW_MIN_BYTES = 256 << 20
-"""Files from this size on are read by pyarrow's threaded reader; smaller ones by pandas, whose peak memory is
-lower there (the threaded reader's buffers cost a 64 MB file about 200 MiB more) and whose speed is enough."""
 
 
 def load(

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 SUFFIXES = (".parquet", ".pq", ".parq")
 
+ARROW_MIN_BYTES = 256 << 20
+"""CSV files from this size on are read by pyarrow's threaded reader; smaller ones by pandas, whose peak memory is
+lower there (the threaded reader's buffers cost a 64 MB file about 200 MiB more) and whose speed is enough."""
+
 
 def is_parquet(path: str) -> bool:
     """Whether a data argument names Parquet data (by its suffix, or a directory of Parquet files)."""
@@ -29,6 +33,22 @@ def is_parquet(path: str) -> bool:
     return low.endswith(SUFFIXES) or (
         os.path.isdir(path) and any(f.lower().endswith(SUFFIXES) for f in os.listdir(path))
     )
+
+
+def needs_pyarrow(args: list[str]) -> bool:
+    """Whether a command line may read with pyarrow: a Parquet argument, a CSV of ``ARROW_MIN_BYTES`` or more,
+    standard input (its size is known only once read) or ``--dask``. pandas imports pyarrow whenever it is
+    installed, which costs about 65 MiB of resident memory before any data is read; the entry point keeps it
+    away when this says no (:func:`mmcli._entry.main`)."""
+    for a in args:
+        if a in ("-", "--dask") or a.startswith("--dask="):
+            return True
+        try:
+            if is_parquet(a) or (os.path.isfile(a) and os.path.getsize(a) >= ARROW_MIN_BYTES):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _pyarrow() -> Any:

@@ -4,13 +4,17 @@ exactly those of the careful path (pandas' parser, whose errors name the line), 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import data_path, run_in_process
 
-from mmcli import csvread, data
+from mmcli import csvread, data, parquet
+from mmcli.parquet import needs_pyarrow
 
 CSV = """y,x,g,h
 1.5,0.1,10,b
@@ -87,3 +91,42 @@ def test_large_integer_ids_stay_distinct(tmp_path, monkeypatch) -> None:
     fast, careful = _both(path, monkeypatch, numeric=["y"], categorical=["g"])
     _same(fast, careful, ["g"])
     assert len(data.level_order(fast.frame["g"])[0]) == 3
+
+
+# The entry point keeps pyarrow away from runs that cannot read with it (pandas would import it, ~65 MiB).
+GATE = """
+import json, sys
+from mmcli import _entry
+_entry.keep_pyarrow_away(sys.argv[1:])
+import pandas
+import mmcli.data
+print(json.dumps({"blocked": sys.modules.get("pyarrow", 0) is None,
+                  "levels": sorted(set(mmcli.data.load(sys.argv[1], numeric=["y"], categorical=["g"]).frame["g"]))}))
+"""
+
+
+def _gate(*args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", GATE, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_small_csv_runs_without_pyarrow(tmp_path) -> None:
+    pytest.importorskip("pyarrow")
+    csv = tmp_path / "d.csv"
+    csv.write_text("y,g\n1,b\n2,a\n3,b\n")
+    assert _gate(str(csv), "y ~ 1 + (1|g)") == {"blocked": True, "levels": ["a", "b"]}
+
+
+@pytest.mark.parametrize("extra", ["-", "--dask", "--dask=local", "data.parquet"])
+def test_runs_that_may_read_with_pyarrow_keep_it(extra) -> None:
+    assert needs_pyarrow(["fit", "y ~ x + (1|g)", extra])
+    assert not needs_pyarrow(["fit", "y ~ x + (1|g)", "small.csv"])
+
+
+def test_a_large_csv_keeps_pyarrow(tmp_path, monkeypatch) -> None:
+    csv = tmp_path / "d.csv"
+    csv.write_text("y,g\n1,a\n")
+    monkeypatch.setattr(parquet, "ARROW_MIN_BYTES", 8)
+    assert needs_pyarrow([str(csv)])
+    monkeypatch.setattr(parquet, "ARROW_MIN_BYTES", 1 << 20)
+    assert not needs_pyarrow([str(csv)])
