@@ -220,7 +220,7 @@ def _check_magnitude(values: np.ndarray, col: str, lines: np.ndarray | None) -> 
     """Infinite values, and numbers too large for a sum of squares, are errors."""
     import numpy as np
 
-    if values.size and -HUGE <= values.min() and values.max() <= HUGE:  # two passes, no temporaries (NaN: no)
+    if values.size and values.min() >= -HUGE and values.max() <= HUGE:  # two passes, no temporaries (NaN: no)
         return
     with np.errstate(invalid="ignore"):
         bad = np.flatnonzero(np.abs(values) > HUGE)  # NaN (missing) compares False
