@@ -262,15 +262,38 @@ def _block_size(source: Source) -> int:
 
 
 def dictionary_codes(col: Any) -> tuple[np.ndarray, list[Any]]:
-    """A dictionary-encoded (chunked) Arrow column as int32 codes (-1 where null) and its labels: the chunks'
-    dictionaries are unified first, and no Python object is made per row."""
-    col = col.unify_dictionaries()
-    labels = col.chunk(0).dictionary.to_pylist() if col.num_chunks else []
-    parts = [
-        (c.indices if c.null_count == 0 else c.indices.fill_null(-1)).to_numpy(zero_copy_only=False) for c in col.chunks
+    """A dictionary-encoded (chunked) Arrow column as int32 codes (-1 where null) and its labels, with no Python
+    object per row. The chunks' dictionaries are merged into one (labels in order of first appearance) and
+    each chunk's codes mapped to it. Consecutive chunks often share a dictionary (a Parquet row group's pages):
+    each distinct dictionary is looked up once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = [c for c in col.chunks if len(c)]
+    if not chunks:
+        return np.zeros(0, dtype=np.int32), []
+    distinct: list[Any] = []
+    which: list[int] = []
+    for c in chunks:
+        if not (distinct and c.dictionary.equals(distinct[-1])):
+            distinct.append(c.dictionary)
+        which.append(len(distinct) - 1)
+    merged = pc.unique(pa.chunked_array(distinct)) if len(distinct) > 1 else distinct[0]
+    maps = [
+        None if len(distinct) == 1 else pc.index_in(d, value_set=merged).to_numpy(zero_copy_only=False).astype(np.int32)
+        for d in distinct
     ]
-    codes = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype=np.int32)
-    return codes.astype(np.int32, copy=False), labels
+    codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
+    at = 0
+    for c, k in zip(chunks, which):
+        idx = c.indices.to_numpy(zero_copy_only=False) if c.null_count == 0 else c.indices.fill_null(-1).to_numpy()
+        m = maps[k]
+        if m is None:
+            codes[at : at + len(c)] = idx
+        else:  # a null row (-1) stays -1: the map's last entry is appended for it
+            codes[at : at + len(c)] = np.append(m, np.int32(-1))[idx]
+        at += len(c)
+    return codes, merged.to_pylist()
 
 
 def has_quote(source: Source) -> bool:
