@@ -267,7 +267,6 @@ def dictionary_codes(col: Any) -> tuple[np.ndarray, list[Any]]:
     each chunk's codes mapped to it. Consecutive chunks often share a dictionary (a Parquet row group's pages):
     each distinct dictionary is looked up once."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     chunks = [c for c in col.chunks if len(c)]
     if not chunks:
@@ -278,11 +277,13 @@ def dictionary_codes(col: Any) -> tuple[np.ndarray, list[Any]]:
         if not (distinct and c.dictionary.equals(distinct[-1])):
             distinct.append(c.dictionary)
         which.append(len(distinct) - 1)
-    merged = pc.unique(pa.chunked_array(distinct)) if len(distinct) > 1 else distinct[0]
-    maps = [
-        None if len(distinct) == 1 else pc.index_in(d, value_set=merged).to_numpy(zero_copy_only=False).astype(np.int32)
-        for d in distinct
-    ]
+    merged, maps = distinct[0], [None]
+    if len(distinct) > 1:  # each dictionary's own codes 0..k-1, unified: the unified codes are its map
+        probe = pa.chunked_array(
+            [pa.DictionaryArray.from_arrays(pa.array(np.arange(len(d), dtype=np.int32)), d) for d in distinct]
+        ).unify_dictionaries()
+        merged = probe.chunk(0).dictionary
+        maps = [c.indices.to_numpy(zero_copy_only=False).astype(np.int32) for c in probe.chunks]
     codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
     at = 0
     for c, k in zip(chunks, which):
