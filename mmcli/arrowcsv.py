@@ -12,6 +12,7 @@ from mmcli import csvread
 from mmcli.csvlines import read_header
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
@@ -76,7 +77,7 @@ def arrow_frame(got: dict, wanted: list[str], numbers: list[str], at: dict[str, 
     return pd.DataFrame(cols, copy=False)
 
 
-def categorical(codes: object, labels: list) -> object:
+def categorical(codes: np.ndarray, labels: list) -> pd.Categorical:
     """A pandas Categorical of int codes (-1 missing) into distinct labels, built without the O(rows) check of
     ``Categorical.from_codes`` (the codes come from a dictionary encoding, so they index the labels)."""
     import pandas as pd

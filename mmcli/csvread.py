@@ -3,7 +3,8 @@
 A regular file is read by its path, as often as needed; anything else (standard input, a named pipe, a process
 substitution such as ``<(zcat data.csv.gz)``, a device) is read whole, once, into memory, since it cannot be
 read a second time. pandas reads with R's missing values (:data:`MISSING`), and a Ctrl-C while it reads is
-never taken for a parse error. With data.py and csvlines.py, the only modules that read files.
+never taken for a parse error. With data.py, csvlines.py, arrowcsv.py and parquet.py, the only modules that read
+files.
 """
 
 from __future__ import annotations

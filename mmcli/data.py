@@ -1,7 +1,8 @@
 """CSV -> checked columns. Rows with a missing value in a used column are dropped and counted.
 
-With csvread.py (the bytes, read once, and pandas' settings) and csvlines.py (the header and the shape of the
-lines), the only modules that read files. Only the columns a model uses are parsed.
+With csvread.py (the bytes, read once, and pandas' settings), csvlines.py (the header and the shape of the
+lines), arrowcsv.py (pyarrow's read of a large CSV) and parquet.py, the only modules that read files; levels.py
+holds the levels' codes and R's order of them. Only the columns a model uses are parsed.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ become float64 with null as missing, text columns stay text (missing: null, and 
 in a CSV, NA, the empty cell and the ``--na`` tokens, so that a file converted from a CSV gives the same fit),
 and grouping columns are dictionary-encoded by pyarrow (codes and labels, no Python string per row). What
 happens next is what happens to a CSV's columns (:func:`mmcli.data.load`): the same checks, the same
-missing-row rule, the same levels in R's order. With data.py, csvread.py and csvlines.py, the only modules
-that read files.
+missing-row rule, the same levels in R's order. With data.py, csvread.py, csvlines.py and arrowcsv.py, the
+only modules that read files.
 """
 
 from __future__ import annotations
