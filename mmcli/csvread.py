@@ -3,7 +3,8 @@
 A regular file is read by its path, as often as needed; anything else (standard input, a named pipe, a process
 substitution such as ``<(zcat data.csv.gz)``, a device) is read whole, once, into memory, since it cannot be
 read a second time. pandas reads with R's missing values (:data:`MISSING`), and a Ctrl-C while it reads is
-never taken for a parse error. With data.py and csvlines.py, the only modules that read files.
+never taken for a parse error. With data.py, csvlines.py, arrowcsv.py and parquet.py, the only modules that read
+files.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ PARSE = {"encoding": "utf-8-sig", "skipinitialspace": True, "keep_default_na": F
 """How pandas reads every CSV: blanks after a separator are dropped (``y, x`` names ``x``), and only the
 cells given as ``na_values`` are missing."""
 
+_SCAN_WINDOW = 64 << 20  # bytes of a file mapped at a time by has_quote
 _CHUNK = 1 << 16  # bytes scanned at a time: the arrays of a chunk stay in cache and on the heap (no page faults)
 _SUGGEST_MAX_COLUMNS = 10_000  # above this, a misspelled column gets no "Did you mean" (difflib is quadratic)
 _SHOW_COLUMNS = 50  # an error lists at most this many of the file's columns
@@ -260,15 +262,77 @@ def _block_size(source: Source) -> int:
     return int(min(max(source_size(source) // 16, 1 << 20), 1 << 24))
 
 
+def dictionary_codes(col: Any) -> tuple[np.ndarray, list[Any]]:
+    """A dictionary-encoded (chunked) Arrow column as int32 codes (-1 where null) and its labels, with no Python
+    object per row. The chunks' dictionaries are merged into one (labels in order of first appearance) and
+    each chunk's codes mapped to it. Consecutive chunks often share a dictionary (a Parquet row group's pages):
+    each distinct dictionary is looked up once."""
+    import pyarrow as pa
+
+    chunks = [c for c in col.chunks if len(c)]
+    if not chunks:
+        return np.zeros(0, dtype=np.int32), []
+    distinct: list[Any] = []
+    which: list[int] = []
+    for c in chunks:
+        if not (distinct and c.dictionary.equals(distinct[-1])):
+            distinct.append(c.dictionary)
+        which.append(len(distinct) - 1)
+    merged, maps = distinct[0], [None]
+    if len(distinct) > 1:  # each dictionary's own codes 0..k-1, unified: the unified codes are its map
+        probe = pa.chunked_array(
+            [pa.DictionaryArray.from_arrays(pa.array(np.arange(len(d), dtype=np.int32)), d) for d in distinct]
+        ).unify_dictionaries()
+        merged = probe.chunk(0).dictionary
+        maps = [c.indices.to_numpy(zero_copy_only=False).astype(np.int32) for c in probe.chunks]
+    codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
+    at = 0
+    for c, k in zip(chunks, which):
+        idx = c.indices.to_numpy(zero_copy_only=False) if c.null_count == 0 else c.indices.fill_null(-1).to_numpy()
+        m = maps[k]
+        if m is None:
+            codes[at : at + len(c)] = idx
+        else:  # a null row (-1) stays -1: the map's last entry is appended for it
+            codes[at : at + len(c)] = np.append(m, np.int32(-1))[idx]
+        at += len(c)
+    return codes, merged.to_pylist()
+
+
+def has_quote(source: Source) -> bool:
+    """Whether the CSV holds a double quote anywhere: only then can a value hold a line break (or a label start
+    with a quote), and only then must pyarrow's reader track quotes across its blocks, which costs it about 40%
+    more time and memory. A file is scanned through windows of memory maps (no copy, no resident growth)."""
+    if source.data is not None:
+        return source.data.find(b'"') >= 0
+    assert source.path is not None
+    import mmap
+
+    with _opened(source.path, source.name) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        for start in range(0, size, _SCAN_WINDOW):
+            with mmap.mmap(fh.fileno(), min(_SCAN_WINDOW, size - start), offset=start, access=mmap.ACCESS_READ) as m:
+                if m.find(b'"') >= 0:
+                    return True
+    return False
+
+
 def read_arrow(
-    source: Source, ncols: int, floats: list[int], groups: list[int], na: list[str]
+    source: Source,
+    ncols: int,
+    floats: list[int],
+    groups: list[int],
+    na: list[str],
+    *,
+    quoted: bool = True,
 ) -> dict[int, Any] | None:
     """The columns at the given positions, read by pyarrow's multithreaded CSV reader: ``floats`` as float64
     arrays (NaN where missing), ``groups`` as (codes, labels) with code -1 where missing; ``na`` are the missing
     cells. Grouping columns come dictionary-encoded straight from the parser, several times cheaper than
     building a Python string per cell and hashing them. None when pyarrow is not installed or its stricter
     parser refuses the file (a blank after a separator, a text cell in a number column, ...): the caller then
-    reads with pandas, whose messages name the offending line. The header must be the file's first line."""
+    reads with pandas, whose messages name the offending line. The header must be the file's first line.
+    ``quoted=False`` (the file holds no double quote: :func:`has_quote`) lets the reader split its blocks at
+    any line break. The memory pyarrow's pool keeps after the read is handed back to the system."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pacsv
@@ -281,7 +345,7 @@ def read_arrow(
         table = pacsv.read_csv(
             source.handle(),
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=_block_size(source)),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            parse_options=pacsv.ParseOptions(newlines_in_values=quoted),
             convert_options=pacsv.ConvertOptions(
                 include_columns=[names[i] for i in sorted({*floats, *groups})],
                 column_types=types,
@@ -298,9 +362,7 @@ def read_arrow(
         col = table.column(names[i])
         out[i] = col.to_numpy() if col.null_count == 0 else col.fill_null(float("nan")).to_numpy()
     for i in groups:
-        col = table.column(names[i]).unify_dictionaries()
-        labels = col.chunk(0).dictionary.to_pylist() if col.num_chunks else []
-        parts = [c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in col.chunks]
-        out[i] = (np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, dtype=np.int32), labels)
+        out[i] = dictionary_codes(table.column(names[i]))
     del table
+    pa.default_memory_pool().release_unused()
     return out

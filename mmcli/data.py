@@ -1,19 +1,21 @@
 """CSV -> checked columns. Rows with a missing value in a used column are dropped and counted.
 
-With csvread.py (the bytes, read once, and pandas' settings) and csvlines.py (the header and the shape of the
-lines), the only modules that read files. Only the columns a model uses are parsed.
+With csvread.py (the bytes, read once, and pandas' settings), csvlines.py (the header and the shape of the
+lines), arrowcsv.py (pyarrow's read of a large CSV) and parquet.py, the only modules that read files; levels.py
+holds the levels' codes and R's order of them. Only the columns a model uses are parsed.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mmcli import csvread
-from mmcli.csvlines import Layout, read_header, read_layout
+from mmcli.arrowcsv import read_fast
+from mmcli.csvlines import Layout, read_layout
 from mmcli.csvread import resolve
 from mmcli.errors import DataError
+from mmcli.levels import factorized, level_order, nan_levels_missing
 from mmcli.parquet import ARROW_MIN_BYTES, is_parquet
 
 if TYPE_CHECKING:
@@ -33,7 +35,18 @@ class Table:
     lines: np.ndarray | None = None  # the file's line of each row as read, when it is not row + 2
 
 
-__all__ = ["Table", "column", "level_order", "load", "load_all", "numeric_columns", "records", "resolve", "subset"]
+__all__ = [
+    "Table",
+    "column",
+    "factorized",
+    "level_order",
+    "load",
+    "load_all",
+    "numeric_columns",
+    "records",
+    "resolve",
+    "subset",
+]
 
 
 def load(
@@ -82,7 +95,9 @@ def _load(
         lines = np.arange(1, len(frame) + 1)  # the messages' "line" of a Parquet row is its number
     else:
         src = csvread.open_source(path)
-        fast = _read_fast(src, wanted, numeric, categorical, other, na) if categorical and fast_ok else None
+        fast = None
+        if categorical and fast_ok and csvread.source_size(src) >= ARROW_MIN_BYTES:
+            fast = read_fast(src, wanted, numeric, categorical, other, na)
         if fast is not None:
             frame, columns, name = fast[0], fast[1], src.name
         else:
@@ -104,7 +119,7 @@ def _load(
         if pd.api.types.is_string_dtype(s.dtype) and _text_cells(s)[1] > 0.5 * s.notna().sum():
             frame[c] = _as_numeric(s, c, lines)
     for c in categorical:
-        frame[c] = _nan_levels_missing(frame[c])
+        frame[c] = nan_levels_missing(frame[c])
     for c in wanted:
         if frame[c].dtype.kind == "f":
             _check_magnitude(frame[c].to_numpy(), c, lines)
@@ -163,73 +178,6 @@ def _read_columns(
     return frame[wanted]
 
 
-def _read_fast(
-    src: csvread.Source,
-    wanted: list[str],
-    numeric: list[str],
-    categorical: list[str],
-    other: list[str],
-    na: tuple[str, ...] | list[str],
-) -> tuple[pd.DataFrame, list[str]] | None:
-    """The columns by pyarrow with the header alone checked here: pyarrow refuses a line with another number
-    of fields, a text cell in a number column and bytes that are not UTF-8, and then (None) the careful path
-    scans the file and reads it with pandas, whose messages name the line. A quote after a blank is text to
-    pyarrow but quotes to pandas: a label that starts so sends the read to the careful path too."""
-    import pandas as pd
-
-    if csvread.source_size(src) < ARROW_MIN_BYTES:
-        return None
-    head = read_header(src)
-    if head is None or not all(c in head.index for c in wanted) or set(numeric) & set(categorical):
-        return None
-    at = head.index
-    numbers = list(numeric)
-    if other:
-        num_na = csvread.numeric_na_tokens(na)
-        try:
-            cols = sorted(at[c] for c in other)
-            sample = csvread.read_csv(src, usecols=cols, nrows=200, na_values={i: num_na for i in cols})
-        except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
-            return None
-        numbers += [head.columns[i] for i, t in zip(cols, sample.dtypes) if t.kind in "fiu"]
-        if not set(other) <= set(numbers):
-            return None
-    got = csvread.read_arrow(
-        src, len(head.columns), [at[c] for c in numbers], [at[c] for c in categorical], csvread.na_tokens(na)
-    )
-    if got is None or any(str(v).lstrip().startswith('"') for c in categorical for v in got[at[c]][1]):
-        return None
-    return _arrow_frame(got, wanted, numbers, at), head.columns
-
-
-def _arrow_frame(got: dict, wanted: list[str], numbers: list[str], at: dict[str, int]) -> pd.DataFrame:
-    """The frame of :func:`csvread.read_arrow`'s columns: numbers as float64, grouping columns categorical."""
-    import pandas as pd
-
-    cols: dict[str, object] = {}
-    for c in wanted:
-        if c in numbers:
-            cols[c] = got[at[c]]
-        else:
-            codes, labels = got[at[c]]
-            cols[c] = pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
-    return pd.DataFrame(cols, copy=False)
-
-
-def factorized(values: pd.Series) -> pd.Series:
-    """A column as a categorical, from one hash pass over a plain read (``pd.factorize``): far cheaper than
-    pandas' ``category`` parsing of a long column. Missing cells stay missing. The categories come in the
-    order of first appearance; :func:`level_order` sorts them as R's factor() does."""
-    import pandas as pd
-
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return values
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    if values.dtype.kind != "f":
-        uniques = pd.Index(uniques.astype(str), dtype=object)  # as the category parser reads them: text
-    return pd.Series(pd.Categorical.from_codes(codes, categories=uniques), index=values.index, name=values.name)
-
-
 def _first_line(e: Exception) -> str:
     s = str(e).strip()
     return s.splitlines()[0] if s else type(e).__name__
@@ -273,6 +221,8 @@ def _check_magnitude(values: np.ndarray, col: str, lines: np.ndarray | None) -> 
     """Infinite values, and numbers too large for a sum of squares, are errors."""
     import numpy as np
 
+    if values.size and values.min() >= -HUGE and values.max() <= HUGE:  # two passes, no temporaries (NaN: no)
+        return
     with np.errstate(invalid="ignore"):
         bad = np.flatnonzero(np.abs(values) > HUGE)  # NaN (missing) compares False
     if not bad.size:
@@ -327,61 +277,6 @@ def _as_numeric(s: pd.Series, col: str, lines: np.ndarray | None) -> pd.Series:
             "otherwise fix the data."
         )
     raise DataError(f"{msg}. Fix the value, or use the column as a factor.")
-
-
-def _nan_levels_missing(s: pd.Series) -> pd.Series:
-    """A categorical column of numbers reads NaN as missing, as R's factor() of a numeric column does; in a
-    column of text, NaN is a level like any other."""
-    import pandas as pd
-
-    if not isinstance(s.dtype, pd.CategoricalDtype):
-        return s
-    cats = pd.Series(s.cat.categories.astype(str))
-    nan = cats.str.strip().str.lower().isin(csvread.NAN_WORDS)
-    if nan.any() and (~nan).any() and pd.to_numeric(cats[~nan], errors="coerce").notna().all():
-        return s.cat.remove_categories(list(s.cat.categories[nan.to_numpy()]))
-    return s
-
-
-def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
-    """Levels of a categorical column sorted as R's factor() sorts them: numerically when every value is a
-    number, else by text. Returns the labels (as R prints them) and the integer code of each row."""
-    import numpy as np
-    import pandas as pd
-
-    cat = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype(str).astype("category")
-    raw_codes = cat.cat.codes.to_numpy()
-    all_cats = cat.cat.categories
-    used = np.flatnonzero(np.bincount(raw_codes[raw_codes >= 0], minlength=len(all_cats)))
-    if used.size < len(all_cats):  # categories left unused by dropped rows
-        remap = np.full(len(all_cats), -1, dtype=np.int64)
-        remap[used] = np.arange(used.size)
-        raw_codes = remap[raw_codes]
-        all_cats = all_cats[used]
-    cats = [str(c).strip() for c in all_cats]
-    num = pd.to_numeric(pd.Series(cats, dtype=object), errors="coerce")
-    if cats and num.notna().all():
-        order = np.argsort(num.to_numpy(dtype=float), kind="stable")
-        labels = [_r_number(float(num.iloc[i]), cats[i]) for i in order]
-    else:
-        order = np.array(sorted(range(len(cats)), key=lambda i: cats[i]), dtype=np.int64)
-        labels = [cats[i] for i in order]
-    rank = np.empty(len(cats), dtype=np.int32)
-    rank[order] = np.arange(len(cats))
-    codes: np.ndarray = rank[raw_codes]
-    # labels equal after stripping or as numbers ("1" and "1.0") are one level
-    if len(set(labels)) < len(labels):
-        uniq = list(dict.fromkeys(labels))
-        remap = np.array([uniq.index(lab) for lab in labels], dtype=np.int32)
-        codes, labels = remap[codes], uniq
-    return labels, codes
-
-
-def _r_number(x: float, raw: str) -> str:
-    """Print a number as R's factor() labels it (185 not 185.0)."""
-    if math.isfinite(x) and float(x).is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    return raw
 
 
 def load_all(path: str, na: tuple[str, ...] | list[str] = ()) -> Table:

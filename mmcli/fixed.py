@@ -227,7 +227,7 @@ def model_matrix(
     if len(plain) == len(rest) and len(set(plain)) == len(plain):  # the common case: no formula library needed
         names = (["(Intercept)"] if intercept else []) + [quote_name(p) for p in plain]
         check_allocation(n * (len(names) + extra) * 8, "the model matrix")
-        out = np.empty((n, len(names) + extra))
+        out = np.empty((n, len(names) + extra), order="F")  # columns contiguous: each is read whole, in place
         for i, nm in enumerate(names):
             out[:, i] = 1.0 if nm == "(Intercept)" else frame[plain[i - intercept]].to_numpy(dtype=float)
         return out, FixedPart(names, plain, intercept)

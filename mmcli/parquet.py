@@ -5,8 +5,8 @@ become float64 with null as missing, text columns stay text (missing: null, and 
 in a CSV, NA, the empty cell and the ``--na`` tokens, so that a file converted from a CSV gives the same fit),
 and grouping columns are dictionary-encoded by pyarrow (codes and labels, no Python string per row). What
 happens next is what happens to a CSV's columns (:func:`mmcli.data.load`): the same checks, the same
-missing-row rule, the same levels in R's order. With data.py, csvread.py and csvlines.py, the only modules
-that read files.
+missing-row rule, the same levels in R's order. With data.py, csvread.py, csvlines.py and arrowcsv.py, the
+only modules that read files.
 """
 
 from __future__ import annotations
@@ -65,11 +65,11 @@ def columns_of(path: str) -> list[str]:
     """The column names of a Parquet file or directory, from its schema alone (no data is read)."""
     import pyarrow as pa
 
-    pq = _pyarrow()
+    _pyarrow()
     if not os.path.exists(path):
         raise DataError(f"File '{path}' not found.")
     try:
-        return list(pq.read_schema(path).names) if os.path.isfile(path) else list(pq.ParquetDataset(path).schema.names)
+        return list(_schema(path).names)
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"File '{path}' is not a readable Parquet file: {str(e).splitlines()[0]}") from None
 
@@ -90,7 +90,9 @@ def read_parquet(
     for c in wanted:
         resolve(c, names, known)
     try:
-        table = pq.read_table(path, columns=wanted)
+        # grouping columns of text come as the file's own dictionary encoding: no string per row is made
+        text = [c for c in categorical if _is_text(_schema(path).field(c).type)]
+        table = pq.read_table(path, columns=wanted, read_dictionary=text)
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"File '{path}' is not a readable Parquet file: {str(e).splitlines()[0]}") from None
     missing = pa.array(na_tokens(na), type=pa.string())
@@ -98,12 +100,16 @@ def read_parquet(
     for c in wanted:
         col = table.column(c)
         t = col.type
+        if c in categorical and pa.types.is_dictionary(t) and _is_text(t.value_type):
+            cols[c] = _text_codes(col, na_tokens(na))
+            continue
         if pa.types.is_dictionary(t):
             col, t = col.cast(t.value_type), t.value_type
         if pa.types.is_boolean(t) and c not in categorical:
             col, t = col.cast(pa.float64()), pa.float64()
         if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)) and c not in categorical:
-            cols[c] = col.cast(pa.float64()).fill_null(float("nan")).to_numpy()
+            col = col if pa.types.is_float64(t) else col.cast(pa.float64())
+            cols[c] = (col if col.null_count == 0 else col.fill_null(float("nan"))).to_numpy()
             continue
         try:
             text = col.cast(pa.string()) if not pa.types.is_boolean(t) else pc.if_else(col, "TRUE", "FALSE")
@@ -120,5 +126,38 @@ def read_parquet(
             cols[c] = pd.Categorical.from_codes(codes, categories=labels)
         else:
             cols[c] = pd.Series(text.to_pandas(), dtype=object).to_numpy()
-    del table
+    del table, col
+    pa.default_memory_pool().release_unused()  # what pyarrow's pool keeps after the read goes back to the system
     return pd.DataFrame(cols, copy=False), names
+
+
+def _schema(path: str) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path) if os.path.isfile(path) else pq.ParquetDataset(path).schema
+
+
+def _is_text(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _text_codes(col: Any, na: list[str]) -> Any:
+    """A dictionary-encoded text column as a categorical: R's missing-value cells of a CSV (NA, the empty
+    cell, the ``--na`` tokens) and nulls are missing; the labels alone are looked at, not the rows."""
+    import numpy as np
+
+    from mmcli.arrowcsv import categorical
+    from mmcli.csvread import dictionary_codes
+
+    codes, labels = dictionary_codes(col)
+    gone = [i for i, v in enumerate(labels) if v is None or v in na]
+    if gone:
+        keep = np.ones(len(labels), dtype=bool)
+        keep[gone] = False
+        remap = np.full(len(labels) + 1, -1, dtype=np.int32)  # the last entry: code -1 stays -1
+        remap[:-1][keep] = np.arange(int(keep.sum()), dtype=np.int32)
+        codes = remap[codes]
+        labels = [v for v, k in zip(labels, keep) if k]
+    return categorical(codes, labels)

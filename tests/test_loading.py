@@ -130,3 +130,57 @@ def test_a_large_csv_keeps_pyarrow(tmp_path, monkeypatch) -> None:
     assert needs_pyarrow([str(csv)])
     monkeypatch.setattr(parquet, "ARROW_MIN_BYTES", 1 << 20)
     assert not needs_pyarrow([str(csv)])
+
+
+# --------------------------------------------------------------------------------------------------
+# Quotes: pyarrow splits its blocks at any line break unless the file holds a double quote
+# --------------------------------------------------------------------------------------------------
+
+
+def _spy_arrow(monkeypatch) -> list[dict]:
+    seen: list[dict] = []
+    real = csvread.read_arrow
+    monkeypatch.setattr(csvread, "read_arrow", lambda *a, **k: seen.append(k) or real(*a, **k))
+    return seen
+
+
+def test_a_file_without_quotes_is_split_anywhere(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(CSV)
+    monkeypatch.setattr(data, "ARROW_MIN_BYTES", 0)
+    seen = _spy_arrow(monkeypatch)
+    fast = data.load(str(path), numeric=["y"], categorical=["g", "h"], other=["x"])
+    assert [k.get("quoted") for k in seen] == [False]
+    monkeypatch.setattr(csvread, "read_arrow", lambda *a, **k: None)
+    _same(fast, data.load(str(path), numeric=["y"], categorical=["g", "h"], other=["x"]), ["g", "h"])
+
+
+def test_labels_with_line_breaks_across_blocks(tmp_path, monkeypatch) -> None:
+    """Quoted labels that hold a line break, in a file of several of pyarrow's blocks (1 MiB each at least):
+    the quotes are tracked across blocks, and the levels are the careful path's."""
+    rows = [
+        f'{i % 97 + 0.5},"lab\n{i % 13}"' if i % 7 == 0 else f"{i % 97 + 0.5},plain{i % 11}" for i in range(150_000)
+    ]
+    path = tmp_path / "q.csv"
+    path.write_text("y,g\n" + "\n".join(rows) + "\n")
+    assert path.stat().st_size > 3 << 19  # two of its blocks at least
+    monkeypatch.setattr(data, "ARROW_MIN_BYTES", 0)
+    seen = _spy_arrow(monkeypatch)
+    fast = data.load(str(path), numeric=["y"], categorical=["g"])
+    assert [k.get("quoted") for k in seen] == [True]
+    monkeypatch.setattr(csvread, "read_arrow", lambda *a, **k: None)
+    careful = data.load(str(path), numeric=["y"], categorical=["g"])
+    _same(fast, careful, ["g"])
+    assert len(data.level_order(fast.frame["g"])[0]) == 24 and len(fast.frame) == 150_000
+
+
+@pytest.mark.parametrize("where", [0, 4095, 4096, 12_289, None])
+def test_quote_scan_across_windows(tmp_path, monkeypatch, where) -> None:
+    monkeypatch.setattr(csvread, "_SCAN_WINDOW", 4096)  # the smallest a memory map allows
+    body = bytearray(b"y,g\n" + b"1,a\n" * 5000)
+    if where is not None:
+        body[where] = ord('"')
+    path = tmp_path / "s.csv"
+    path.write_bytes(bytes(body))
+    assert csvread.has_quote(csvread.open_source(str(path))) is (where is not None)
+    assert csvread.has_quote(csvread.Source("<stdin>", data=bytes(body))) is (where is not None)

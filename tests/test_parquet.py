@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import EXACT, LMM_CASES, data_path, run_in_process
 
-from mmcli import data
+from mmcli import data, parquet
 
 
 def _as_parquet(csv, path, **types) -> None:
@@ -86,3 +86,29 @@ def test_errors_are_one_line(tmp_path) -> None:
     assert code == 1 and "not a readable Parquet file" in err and "Traceback" not in err
     code, _, err = run_in_process(["fit", tmp_path / "none.parquet", "y ~ 1 + (1 | g)"])
     assert code == 1 and "not found" in err
+
+
+def test_dictionary_columns_over_row_groups(tmp_path, monkeypatch) -> None:
+    """A text grouping column comes as the file's dictionary encoding, one dictionary per row group (here each
+    group sees other labels): the levels, their order, the missing cells (null, NA, the empty cell, a --na
+    token) and the codes are those of the same data as a CSV."""
+    real = parquet._text_codes
+    rng = np.random.default_rng(5)
+    n = 3000
+    labels = np.array([f"s{i}" for i in rng.permutation(40)] + ["NA", "", "none"], dtype=object)
+    g = labels[np.sort(rng.integers(0, labels.size, n))]  # sorted: each row group holds a run of labels
+    g[rng.integers(0, n, 25)] = None
+    df = pd.DataFrame({"y": rng.normal(size=n), "g": g})
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp_path / "d.parquet", row_group_size=500)
+    assert pq.ParquetFile(tmp_path / "d.parquet").num_row_groups == 6
+    df.to_csv(tmp_path / "d.csv", index=False)
+    seen = []
+    monkeypatch.setattr(parquet, "_text_codes", lambda *a: seen.append(1) or real(*a))
+    tp = data.load(str(tmp_path / "d.parquet"), numeric=["y"], categorical=["g"], na=("none",))
+    assert seen, "the column was not read as the file's dictionary encoding"
+    tc = data.load(str(tmp_path / "d.csv"), numeric=["y"], categorical=["g"], na=("none",))
+    assert tp.dropped_rows == tc.dropped_rows > 25
+    lp, cp = data.level_order(tp.frame["g"])
+    lc, cc = data.level_order(tc.frame["g"])
+    assert lp == lc and len(lp) == 40 and np.array_equal(cp, cc)
+    assert np.array_equal(tp.frame["y"].to_numpy(), tc.frame["y"].to_numpy())

@@ -56,7 +56,8 @@ class LmmModel:
         self.weights = _check_vector(weights, n, "prior weights", positive=True)
         offset = _check_vector(offset, n, "offset", positive=False)
         names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
-        keep, drop, RX = aliased_columns_r(X)
+        with blas_threads(X.shape[1] + 1):  # the setup's products are (p + 1)-square: no threads to spin
+            keep, drop, RX = aliased_columns_r(X)
         self.dropped_columns = tuple(names[i] for i in drop)
         self.xnames = tuple(names[i] for i in keep)
         self.p = p = keep.size
@@ -81,11 +82,12 @@ class LmmModel:
                 param="method",
             )
         self.terms = list(terms)
-        self.work: Working = prepare(
-            X, y, terms, RX, weights=self.weights, offset=offset, dense=method == "dense", overwrite_y=overwrite_y
-        )
-        w = self.work
-        self._gram = Gram(w.X, w.y, w.terms) if method == "fast" else None
+        with blas_threads(X.shape[1] + 1):
+            self.work: Working = prepare(
+                X, y, terms, RX, weights=self.weights, offset=offset, dense=method == "dense", overwrite_y=overwrite_y
+            )
+            w = self.work
+            self._gram = Gram(w.X, w.y, w.terms) if method == "fast" else None
         self._dense = DenseProblem(w.X, w.y, w.terms) if method == "dense" else None
 
     @property

@@ -1,0 +1,111 @@
+"""The levels of a grouping or factor column: codes from one hash pass, and R's order of the levels.
+
+R's factor() sorts the distinct values of a column: as numbers when every value is one, else as text. Only the
+distinct values are sorted here (a column of 10^7 rows and 10^5 levels sorts 10^5 labels); the rows keep
+integer codes, renumbered once by a gather.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmcli.csvread import NAN_WORDS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_TEXT_SORT_BYTES = 64 << 20  # labels sorted as one fixed-width numpy array up to this size, else by Python
+
+
+def factorized(values: pd.Series) -> pd.Series:
+    """A column as a categorical, from one hash pass over a plain read (``pd.factorize``): far cheaper than
+    pandas' ``category`` parsing of a long column. Missing cells stay missing. The categories come in the
+    order of first appearance; :func:`level_order` sorts them as R's factor() does."""
+    import pandas as pd
+
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if values.dtype.kind != "f":
+        uniques = pd.Index(uniques.astype(str), dtype=object)  # as the category parser reads them: text
+    return pd.Series(pd.Categorical.from_codes(codes, categories=uniques), index=values.index, name=values.name)
+
+
+def nan_levels_missing(s: pd.Series) -> pd.Series:
+    """A categorical column of numbers reads NaN as missing, as R's factor() of a numeric column does; in a
+    column of text, NaN is a level like any other."""
+    import pandas as pd
+
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        return s
+    cats = pd.Series(s.cat.categories.astype(str))
+    nan = cats.str.strip().str.lower().isin(NAN_WORDS)
+    if nan.any() and (~nan).any() and pd.to_numeric(cats[~nan], errors="coerce").notna().all():
+        return s.cat.remove_categories(list(s.cat.categories[nan.to_numpy()]))
+    return s
+
+
+def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
+    """Levels of a categorical column sorted as R's factor() sorts them: numerically when every value is a
+    number, else by text. Returns the labels (as R prints them) and the integer code of each row."""
+    import pandas as pd
+
+    cat = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype(str).astype("category")
+    raw_codes = cat.cat.codes.to_numpy()
+    all_cats = cat.cat.categories
+    if raw_codes.size and raw_codes.min() >= 0:  # no missing cell: no masked copy of the codes
+        counts = np.bincount(raw_codes, minlength=len(all_cats))
+    else:
+        counts = np.bincount(raw_codes[raw_codes >= 0], minlength=len(all_cats))
+    used = np.flatnonzero(counts)
+    if used.size < len(all_cats):  # categories left unused by dropped rows
+        remap = np.full(len(all_cats), -1, dtype=np.int64)
+        remap[used] = np.arange(used.size)
+        raw_codes = remap[raw_codes]
+        all_cats = all_cats[used]
+    cats = [c.strip() if type(c) is str else str(c).strip() for c in all_cats.tolist()]
+    order, labels = _r_sorted(cats)
+    rank = np.empty(len(cats), dtype=np.int32)
+    rank[order] = np.arange(len(cats), dtype=np.int32)
+    codes: np.ndarray = rank[raw_codes]
+    # labels equal after stripping or as numbers ("1" and "1.0") are one level
+    if len(set(labels)) < len(labels):
+        uniq = list(dict.fromkeys(labels))
+        at = {lab: i for i, lab in enumerate(uniq)}
+        remap32 = np.array([at[lab] for lab in labels], dtype=np.int32)
+        codes, labels = remap32[codes], uniq
+    return labels, codes
+
+
+def _r_sorted(cats: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The order of the labels as R's factor() sorts them, and the labels as R prints them."""
+    import pandas as pd
+
+    def numbers(values: list[str]) -> pd.Series:
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+
+    # one label that is not a number settles it: the whole list is not parsed then
+    if cats and numbers(cats[:1]).notna().all():
+        num = numbers(cats)
+        if num.notna().all():
+            vals = num.to_numpy(dtype=float)
+            order = np.argsort(vals, kind="stable")
+            return order, [_r_number(float(vals[i]), cats[i]) for i in order]
+    width = max(map(len, cats), default=0)
+    if 4 * width * len(cats) <= _TEXT_SORT_BYTES and "\x00" not in "".join(cats):
+        # numpy's fixed-width text sorts by code point, as Python's str does (a trailing NUL would be dropped:
+        # not then)
+        order = np.argsort(np.array(cats, dtype=f"U{max(width, 1)}"), kind="stable")
+    else:
+        order = np.array(sorted(range(len(cats)), key=lambda i: cats[i]), dtype=np.int64)
+    return order, [cats[i] for i in order]
+
+
+def _r_number(x: float, raw: str) -> str:
+    """Print a number as R's factor() labels it (185 not 185.0)."""
+    if math.isfinite(x) and float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return raw
