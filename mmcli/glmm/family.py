@@ -68,6 +68,18 @@ class Family:
             return np.maximum(np.exp(e - np.exp(e)), EPS)
         return np.maximum(np.exp(eta), EPS)
 
+    def mu_eta2(self, eta: np.ndarray) -> np.ndarray:
+        """d^2 mu / d eta^2 (for the gradient of the Laplace deviance under a non-canonical link)."""
+        if self.link == "logit":
+            mu = self.linkinv(eta)
+            return mu * (1 - mu) * (1 - 2 * mu)
+        if self.link == "probit":
+            return -eta * np.exp(-0.5 * eta * eta) / np.sqrt(2 * np.pi)
+        if self.link == "cloglog":
+            e = np.minimum(eta, 700.0)
+            return np.exp(e - np.exp(e)) * (1 - np.exp(e))
+        return np.exp(eta)
+
     # -- the family ----------------------------------------------------------------------------------------
 
     def variance(self, mu: np.ndarray) -> np.ndarray:

@@ -19,6 +19,8 @@ import numpy as np
 
 from mmcli.errors import ModelError, NotConvergedError, UsageError
 from mmcli.glmm.family import Family
+from mmcli.glmm.gradient import laplace_gradient
+from mmcli.glmm.newton import hessian_from_gradient, newton
 from mmcli.glmm.pirls import Mode, Pirls, Response, gh_rule
 from mmcli.glmm.results import GlmmFit
 from mmcli.lmm import OptimizerRecord, ReTerm, WeightedPls, aliased_columns, lower_bounds
@@ -127,11 +129,15 @@ class GlmmModel:
 
         lower2 = np.concatenate([lower, np.full(self.p, -np.inf)])
         x0 = np.concatenate([theta1, np.zeros(self.p)])
-        step = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(self.p, 0.5)])
-        x, f, n2, ok2 = _bobyqa(dev2, x0, lower2, STAGE2_TOL, step, progress, n1)
+        H = None
+        if self.analytic_gradient:  # Newton's method on the gradient; BOBYQA if it fails
+            x, f, n2, ok2, H = self._stage2_newton(x0, beta1, A, progress, n1)
+        if H is None:
+            step = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(self.p, 0.5)])
+            x, f, n2, ok2 = _bobyqa(dev2, x0, lower2, STAGE2_TOL, step, progress, n1)
         x, f = _snap(dev2, x, f, lower2, k)
         theta, beta = x[:k], beta1 + A @ x[k:]
-        vcov, hessian_ok = self._vcov(theta, x, beta1, A)
+        vcov, hessian_ok = self._vcov(theta, x, beta1, A, H if H is not None and x[0] > 0 else None)
         m = self.mode(theta, beta)
         if vcov is None:
             vcov = self._rx_vcov(theta, m)
@@ -168,6 +174,44 @@ class GlmmModel:
             stage_evaluations=(n1, n2),
         )
 
+    @property
+    def analytic_gradient(self) -> bool:
+        """Whether the Laplace deviance has its analytic gradient here (one scalar term, nagq = 1)."""
+        return self.pls.scalar and self.rule is None
+
+    def deviance_gradient(self, theta: np.ndarray, beta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The Laplace deviance at (theta, beta) and its gradient over (theta, beta) (one scalar term)."""
+        m = self.mode(theta, beta)
+        return self.pirls.laplace(m), laplace_gradient(self.pirls, theta, m)
+
+    def _stage2_newton(
+        self,
+        x0: np.ndarray,
+        beta1: np.ndarray,
+        A: np.ndarray,
+        progress: Callable[[int, float], None] | None,
+        before: int,
+    ) -> tuple[np.ndarray, float, int, bool, np.ndarray | None]:
+        """Stage 2 by Newton's method in x = (theta, s), beta = beta1 + A s; the central-difference Hessian of the
+        gradient at the optimum comes back with it (None when Newton's method did not converge)."""
+        k, start, best = x0.size - self.p, self.pirls.evaluations, [np.inf]
+
+        def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+            f, g = self.deviance_gradient(x[:k], beta1 + A @ x[k:])
+            best[0] = min(best[0], f)
+            if progress is not None:
+                progress(before + self.pirls.evaluations - start, best[0])
+            return f, np.concatenate([g[:k], A.T @ g[k:]])
+
+        h = np.concatenate([np.full(k, HESS_STEP_THETA), np.full(self.p, HESS_STEP_BETA)])
+        res = newton(fg, x0, k, h)
+        if not res.converged:
+            return res.x, res.f, self.pirls.evaluations - start, False, None
+        H = hessian_from_gradient(fg, res.x, None, h)
+        self._last = None  # the next mode starts afresh from the optimum's (below)
+        self.mode(res.x[:k], beta1 + A @ res.x[k:])
+        return res.x, res.f, self.pirls.evaluations - start, True, H
+
     def _u_step(self, theta: np.ndarray, m: Mode):  # type: ignore[no-untyped-def]
         """The factor of the u-only system at the mode's weights (for the conditional variances)."""
         fam, r = self.fam, self.resp
@@ -186,13 +230,14 @@ class GlmmModel:
         d = fam.mu_eta(m.eta)
         w = r.prior * d * d / fam.variance(m.mu)
         step = self.pls.solve(theta, w, np.zeros(self.n), with_x=True)
-        A = self._beta_scale(theta, Mode(m.beta, m.u, m.eta, m.mu, m.pdev, step, 0))
+        A = self._beta_scale(theta, Mode(m.beta, m.u, m.eta, m.mu, m.pdev, step, 0, step.logdet))
         return A @ A.T
 
     def _vcov(
-        self, theta: np.ndarray, x: np.ndarray, beta1: np.ndarray, A: np.ndarray
+        self, theta: np.ndarray, x: np.ndarray, beta1: np.ndarray, A: np.ndarray, H: np.ndarray | None = None
     ) -> tuple[np.ndarray | None, bool]:
-        """2 H^-1 for beta from the central-difference Hessian over (theta, s); None when H is not usable."""
+        """2 H^-1 for beta from the central-difference Hessian over (theta, s) (of the deviance, or the one of
+        the gradient given as ``H``); None when H is not usable."""
         k = theta.size
         if not self.p:
             return np.zeros((0, 0)), True
@@ -200,7 +245,8 @@ class GlmmModel:
         def f(v: np.ndarray) -> float:
             return self.deviance(v[:k], beta1 + A @ v[k:])
 
-        H = hessian(f, x, np.concatenate([np.full(k, HESS_STEP_THETA), np.full(self.p, HESS_STEP_BETA)]))
+        if H is None:
+            H = hessian(f, x, np.concatenate([np.full(k, HESS_STEP_THETA), np.full(self.p, HESS_STEP_BETA)]))
         try:
             Hinv = np.linalg.inv(H)
         except np.linalg.LinAlgError:

@@ -43,8 +43,9 @@ class Mode:
     eta: np.ndarray
     mu: np.ndarray
     pdev: float  # sum of deviance residuals + ||u||^2
-    step: PlsStep  # the factor at the weights of the mode
+    step: PlsStep  # the factor of the last PIRLS step (at the weights of the iterate before the mode)
     iterations: int
+    logdet: float  # log |Lambda'Z'W Z Lambda + I| at the weights of the mode itself (one scalar term), else step's
 
 
 class Response:
@@ -139,7 +140,8 @@ class Pirls:
                 frac /= 2
             if not accepted:
                 if abs(pdev_try - pdev) <= 1e-9 * (abs(pdev) + 1):  # no descent left: the mode, to rounding
-                    return Mode(b, u, eta, fam.linkinv(eta), pdev, step, it)
+                    mu = fam.linkinv(eta)
+                    return Mode(b, u, eta, mu, pdev, step, it, self._logdet(theta, eta, mu, step))
                 raise NotConvergedError(
                     "The penalized iteratively reweighted least squares (PIRLS) for the conditional modes diverged: "
                     "no step lowers the penalized deviance. The model may be too rich for these data (a variance "
@@ -150,11 +152,40 @@ class Pirls:
             del diff
             b, u, xb, eta, mu, pdev = b_try, u_try, xb_try, eta_try, mu_try, pdev_try
             if moved < ETA_TOL or change <= (JOINT_TOL if joint else PDEV_TOL) * (abs(pdev) + 1):
-                return Mode(b, u, eta, mu, pdev, step, it)
+                return Mode(b, u, eta, mu, pdev, step, it, self._logdet(theta, eta, mu, step))
         raise NotConvergedError(
             f"The penalized iteratively reweighted least squares (PIRLS) for the conditional modes did not converge "
             f"in {MAXIT} iterations; simplify the model or rescale the predictors."
         )
+
+    def _logdet(self, theta: np.ndarray, eta: np.ndarray, mu: np.ndarray, step: PlsStep) -> float:
+        """The log-determinant at the mode's own weights for one scalar term (a sum over levels), so that the
+        Laplace deviance is a smooth function of (theta, beta) whose gradient is exact; the last step's otherwise."""
+        if not self.pls.scalar:
+            return step.logdet
+        blk, th, t0 = self.pls.blocks[0], float(theta[0]), self.pls.t0
+        A = np.zeros(blk.nlevels)
+        assert blk.codes is not None
+        for lo in range(0, eta.size, ROW_BLOCK):
+            sl = slice(lo, lo + ROW_BLOCK)
+            w = self._weights(eta[sl], mu[sl], sl)
+            if t0 is not None:
+                w *= t0[sl] * t0[sl]
+            A += np.bincount(blk.codes[sl], weights=w, minlength=blk.nlevels)
+        return float(np.sum(np.log1p(th * th * A)))
+
+    def _weights(self, eta: np.ndarray, mu: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+        """The working weights a mu'(eta)^2 / V(mu) (a new vector; eta and mu hold ``rows`` of the data)."""
+        fam, r = self.resp.fam, self.resp
+        if fam.canonical:  # mu'(eta) = V(mu): w = a V(mu)
+            w = fam.variance(mu)
+        else:
+            d = fam.mu_eta(eta)
+            w = d * d
+            w /= fam.variance(mu)
+        if not r.unit_prior:
+            w *= r.prior[rows]
+        return w
 
     def _eta(self, xb: np.ndarray, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """X beta + Z Lambda u + offset, in one new n-vector."""
@@ -188,7 +219,7 @@ class Pirls:
 
     def laplace(self, m: Mode) -> float:
         """-2 log L by the Laplace approximation at the mode."""
-        return m.pdev + self.resp.constant + m.step.logdet
+        return m.pdev + self.resp.constant + m.logdet
 
     def agq(self, m: Mode, theta: np.ndarray, nodes: np.ndarray, weights: np.ndarray) -> float:
         """glmer's adaptive Gauss-Hermite deviance for one scalar random-effects term (its only block)."""

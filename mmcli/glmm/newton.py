@@ -1,0 +1,92 @@
+"""glmer's second stage on the analytic gradient (one scalar random-effects term, Laplace): Newton's method over
+(theta, beta) with the Hessian from differences of the gradient, and that Hessian at the optimum for the
+standard errors.
+
+The deviance is minimized over x = (theta, s) with beta = beta1 + A s (stage 1's scaling: the Hessian in s is
+near 2 I). Each iteration forms H by forward differences of the gradient (one gradient per coordinate), takes the
+Newton step -H^-1 g (H's eigenvalues floored when it is not positive definite) and halves it until the deviance
+decreases (Armijo). The deviance is even in theta (theta and -theta give the same model with u negated), so a
+step across 0 is reflected. It stops when the Newton decrement g'H^-1 g / 2 (the predicted decrease) is below
+the tolerance; the Hessian for the standard errors is then formed by central differences of the gradient at the
+optimum (Nocedal & Wright 2006, sections 3.4 and 8.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+DECREMENT_TOL = 1e-9  # the predicted decrease of the deviance at which Newton's method stops
+MAXIT = 50
+MAX_HALVINGS = 30
+EIG_FLOOR = 1e-8  # relative to the largest eigenvalue of H: the floor of an indefinite H's eigenvalues
+
+DevGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+@dataclass(frozen=True, eq=False)
+class NewtonResult:
+    x: np.ndarray
+    f: float
+    g: np.ndarray  # the gradient at x
+    iterations: int
+    converged: bool
+
+
+def hessian_from_gradient(fg: DevGrad, x: np.ndarray, g: np.ndarray | None, h: np.ndarray) -> np.ndarray:
+    """The Hessian by differences of the gradient: forward (from g at x) when ``g`` is given, else central;
+    symmetrized."""
+    k = x.size
+    H = np.zeros((k, k))
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = h[i]
+        if g is None:
+            H[:, i] = (fg(x + e)[1] - fg(x - e)[1]) / (2 * h[i])
+        else:
+            H[:, i] = (fg(x + e)[1] - g) / h[i]
+    return 0.5 * (H + H.T)
+
+
+def _direction(H: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """-H^-1 g, with H's eigenvalues floored at EIG_FLOOR times the largest when H is not positive definite."""
+    try:
+        L = np.linalg.cholesky(H)
+        return -np.linalg.solve(L.T, np.linalg.solve(L, g))
+    except np.linalg.LinAlgError:
+        lam, Q = np.linalg.eigh(H)
+        top = max(float(np.max(np.abs(lam))), 1e-300)
+        lam = np.maximum(np.abs(lam), EIG_FLOOR * top)
+        return -(Q @ ((Q.T @ g) / lam))
+
+
+def newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray) -> NewtonResult:
+    """Minimize the deviance over x = (theta, s) from x0; theta (the first k entries, one here) is >= 0."""
+    x = x0.copy()
+    f, g = fg(x)
+    H: np.ndarray | None = None
+    for it in range(1, MAXIT + 1):
+        if H is not None and -0.5 * float(g @ _direction(H, g)) < DECREMENT_TOL:
+            return NewtonResult(x, f, g, it, True)  # converged by the last Hessian: no new one needed
+        H = hessian_from_gradient(fg, x, g, h)
+        d = _direction(H, g)
+        decrement = -0.5 * float(g @ d)
+        if not np.isfinite(decrement):
+            return NewtonResult(x, f, g, it, False)
+        if decrement < DECREMENT_TOL:
+            return NewtonResult(x, f, g, it, True)
+        step, accepted = 1.0, False
+        for _ in range(MAX_HALVINGS):
+            xt = x + step * d
+            xt[:k] = np.abs(xt[:k])  # the deviance is even in theta
+            ft, gt = fg(xt)
+            if np.isfinite(ft) and ft <= f - 1e-4 * step * 2 * decrement:
+                accepted = True
+                break
+            step /= 2
+        if not accepted:  # no decrease left: the minimum to the deviance's rounding
+            return NewtonResult(x, f, g, it, decrement < 1e3 * DECREMENT_TOL)
+        x, f, g = xt, ft, gt
+    return NewtonResult(x, f, g, MAXIT, False)
