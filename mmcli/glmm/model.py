@@ -7,6 +7,11 @@ deviance is the same or lower. beta is optimized in the coordinates where stage 
 identity, so that fixed effects on very different scales cost nothing. The covariance of beta is that of
 summary(glmer): 2 H^-1 from the finite-difference Hessian H of the deviance over (theta, beta) (lme4's
 ``use.hessian``), falling back to the Cholesky factor of the weighted system when H is not positive definite.
+
+With one scalar random-effects term and the Laplace approximation the deviance has an analytic gradient
+(glmm.gradient), and stage 2 is Newton's method on it (glmm.newton) from the joint PIRLS mode at theta = 1, which
+also gives beta's scale; stage 1's search over theta is then not needed. The Hessian for the standard errors is
+formed by central differences of the gradient, which carry no rounding of the deviance (a sum of n terms).
 """
 
 from __future__ import annotations
@@ -114,11 +119,21 @@ class GlmmModel:
     # the fit
 
     def fit(self, progress: Callable[[int, float], None] | None = None) -> GlmmFit:
+        """The two stages and the covariance, on one BLAS thread unless the dense part is large (or --threads)."""
+        from mmcli.threads import blas_threads
+
+        with blas_threads(self.p + self.pls.q - self.pls.blocks[0].q):  # the order of the dense part
+            return self._fit(progress)
+
+    def _fit(self, progress: Callable[[int, float], None] | None) -> GlmmFit:
         t0 = time.perf_counter()
         lower = lower_bounds(self.terms)
         k = lower.size
         theta0 = np.array([1.0 if lo == 0 else 0.0 for lo in lower])
-        theta1, _, n1, ok1 = _bobyqa(self.stage1, theta0, lower, STAGE1_TOL, np.full(k, 0.75), progress, 0)
+        if self.analytic_gradient:  # Newton's stage 2 needs no more of stage 1 than beta's start and scale
+            theta1, n1, ok1 = theta0, 1, True
+        else:
+            theta1, _, n1, ok1 = _bobyqa(self.stage1, theta0, lower, STAGE1_TOL, np.full(k, 0.75), progress, 0)
         m1 = self.mode(theta1, None)
         beta1 = m1.beta
         # the scaled coordinates of beta: s with beta = beta1 + A s, A A' = stage 1's covariance of beta
@@ -132,9 +147,11 @@ class GlmmModel:
         H = None
         if self.analytic_gradient:  # Newton's method on the gradient; BOBYQA if it fails
             x, f, n2, ok2, H = self._stage2_newton(x0, beta1, A, progress, n1)
-        if H is None:
-            step = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(self.p, 0.5)])
-            x, f, n2, ok2 = _bobyqa(dev2, x0, lower2, STAGE2_TOL, step, progress, n1)
+        if H is None:  # from where Newton's method stopped, if it ran
+            x0 = x if self.analytic_gradient else x0
+            step = np.concatenate([np.maximum(0.1 * np.abs(x0[:k]), 0.05), np.full(self.p, 0.5)])
+            x, f, n2b, ok2 = _bobyqa(dev2, x0, lower2, STAGE2_TOL, step, progress, n1)
+            n2 = n2 + n2b if self.analytic_gradient else n2b
         x, f = _snap(dev2, x, f, lower2, k)
         theta, beta = x[:k], beta1 + A @ x[k:]
         vcov, hessian_ok = self._vcov(theta, x, beta1, A, H if H is not None and x[0] > 0 else None)

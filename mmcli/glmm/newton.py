@@ -63,14 +63,15 @@ def _direction(H: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray) -> NewtonResult:
-    """Minimize the deviance over x = (theta, s) from x0; theta (the first k entries, one here) is >= 0."""
+    """Minimize the deviance over x = (theta, s) from x0; theta (the first k entries, one here) is >= 0.
+
+    The Hessian is formed by differences of the gradient at the start and whenever a step fails; between, BFGS
+    updates it from the steps taken (one gradient per iteration instead of k + 1)."""
     x = x0.copy()
     f, g = fg(x)
-    H: np.ndarray | None = None
+    H = hessian_from_gradient(fg, x, g, h)
+    fresh = True  # H was formed by differences here (not updated)
     for it in range(1, MAXIT + 1):
-        if H is not None and -0.5 * float(g @ _direction(H, g)) < DECREMENT_TOL:
-            return NewtonResult(x, f, g, it, True)  # converged by the last Hessian: no new one needed
-        H = hessian_from_gradient(fg, x, g, h)
         d = _direction(H, g)
         decrement = -0.5 * float(g @ d)
         if not np.isfinite(decrement):
@@ -78,7 +79,7 @@ def newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray) -> NewtonResult:
         if decrement < DECREMENT_TOL:
             return NewtonResult(x, f, g, it, True)
         step, accepted = 1.0, False
-        for _ in range(MAX_HALVINGS):
+        for _ in range(MAX_HALVINGS if fresh else 2):
             xt = x + step * d
             xt[:k] = np.abs(xt[:k])  # the deviance is even in theta
             ft, gt = fg(xt)
@@ -86,7 +87,17 @@ def newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray) -> NewtonResult:
                 accepted = True
                 break
             step /= 2
-        if not accepted:  # no decrease left: the minimum to the deviance's rounding
-            return NewtonResult(x, f, g, it, decrement < 1e3 * DECREMENT_TOL)
+        if not accepted:
+            if fresh:  # no decrease left along Newton's direction: the minimum to the deviance's rounding
+                return NewtonResult(x, f, g, it, decrement < 1e3 * DECREMENT_TOL)
+            H, fresh = hessian_from_gradient(fg, x, g, h), True  # the updated H misled: form it afresh
+            continue
+        sx, sy = xt - x, gt - g
         x, f, g = xt, ft, gt
+        if float(sx @ sy) > 1e-12 * float(np.sqrt((sx @ sx) * (sy @ sy))):  # BFGS keeps H positive definite
+            Hs = H @ sx
+            H = H - np.outer(Hs, Hs) / float(sx @ Hs) + np.outer(sy, sy) / float(sx @ sy)
+            fresh = False
+        else:
+            H, fresh = hessian_from_gradient(fg, x, g, h), True
     return NewtonResult(x, f, g, MAXIT, False)
