@@ -25,7 +25,7 @@ import numpy as np
 from mmcli.errors import ModelError, NotConvergedError, UsageError
 from mmcli.glmm.family import Family
 from mmcli.glmm.gradient import laplace_gradient
-from mmcli.glmm.newton import hessian_from_gradient, newton
+from mmcli.glmm.newton import NewtonResult, hessian_from_gradient, newton
 from mmcli.glmm.pirls import Mode, Pirls, Response, gh_rule
 from mmcli.glmm.results import GlmmFit
 from mmcli.lmm import OptimizerRecord, ReTerm, WeightedPls, aliased_columns, lower_bounds
@@ -86,6 +86,7 @@ class GlmmModel:
         self.pirls = Pirls(self.pls, self.resp)
         self.rule = gh_rule(nagq) if nagq > 1 else None
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # (beta, u) of the last mode: the next start
+        self._newton: NewtonResult | None = None  # how stage 2's Newton's method ran, when it ran
 
     # ------------------------------------------------------------------------------------------------------
     # the deviance
@@ -144,7 +145,7 @@ class GlmmModel:
 
         lower2 = np.concatenate([lower, np.full(self.p, -np.inf)])
         x0 = np.concatenate([theta1, np.zeros(self.p)])
-        H = None
+        H, self._newton = None, None
         if self.analytic_gradient:  # Newton's method on the gradient; BOBYQA if it fails
             x, f, n2, ok2, H = self._stage2_newton(x0, beta1, A, progress, n1)
         if H is None:  # from where Newton's method stopped, if it ran
@@ -160,13 +161,19 @@ class GlmmModel:
             vcov = self._rx_vcov(theta, m)
         self._check_separation(m)
         ranef, cond = self.pls.ranef(theta, self._u_step(theta, m))
+        nt = self._newton
         rec = OptimizerRecord(
-            "NLopt LN_BOBYQA (stage 1: theta; stage 2: theta and beta)",
+            "NLopt LN_BOBYQA (stage 1: theta; stage 2: theta and beta)"
+            if nt is None
+            else "Newton's method on the analytic gradient, BFGS updates (stage 2: theta and beta)",
             self.pirls.evaluations,
             "converged" if ok1 and ok2 else "stopped before converging",
             tuple(map(float, theta0)),
             tuple(map(float, theta)),
             time.perf_counter() - t0,
+            stationary=None if nt is None else nt.converged,
+            gradient_evaluations=0 if nt is None else nt.gradients,
+            iterations=0 if nt is None else nt.iterations,
         )
         return GlmmFit(
             family=self.fam,
@@ -225,8 +232,7 @@ class GlmmModel:
         if not res.converged:
             return res.x, res.f, self.pirls.evaluations - start, False, None
         H = hessian_from_gradient(fg, res.x, None, h)
-        self._last = None  # the next mode starts afresh from the optimum's (below)
-        self.mode(res.x[:k], beta1 + A @ res.x[k:])
+        self._newton = dataclasses.replace(res, gradients=res.gradients + 2 * x0.size)
         return res.x, res.f, self.pirls.evaluations - start, True, H
 
     def _u_step(self, theta: np.ndarray, m: Mode):  # type: ignore[no-untyped-def]

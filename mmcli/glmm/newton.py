@@ -32,7 +32,8 @@ class NewtonResult:
     f: float
     g: np.ndarray  # the gradient at x
     iterations: int
-    converged: bool
+    converged: bool  # the Newton decrement below DECREMENT_TOL: a stationary point with H positive definite
+    gradients: int = 0  # gradient evaluations (each with its deviance), the Hessians' included
 
 
 def hessian_from_gradient(fg: DevGrad, x: np.ndarray, g: np.ndarray | None, h: np.ndarray) -> np.ndarray:
@@ -67,6 +68,17 @@ def newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray) -> NewtonResult:
 
     The Hessian is formed by differences of the gradient at the start and whenever a step fails; between, BFGS
     updates it from the steps taken (one gradient per iteration instead of k + 1)."""
+    calls = [0]
+
+    def counted(v: np.ndarray) -> tuple[float, np.ndarray]:
+        calls[0] += 1
+        return fg(v)
+
+    res = _newton(counted, x0, k, h)
+    return NewtonResult(res.x, res.f, res.g, res.iterations, res.converged, calls[0])
+
+
+def _newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray) -> NewtonResult:
     x = x0.copy()
     f, g = fg(x)
     H = hessian_from_gradient(fg, x, g, h)
