@@ -26,7 +26,7 @@ from mmcli.errors import ModelError, NotConvergedError, UsageError
 from mmcli.glmm.family import Family
 from mmcli.glmm.gradient import laplace_gradient
 from mmcli.glmm.newton import NewtonResult, hessian_from_gradient, newton
-from mmcli.glmm.pirls import Mode, Pirls, Response, gh_rule
+from mmcli.glmm.pirls import ROW_BLOCK, Mode, Pirls, Response, gh_rule
 from mmcli.glmm.results import GlmmFit
 from mmcli.lmm import OptimizerRecord, ReTerm, WeightedPls, aliased_columns, lower_bounds
 
@@ -94,10 +94,17 @@ class GlmmModel:
     def _start(self) -> tuple[np.ndarray, np.ndarray]:
         if self._last is not None:
             return self._last
-        r = self.resp
-        mu0 = (r.prior * r.y + 0.5) / (r.prior + 1) if self.fam.name == "binomial" else r.y + 0.1
-        z = self.fam.linkfun(mu0) - r.offset
-        beta = np.linalg.lstsq(self.pls.X, z, rcond=None)[0] if self.p else np.zeros(0)
+        r, X = self.resp, self.pls.X
+        XtX, Xtz = np.zeros((self.p, self.p)), np.zeros(self.p)
+        for lo in range(0, self.n, ROW_BLOCK):  # least squares on the link of the data, a block of rows at a time
+            sl = slice(lo, lo + ROW_BLOCK)
+            y, a = r.y[sl], r.prior[sl]
+            z = self.fam.linkfun((a * y + 0.5) / (a + 1) if self.fam.name == "binomial" else y + 0.1)
+            if r.has_offset:
+                z -= r.offset[sl]  # type: ignore[index]
+            XtX += X[sl].T @ X[sl]
+            Xtz += X[sl].T @ z
+        beta = np.linalg.lstsq(XtX, Xtz, rcond=None)[0] if self.p else np.zeros(0)
         return beta, np.zeros(self.pls.q)
 
     def mode(self, theta: np.ndarray, beta: np.ndarray | None) -> Mode:
@@ -160,7 +167,12 @@ class GlmmModel:
         if vcov is None:
             vcov = self._rx_vcov(theta, m)
         self._check_separation(m)
-        ranef, cond = self.pls.ranef(theta, self._u_step(theta, m))
+        if self.pirls.scalar is not None:  # b = theta u, Var(b | y) = theta^2 / M_j at the mode's weights
+            assert m.step.L0 is not None
+            th = float(theta[0])
+            ranef, cond = [(th * m.u)[:, None]], [(th * th / (m.step.L0 * m.step.L0))[:, None, None]]
+        else:
+            ranef, cond = self.pls.ranef(theta, self._u_step(theta, m))
         nt = self._newton
         rec = OptimizerRecord(
             "NLopt LN_BOBYQA (stage 1: theta; stage 2: theta and beta)"

@@ -45,7 +45,7 @@ class Mode:
     pdev: float  # sum of deviance residuals + ||u||^2
     step: PlsStep  # the factor of the last PIRLS step (at the weights of the iterate before the mode)
     iterations: int
-    logdet: float  # log |Lambda'Z'W Z Lambda + I| at the weights of the mode itself (one scalar term), else step's
+    logdet: float  # log |Lambda'Z'W Z Lambda + I|: at the weights of the mode itself (one scalar term), else step's
 
 
 class Response:
@@ -64,7 +64,7 @@ class Response:
         self.unit_prior = bool(np.all(prior == 1.0))
         self.has_offset = offset is not None
         self.ay = y if self.unit_prior else prior * y
-        self.a1y = (1 - y if self.unit_prior else prior * (1 - y)) if self.binomial else None
+        self.a1y = prior * (1 - y) if self.binomial and not self.unit_prior else None  # unit prior: sums of y
         self.has_zero = bool(np.any(y == 0))
         dev = kern = m2ll = 0.0
         for lo in range(0, y.size, ROW_BLOCK):  # a block of rows at a time: no full-length temporaries
@@ -82,11 +82,12 @@ class Response:
         them by default; mu holds those rows alone)."""
         ay = self.ay[rows]
         if self.binomial:  # in place: one temporary as long as mu
-            assert self.a1y is not None
             t = np.log(mu)
             s = float(ay @ t)
             np.negative(mu, out=t)
             np.log1p(t, out=t)
+            if self.a1y is None:  # sum((1 - y) log(1 - mu)) without the vector 1 - y
+                return -2.0 * (s + float(np.sum(t)) - float(ay @ t))
             return -2.0 * (s + float(self.a1y[rows] @ t))
         return float(-2.0 * (ay @ np.log(mu) - (np.sum(mu) if self.unit_prior else self.prior[rows] @ mu)))
 
@@ -104,13 +105,18 @@ class Pirls:
     """The PIRLS solver of one model: the weighted system, the response and the current start."""
 
     def __init__(self, pls: WeightedPls, resp: Response):
+        from mmcli.glmm.scalar import ScalarPirls
+
         self.pls, self.resp = pls, resp
         self.evaluations = 0
+        self.scalar = ScalarPirls(pls, resp) if pls.scalar else None  # one scalar term: by blocks of rows
 
     def mode(self, theta: np.ndarray, beta: np.ndarray | None, start: tuple[np.ndarray, np.ndarray]) -> Mode:
         """The conditional mode at theta: with beta given, over u only (glmer's second stage); with beta None,
         over u and beta jointly (the first stage, nAGQ = 0). ``start`` = (beta, u) to iterate from."""
         self.evaluations += 1
+        if self.scalar is not None:
+            return self.scalar.mode(theta, beta, start)
         fam, r, X = self.resp.fam, self.resp, self.pls.X
         joint = beta is None
         b = start[0].copy() if joint else np.asarray(beta, dtype=float)
@@ -140,8 +146,7 @@ class Pirls:
                 frac /= 2
             if not accepted:
                 if abs(pdev_try - pdev) <= 1e-9 * (abs(pdev) + 1):  # no descent left: the mode, to rounding
-                    mu = fam.linkinv(eta)
-                    return Mode(b, u, eta, mu, pdev, step, it, self._logdet(theta, eta, mu, step))
+                    return Mode(b, u, eta, fam.linkinv(eta), pdev, step, it, step.logdet)
                 raise NotConvergedError(
                     "The penalized iteratively reweighted least squares (PIRLS) for the conditional modes diverged: "
                     "no step lowers the penalized deviance. The model may be too rich for these data (a variance "
@@ -152,40 +157,11 @@ class Pirls:
             del diff
             b, u, xb, eta, mu, pdev = b_try, u_try, xb_try, eta_try, mu_try, pdev_try
             if moved < ETA_TOL or change <= (JOINT_TOL if joint else PDEV_TOL) * (abs(pdev) + 1):
-                return Mode(b, u, eta, mu, pdev, step, it, self._logdet(theta, eta, mu, step))
+                return Mode(b, u, eta, mu, pdev, step, it, step.logdet)
         raise NotConvergedError(
             f"The penalized iteratively reweighted least squares (PIRLS) for the conditional modes did not converge "
             f"in {MAXIT} iterations; simplify the model or rescale the predictors."
         )
-
-    def _logdet(self, theta: np.ndarray, eta: np.ndarray, mu: np.ndarray, step: PlsStep) -> float:
-        """The log-determinant at the mode's own weights for one scalar term (a sum over levels), so that the
-        Laplace deviance is a smooth function of (theta, beta) whose gradient is exact; the last step's otherwise."""
-        if not self.pls.scalar:
-            return step.logdet
-        blk, th, t0 = self.pls.blocks[0], float(theta[0]), self.pls.t0
-        A = np.zeros(blk.nlevels)
-        assert blk.codes is not None
-        for lo in range(0, eta.size, ROW_BLOCK):
-            sl = slice(lo, lo + ROW_BLOCK)
-            w = self._weights(eta[sl], mu[sl], sl)
-            if t0 is not None:
-                w *= t0[sl] * t0[sl]
-            A += np.bincount(blk.codes[sl], weights=w, minlength=blk.nlevels)
-        return float(np.sum(np.log1p(th * th * A)))
-
-    def _weights(self, eta: np.ndarray, mu: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
-        """The working weights a mu'(eta)^2 / V(mu) (a new vector; eta and mu hold ``rows`` of the data)."""
-        fam, r = self.resp.fam, self.resp
-        if fam.canonical:  # mu'(eta) = V(mu): w = a V(mu)
-            w = fam.variance(mu)
-        else:
-            d = fam.mu_eta(eta)
-            w = d * d
-            w /= fam.variance(mu)
-        if not r.unit_prior:
-            w *= r.prior[rows]
-        return w
 
     def _eta(self, xb: np.ndarray, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """X beta + Z Lambda u + offset, in one new n-vector."""
