@@ -35,6 +35,9 @@ STAGE2_TOL = 1e-7  # absolute on the deviance; x to 1e-2 sqrt(tol): theta and be
 HESS_STEP_THETA = 1e-3  # central-difference steps of the Hessian: on theta, ...
 HESS_STEP_BETA = 1e-2  # ... and on beta in units of its stage-1 standard errors (large enough that the PIRLS
 # tolerance, ~1e-10 on the deviance, stays far below the second differences, small enough for their truncation)
+GRAD_STEP_THETA = 1e-5  # forward-difference steps of the gradient for the Hessian at the optimum (Newton's path):
+GRAD_STEP_BETA = 1e-4  # the gradient carries no rounding of the deviance, so steps 100x smaller than the central
+# differences of the deviance above are exact enough (the standard errors move by < 1e-5) and cost k evaluations
 
 
 class GlmmModel:
@@ -240,11 +243,13 @@ class GlmmModel:
             return f, np.concatenate([g[:k], A.T @ g[k:]])
 
         h = np.concatenate([np.full(k, HESS_STEP_THETA), np.full(self.p, HESS_STEP_BETA)])
-        res = newton(fg, x0, k, h)
+        H0 = 2.0 * np.eye(x0.size)  # in s, the deviance's Hessian is 2 (A'X'V^-1 X A) = 2 I at the start
+        res = newton(fg, x0, k, h, H0)
         if not res.converged:
             return res.x, res.f, self.pirls.evaluations - start, False, None
-        H = hessian_from_gradient(fg, res.x, None, h)
-        self._newton = dataclasses.replace(res, gradients=res.gradients + 2 * x0.size)
+        hf = np.concatenate([np.full(k, GRAD_STEP_THETA), np.full(self.p, GRAD_STEP_BETA)])
+        H = hessian_from_gradient(fg, res.x, res.g, hf)
+        self._newton = dataclasses.replace(res, gradients=res.gradients + x0.size)
         return res.x, res.f, self.pirls.evaluations - start, True, H
 
     def _u_step(self, theta: np.ndarray, m: Mode):  # type: ignore[no-untyped-def]

@@ -1,14 +1,15 @@
-"""glmer's second stage on the analytic gradient (one scalar random-effects term, Laplace): Newton's method over
-(theta, beta) with the Hessian from differences of the gradient, and that Hessian at the optimum for the
-standard errors.
+"""glmer's second stage on the analytic gradient (one scalar random-effects term, Laplace): a quasi-Newton method
+over (theta, beta) and the Hessian at the optimum for the standard errors.
 
-The deviance is minimized over x = (theta, s) with beta = beta1 + A s (stage 1's scaling: the Hessian in s is
-near 2 I). Each iteration forms H by forward differences of the gradient (one gradient per coordinate), takes the
-Newton step -H^-1 g (H's eigenvalues floored when it is not positive definite) and halves it until the deviance
-decreases (Armijo). The deviance is even in theta (theta and -theta give the same model with u negated), so a
-step across 0 is reflected. It stops when the Newton decrement g'H^-1 g / 2 (the predicted decrease) is below
-the tolerance; the Hessian for the standard errors is then formed by central differences of the gradient at the
-optimum (Nocedal & Wright 2006, sections 3.4 and 8.1).
+The deviance is minimized over x = (theta, s) with beta = beta1 + A s, A from the joint PIRLS mode at the start,
+so that the Hessian in s starts at 2 I (twice the information X'V^-1 X, scaled to the identity); the rows of theta
+come from forward differences of the gradient. Each iteration takes the step -H^-1 g (H's eigenvalues floored
+when it is not positive definite), halves it until the deviance decreases enough (Armijo) and updates H by BFGS;
+H is formed afresh by differences of the gradient when an updated H gives no descent. The deviance is even in
+theta (theta and -theta give the same model with u negated), so a step across 0 is reflected. It stops when the
+Newton decrement g'H^-1 g / 2 (the predicted decrease) is below DECREMENT_TOL; the Hessian for the standard
+errors is then formed by forward differences of the gradient at the optimum (Nocedal & Wright 2006, sections
+3.4, 6.1 and 8.1).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _direction(H: np.ndarray, g: np.ndarray) -> np.ndarray:
         return -(Q @ ((Q.T @ g) / lam))
 
 
-def newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray) -> NewtonResult:
+def newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray, H0: np.ndarray | None = None) -> NewtonResult:
     """Minimize the deviance over x = (theta, s) from x0; theta (the first k entries, one here) is >= 0.
 
     The Hessian is formed by differences of the gradient at the start and whenever a step fails; between, BFGS
@@ -74,14 +75,22 @@ def newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray) -> NewtonResult:
         calls[0] += 1
         return fg(v)
 
-    res = _newton(counted, x0, k, h)
+    res = _newton(counted, x0, k, h, H0)
     return NewtonResult(res.x, res.f, res.g, res.iterations, res.converged, calls[0])
 
 
-def _newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray) -> NewtonResult:
+def _newton(fg: DevGrad, x0: np.ndarray, k: int, h: np.ndarray, H0: np.ndarray | None) -> NewtonResult:
     x = x0.copy()
     f, g = fg(x)
-    H = hessian_from_gradient(fg, x, g, h)
+    if H0 is None:
+        H = hessian_from_gradient(fg, x, g, h)
+    else:  # the rows and columns of theta by differences, the rest as given
+        H = H0.copy()
+        for i in range(k):
+            e = np.zeros(x.size)
+            e[i] = h[i]
+            H[:, i] = (fg(x + e)[1] - g) / h[i]
+            H[i, :] = H[:, i]
     fresh = True  # H was formed by differences here (not updated)
     for it in range(1, MAXIT + 1):
         d = _direction(H, g)
