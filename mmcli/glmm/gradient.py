@@ -89,10 +89,7 @@ def laplace_gradient(pirls: Pirls, theta: np.ndarray, m: Mode) -> np.ndarray:
         sl = slice(lo, lo + ROW_BLOCK)
         s, w, wo, w1, t = rows(sl)
         c = codes[sl]
-        if t is None:
-            r = w1 * lev1[c] - wo * lev2[c]
-        else:
-            r = w1 * (t * t) * lev1[c] - wo * t * lev2[c]
+        r = w1 * lev1[c] - wo * lev2[c] if t is None else w1 * (t * t) * lev1[c] - wo * t * lev2[c]
         r -= 2.0 * s
         g_beta += X[sl].T @ r
     return np.concatenate([[g_theta], g_beta])

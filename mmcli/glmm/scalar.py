@@ -53,7 +53,9 @@ class ScalarPirls:
         self.codes, self.nl, self.t = blk.codes, blk.nlevels, pls.t0
         self.tmax = 1.0 if self.t is None else float(np.max(np.abs(self.t)))
         X = pls.X  # the largest |x| per column, without a copy of X
-        self.xmax = np.maximum(np.max(X, axis=0), -np.min(X, axis=0)) if X.shape[1] and X.shape[0] else np.zeros(X.shape[1])
+        self.xmax = np.zeros(X.shape[1])
+        if X.shape[0] and X.shape[1]:
+            self.xmax = np.maximum(np.max(X, axis=0), -np.min(X, axis=0))
 
     def _eta(self, sl: slice, theta: float, beta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """eta over the rows ``sl``: X beta + theta t u[level] + offset."""
