@@ -98,7 +98,7 @@ class Family:
             k = np.round(wt * y)
             m = np.round(wt)
             logc = log_factorial(m) - log_factorial(k) - log_factorial(m - k)
-            return float(-2 * np.sum(logc + xlogy(k, mu) + xlogy(m - k, 1 - mu)))
+            return float(-2 * np.sum(logc + xlogy(k, mu) + xlogy(m - k, -mu, log=np.log1p)))
         return float(-2 * np.sum(wt * (xlogy(y, mu) - mu - log_factorial(y))))
 
     @property
@@ -111,12 +111,13 @@ class Family:
         return f"{self.name}  ( {self.link} )"
 
 
-def xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """x log y, 0 where x is 0 (as scipy.special.xlogy, without importing scipy for it)."""
+def xlogy(x: np.ndarray, y: np.ndarray, log: np.ufunc = np.log) -> np.ndarray:
+    """x log y (or x log1p y with ``log=np.log1p``), 0 where x is 0: scipy.special's xlogy and xlog1py, without
+    importing scipy for them."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     zero = x == 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = x * np.log(np.where(zero, 1.0, y))
+        out = x * log(np.where(zero, 1.0 if log is np.log else 0.0, y))
     return np.where(zero, 0.0, out)
 
 
