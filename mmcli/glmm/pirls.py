@@ -43,9 +43,9 @@ class Mode:
     eta: np.ndarray
     mu: np.ndarray
     pdev: float  # sum of deviance residuals + ||u||^2
-    step: PlsStep  # the factor of the last PIRLS step (at the weights of the iterate before the mode)
+    step: PlsStep  # the factor at the weights of the mode
     iterations: int
-    logdet: float  # log |Lambda'Z'W Z Lambda + I|: at the weights of the mode itself (one scalar term), else step's
+    logdet: float  # log |Lambda'Z'W Z Lambda + I| at the weights of the mode itself
 
 
 class Response:
@@ -146,7 +146,7 @@ class Pirls:
                 frac /= 2
             if not accepted:
                 if abs(pdev_try - pdev) <= 1e-9 * (abs(pdev) + 1):  # no descent left: the mode, to rounding
-                    return Mode(b, u, eta, fam.linkinv(eta), pdev, step, it, step.logdet)
+                    return self._at_mode(theta, b, u, xb, eta, fam.linkinv(eta), pdev, it, joint)
                 raise NotConvergedError(
                     "The penalized iteratively reweighted least squares (PIRLS) for the conditional modes diverged: "
                     "no step lowers the penalized deviance. The model may be too rich for these data (a variance "
@@ -157,11 +157,30 @@ class Pirls:
             del diff
             b, u, xb, eta, mu, pdev = b_try, u_try, xb_try, eta_try, mu_try, pdev_try
             if moved < ETA_TOL or change <= (JOINT_TOL if joint else PDEV_TOL) * (abs(pdev) + 1):
-                return Mode(b, u, eta, mu, pdev, step, it, step.logdet)
+                return self._at_mode(theta, b, u, xb, eta, mu, pdev, it, joint)
         raise NotConvergedError(
             f"The penalized iteratively reweighted least squares (PIRLS) for the conditional modes did not converge "
             f"in {MAXIT} iterations; simplify the model or rescale the predictors."
         )
+
+    def _at_mode(
+        self,
+        theta: np.ndarray,
+        b: np.ndarray,
+        u: np.ndarray,
+        xb: np.ndarray,
+        eta: np.ndarray,
+        mu: np.ndarray,
+        pdev: float,
+        it: int,
+        joint: bool,
+    ) -> Mode:
+        """The mode with its factor at the mode's own weights (the last step's were those of the iterate before):
+        the Laplace deviance is then a smooth function of (theta, beta), which its finite-difference Hessian
+        needs on large data."""
+        w, z = self._working(eta, mu, None if joint else xb)
+        step = self.pls.solve(theta, w, z, with_x=joint)
+        return Mode(b, u, eta, mu, pdev, step, it, step.logdet)
 
     def _eta(self, xb: np.ndarray, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """X beta + Z Lambda u + offset, in one new n-vector."""
