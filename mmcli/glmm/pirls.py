@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmcli.errors import NotConvergedError
-from mmcli.glmm.family import Family
+from mmcli.glmm.family import Family, log_factorial, xlogy
 from mmcli.lmm import PlsStep, WeightedPls
 
 ETA_TOL = 1e-10  # PIRLS stops when no linear predictor moves by more than this (absolute) ...
@@ -66,16 +66,22 @@ class Response:
         self.ay = y if self.unit_prior else prior * y
         self.a1y = prior * (1 - y) if self.binomial and not self.unit_prior else None  # unit prior: sums of y
         self.has_zero = bool(np.any(y == 0))
-        dev = kern = m2ll = 0.0
+        # c = 2 sum(a (y log y + (1 - y) log(1 - y))) or 2 sum(a (y log y - y)); -2 log p(y | mu) adds
+        # -2 sum(log C(a, a y)) or 2 sum(a log y!) to the kernel
+        sat = lg = 0.0
         for lo in range(0, y.size, ROW_BLOCK):  # a block of rows at a time: no full-length temporaries
             sl = slice(lo, lo + ROW_BLOCK)
             yc, pc = y[sl], prior[sl]
-            mu0 = np.clip(yc, 0.25, 0.75) if self.binomial else np.maximum(yc, 1.0)
-            dev += float(np.sum(fam.dev_resid(yc, mu0, pc)))
-            kern += self._kernel(mu0, sl)
-            m2ll += fam.minus2_loglik(yc, mu0, pc)
-        self.saturated = dev - kern
-        self.constant = m2ll - dev
+            if self.binomial:
+                sat += 2.0 * float(pc @ (xlogy(yc, yc) + xlogy(1 - yc, 1 - yc)))
+                if not self.unit_prior:  # one trial per row: C(1, y) = 1
+                    k, m = np.round(pc * yc), np.round(pc)
+                    lg += float(np.sum(log_factorial(m) - log_factorial(k) - log_factorial(m - k)))
+            else:
+                sat += 2.0 * float(pc @ (xlogy(yc, yc) - yc))
+                lg -= float(pc @ log_factorial(yc))
+        self.saturated = sat
+        self.constant = -2.0 * lg - sat
 
     def _kernel(self, mu: np.ndarray, rows: slice = slice(None)) -> float:
         """-2 sum(a (y log mu + (1 - y) log(1 - mu))) or -2 sum(a (y log mu - mu)), over ``rows`` of y (all of
