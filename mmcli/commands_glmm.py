@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from mmcli.glmm import Family, GlmmFit
 
 
+GC_MIN_CELLS = 1_000_000
+"""A data frame of at least this many cells is collected before the fit (a full collection costs ~0.05-0.1 s;
+below, the frame's memory is not worth it)."""
+
+
 @dataclass
 class _Prepared:
     model: GlmmModel
@@ -62,8 +67,10 @@ def _prepare(path: str, opts: ModelOptions, family: str, link: str | None, nagq:
         table.dropped_rows,
         list(table.notes),
     )
+    cells = frame.shape[0] * frame.shape[1]
     del table, frame, design
-    gc.collect()  # pandas objects hold reference cycles: free the frame before the fit
+    if cells >= GC_MIN_CELLS:  # pandas objects hold reference cycles: free a large frame before the fit
+        gc.collect()
     return prepared
 
 

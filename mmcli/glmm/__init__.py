@@ -4,6 +4,9 @@ Gauss-Hermite quadrature, glmer's two-stage optimization.
 
 - family:  the families and links (R's binomial() and poisson())
 - pirls:   PIRLS, the Laplace and adaptive Gauss-Hermite deviances
+- scalar:  PIRLS for one scalar random-effects term, a block of rows at a time
+- gradient: the analytic gradient of the Laplace deviance (one scalar term)
+- newton:  the quasi-Newton second stage on that gradient, and the Hessian from it
 - model:   the two-stage fit and the Hessian-based covariance of the fixed effects
 - results: the fitted model
 """

@@ -46,11 +46,11 @@ class Family:
         return np.maximum(np.exp(eta), EPS)  # log
 
     def linkfun(self, mu: np.ndarray) -> np.ndarray:
-        from scipy import special
-
         if self.link == "logit":
-            return special.logit(mu)
+            return np.log(mu / (1 - mu))
         if self.link == "probit":
+            from scipy import special
+
             return special.ndtri(mu)
         if self.link == "cloglog":
             return np.log(-np.log1p(-mu))
@@ -68,6 +68,18 @@ class Family:
             return np.maximum(np.exp(e - np.exp(e)), EPS)
         return np.maximum(np.exp(eta), EPS)
 
+    def mu_eta2(self, eta: np.ndarray) -> np.ndarray:
+        """d^2 mu / d eta^2 (for the gradient of the Laplace deviance under a non-canonical link)."""
+        if self.link == "logit":
+            mu = self.linkinv(eta)
+            return mu * (1 - mu) * (1 - 2 * mu)
+        if self.link == "probit":
+            return -eta * np.exp(-0.5 * eta * eta) / np.sqrt(2 * np.pi)
+        if self.link == "cloglog":
+            e = np.minimum(eta, 700.0)
+            return np.exp(e - np.exp(e)) * (1 - np.exp(e))
+        return np.exp(eta)
+
     # -- the family ----------------------------------------------------------------------------------------
 
     def variance(self, mu: np.ndarray) -> np.ndarray:
@@ -75,23 +87,19 @@ class Family:
 
     def dev_resid(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
         """The unit deviances times the prior weights (R's family$dev.resids)."""
-        from scipy import special
-
         if self.name == "binomial":
-            return 2 * wt * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
-        return 2 * wt * (special.xlogy(y, y / mu) - (y - mu))
+            return 2 * wt * (xlogy(y, y / mu) + xlogy(1 - y, (1 - y) / (1 - mu)))
+        return 2 * wt * (xlogy(y, y / mu) - (y - mu))
 
     def minus2_loglik(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> float:
         """-2 log p(y | mu): R's family$aic(y, n, mu, wt) (for binomial, y is the proportion of wt trials, and
         the binomial coefficient is included)."""
-        from scipy import special
-
         if self.name == "binomial":
             k = np.round(wt * y)
             m = np.round(wt)
-            logc = special.gammaln(m + 1) - special.gammaln(k + 1) - special.gammaln(m - k + 1)
-            return float(-2 * np.sum(logc + special.xlogy(k, mu) + special.xlog1py(m - k, -mu)))
-        return float(-2 * np.sum(wt * (special.xlogy(y, mu) - mu - special.gammaln(y + 1))))
+            logc = log_factorial(m) - log_factorial(k) - log_factorial(m - k)
+            return float(-2 * np.sum(logc + xlogy(k, mu) + xlogy(m - k, -mu, log=np.log1p)))
+        return float(-2 * np.sum(wt * (xlogy(y, mu) - mu - log_factorial(y))))
 
     @property
     def canonical(self) -> bool:
@@ -101,6 +109,27 @@ class Family:
     @property
     def label(self) -> str:
         return f"{self.name}  ( {self.link} )"
+
+
+def xlogy(x: np.ndarray, y: np.ndarray, log: np.ufunc = np.log) -> np.ndarray:
+    """x log y (or x log1p y with ``log=np.log1p``), 0 where x is 0: scipy.special's xlogy and xlog1py, without
+    importing scipy for them."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    zero = x == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = x * log(np.where(zero, 1.0 if log is np.log else 0.0, y))
+    return np.where(zero, 0.0, out)
+
+
+def log_factorial(k: np.ndarray) -> np.ndarray:
+    """log k! of whole numbers k >= 0, by math.lgamma over the distinct values (counts repeat)."""
+    import math
+
+    k = np.asarray(k, dtype=float)
+    if k.size and float(np.max(k)) <= 1.0:  # 0/1 responses and single trials: 0! = 1! = 1
+        return np.zeros(k.shape)
+    vals, inverse = np.unique(k, return_inverse=True)
+    return np.array([math.lgamma(v + 1.0) for v in vals])[inverse].reshape(k.shape)
 
 
 def family(name: str, link: str | None = None) -> Family:

@@ -7,6 +7,11 @@ deviance is the same or lower. beta is optimized in the coordinates where stage 
 identity, so that fixed effects on very different scales cost nothing. The covariance of beta is that of
 summary(glmer): 2 H^-1 from the finite-difference Hessian H of the deviance over (theta, beta) (lme4's
 ``use.hessian``), falling back to the Cholesky factor of the weighted system when H is not positive definite.
+
+With one scalar random-effects term and the Laplace approximation the deviance has an analytic gradient
+(glmm.gradient), and stage 2 is Newton's method on it (glmm.newton) from the joint PIRLS mode at theta = 1, which
+also gives beta's scale; stage 1's search over theta is then not needed. The Hessian for the standard errors is
+formed by central differences of the gradient, which carry no rounding of the deviance (a sum of n terms).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import numpy as np
 
 from mmcli.errors import ModelError, NotConvergedError, UsageError
 from mmcli.glmm.family import Family
-from mmcli.glmm.pirls import Mode, Pirls, Response, gh_rule
+from mmcli.glmm.gradient import laplace_gradient
+from mmcli.glmm.newton import NewtonResult, hessian_from_gradient, newton
+from mmcli.glmm.pirls import ROW_BLOCK, Mode, Pirls, Response, gh_rule
 from mmcli.glmm.results import GlmmFit
 from mmcli.lmm import OptimizerRecord, ReTerm, WeightedPls, aliased_columns, lower_bounds
 
@@ -28,6 +35,9 @@ STAGE2_TOL = 1e-7  # absolute on the deviance; x to 1e-2 sqrt(tol): theta and be
 HESS_STEP_THETA = 1e-3  # central-difference steps of the Hessian: on theta, ...
 HESS_STEP_BETA = 1e-2  # ... and on beta in units of its stage-1 standard errors (large enough that the PIRLS
 # tolerance, ~1e-10 on the deviance, stays far below the second differences, small enough for their truncation)
+GRAD_STEP_THETA = 1e-5  # forward-difference steps of the gradient for the Hessian at the optimum (Newton's path):
+GRAD_STEP_BETA = 1e-4  # the gradient carries no rounding of the deviance, so steps 100x smaller than the central
+# differences of the deviance above are exact enough (the standard errors move by < 1e-5) and cost k evaluations
 
 
 class GlmmModel:
@@ -79,6 +89,7 @@ class GlmmModel:
         self.pirls = Pirls(self.pls, self.resp)
         self.rule = gh_rule(nagq) if nagq > 1 else None
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # (beta, u) of the last mode: the next start
+        self._newton: NewtonResult | None = None  # how stage 2's Newton's method ran, when it ran
 
     # ------------------------------------------------------------------------------------------------------
     # the deviance
@@ -86,10 +97,17 @@ class GlmmModel:
     def _start(self) -> tuple[np.ndarray, np.ndarray]:
         if self._last is not None:
             return self._last
-        r = self.resp
-        mu0 = (r.prior * r.y + 0.5) / (r.prior + 1) if self.fam.name == "binomial" else r.y + 0.1
-        z = self.fam.linkfun(mu0) - r.offset
-        beta = np.linalg.lstsq(self.pls.X, z, rcond=None)[0] if self.p else np.zeros(0)
+        r, X = self.resp, self.pls.X
+        XtX, Xtz = np.zeros((self.p, self.p)), np.zeros(self.p)
+        for lo in range(0, self.n, ROW_BLOCK):  # least squares on the link of the data, a block of rows at a time
+            sl = slice(lo, lo + ROW_BLOCK)
+            y, a = r.y[sl], r.prior[sl]
+            z = self.fam.linkfun((a * y + 0.5) / (a + 1) if self.fam.name == "binomial" else y + 0.1)
+            if r.has_offset:
+                z -= r.offset[sl]  # type: ignore[index]
+            XtX += X[sl].T @ X[sl]
+            Xtz += X[sl].T @ z
+        beta = np.linalg.lstsq(XtX, Xtz, rcond=None)[0] if self.p else np.zeros(0)
         return beta, np.zeros(self.pls.q)
 
     def mode(self, theta: np.ndarray, beta: np.ndarray | None) -> Mode:
@@ -112,11 +130,21 @@ class GlmmModel:
     # the fit
 
     def fit(self, progress: Callable[[int, float], None] | None = None) -> GlmmFit:
+        """The two stages and the covariance, on one BLAS thread unless the dense part is large (or --threads)."""
+        from mmcli.threads import blas_threads
+
+        with blas_threads(self.p + self.pls.q - self.pls.blocks[0].q):  # the order of the dense part
+            return self._fit(progress)
+
+    def _fit(self, progress: Callable[[int, float], None] | None) -> GlmmFit:
         t0 = time.perf_counter()
         lower = lower_bounds(self.terms)
         k = lower.size
         theta0 = np.array([1.0 if lo == 0 else 0.0 for lo in lower])
-        theta1, _, n1, ok1 = _bobyqa(self.stage1, theta0, lower, STAGE1_TOL, np.full(k, 0.75), progress, 0)
+        if self.analytic_gradient:  # Newton's stage 2 needs no more of stage 1 than beta's start and scale
+            theta1, n1, ok1 = theta0, 1, True
+        else:
+            theta1, _, n1, ok1 = _bobyqa(self.stage1, theta0, lower, STAGE1_TOL, np.full(k, 0.75), progress, 0)
         m1 = self.mode(theta1, None)
         beta1 = m1.beta
         # the scaled coordinates of beta: s with beta = beta1 + A s, A A' = stage 1's covariance of beta
@@ -127,23 +155,40 @@ class GlmmModel:
 
         lower2 = np.concatenate([lower, np.full(self.p, -np.inf)])
         x0 = np.concatenate([theta1, np.zeros(self.p)])
-        step = np.concatenate([np.maximum(0.1 * np.abs(theta1), 0.05), np.full(self.p, 0.5)])
-        x, f, n2, ok2 = _bobyqa(dev2, x0, lower2, STAGE2_TOL, step, progress, n1)
+        H, self._newton = None, None
+        if self.analytic_gradient:  # Newton's method on the gradient; BOBYQA if it fails
+            x, f, n2, ok2, H = self._stage2_newton(x0, beta1, A, progress, n1)
+        if H is None:  # from where Newton's method stopped, if it ran
+            x0 = x if self.analytic_gradient else x0
+            step = np.concatenate([np.maximum(0.1 * np.abs(x0[:k]), 0.05), np.full(self.p, 0.5)])
+            x, f, n2b, ok2 = _bobyqa(dev2, x0, lower2, STAGE2_TOL, step, progress, n1)
+            n2 = n2 + n2b if self.analytic_gradient else n2b
         x, f = _snap(dev2, x, f, lower2, k)
         theta, beta = x[:k], beta1 + A @ x[k:]
-        vcov, hessian_ok = self._vcov(theta, x, beta1, A)
+        vcov, hessian_ok = self._vcov(theta, x, beta1, A, H if H is not None and x[0] > 0 else None)
         m = self.mode(theta, beta)
         if vcov is None:
             vcov = self._rx_vcov(theta, m)
         self._check_separation(m)
-        ranef, cond = self.pls.ranef(theta, self._u_step(theta, m))
+        if self.pirls.scalar is not None:  # b = theta u, Var(b | y) = theta^2 / M_j at the mode's weights
+            assert m.step.L0 is not None
+            th = float(theta[0])
+            ranef, cond = [(th * m.u)[:, None]], [(th * th / (m.step.L0 * m.step.L0))[:, None, None]]
+        else:
+            ranef, cond = self.pls.ranef(theta, self._u_step(theta, m))
+        nt = self._newton
         rec = OptimizerRecord(
-            "NLopt LN_BOBYQA (stage 1: theta; stage 2: theta and beta)",
+            "NLopt LN_BOBYQA (stage 1: theta; stage 2: theta and beta)"
+            if nt is None
+            else "Newton's method on the analytic gradient, BFGS updates (stage 2: theta and beta)",
             self.pirls.evaluations,
             "converged" if ok1 and ok2 else "stopped before converging",
             tuple(map(float, theta0)),
             tuple(map(float, theta)),
             time.perf_counter() - t0,
+            stationary=None if nt is None else nt.converged,
+            gradient_evaluations=0 if nt is None else nt.gradients,
+            iterations=0 if nt is None else nt.iterations,
         )
         return GlmmFit(
             family=self.fam,
@@ -168,6 +213,45 @@ class GlmmModel:
             stage_evaluations=(n1, n2),
         )
 
+    @property
+    def analytic_gradient(self) -> bool:
+        """Whether the Laplace deviance has its analytic gradient here (one scalar term, nagq = 1)."""
+        return self.pls.scalar and self.rule is None
+
+    def deviance_gradient(self, theta: np.ndarray, beta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The Laplace deviance at (theta, beta) and its gradient over (theta, beta) (one scalar term)."""
+        m = self.mode(theta, beta)
+        return self.pirls.laplace(m), laplace_gradient(self.pirls, theta, m)
+
+    def _stage2_newton(
+        self,
+        x0: np.ndarray,
+        beta1: np.ndarray,
+        A: np.ndarray,
+        progress: Callable[[int, float], None] | None,
+        before: int,
+    ) -> tuple[np.ndarray, float, int, bool, np.ndarray | None]:
+        """Stage 2 by Newton's method in x = (theta, s), beta = beta1 + A s; the central-difference Hessian of the
+        gradient at the optimum comes back with it (None when Newton's method did not converge)."""
+        k, start, best = x0.size - self.p, self.pirls.evaluations, [np.inf]
+
+        def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+            f, g = self.deviance_gradient(x[:k], beta1 + A @ x[k:])
+            best[0] = min(best[0], f)
+            if progress is not None:
+                progress(before + self.pirls.evaluations - start, best[0])
+            return f, np.concatenate([g[:k], A.T @ g[k:]])
+
+        h = np.concatenate([np.full(k, HESS_STEP_THETA), np.full(self.p, HESS_STEP_BETA)])
+        H0 = 2.0 * np.eye(x0.size)  # in s, the deviance's Hessian is 2 (A'X'V^-1 X A) = 2 I at the start
+        res = newton(fg, x0, k, h, H0)
+        if not res.converged:
+            return res.x, res.f, self.pirls.evaluations - start, False, None
+        hf = np.concatenate([np.full(k, GRAD_STEP_THETA), np.full(self.p, GRAD_STEP_BETA)])
+        H = hessian_from_gradient(fg, res.x, res.g, hf)
+        self._newton = dataclasses.replace(res, gradients=res.gradients + x0.size)
+        return res.x, res.f, self.pirls.evaluations - start, True, H
+
     def _u_step(self, theta: np.ndarray, m: Mode):  # type: ignore[no-untyped-def]
         """The factor of the u-only system at the mode's weights (for the conditional variances)."""
         fam, r = self.fam, self.resp
@@ -186,13 +270,14 @@ class GlmmModel:
         d = fam.mu_eta(m.eta)
         w = r.prior * d * d / fam.variance(m.mu)
         step = self.pls.solve(theta, w, np.zeros(self.n), with_x=True)
-        A = self._beta_scale(theta, Mode(m.beta, m.u, m.eta, m.mu, m.pdev, step, 0))
+        A = self._beta_scale(theta, Mode(m.beta, m.u, m.eta, m.mu, m.pdev, step, 0, step.logdet))
         return A @ A.T
 
     def _vcov(
-        self, theta: np.ndarray, x: np.ndarray, beta1: np.ndarray, A: np.ndarray
+        self, theta: np.ndarray, x: np.ndarray, beta1: np.ndarray, A: np.ndarray, H: np.ndarray | None = None
     ) -> tuple[np.ndarray | None, bool]:
-        """2 H^-1 for beta from the central-difference Hessian over (theta, s); None when H is not usable."""
+        """2 H^-1 for beta from the central-difference Hessian over (theta, s) (of the deviance, or the one of
+        the gradient given as ``H``); None when H is not usable."""
         k = theta.size
         if not self.p:
             return np.zeros((0, 0)), True
@@ -200,7 +285,8 @@ class GlmmModel:
         def f(v: np.ndarray) -> float:
             return self.deviance(v[:k], beta1 + A @ v[k:])
 
-        H = hessian(f, x, np.concatenate([np.full(k, HESS_STEP_THETA), np.full(self.p, HESS_STEP_BETA)]))
+        if H is None:
+            H = hessian(f, x, np.concatenate([np.full(k, HESS_STEP_THETA), np.full(self.p, HESS_STEP_BETA)]))
         try:
             Hinv = np.linalg.inv(H)
         except np.linalg.LinAlgError:

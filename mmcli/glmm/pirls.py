@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmcli.errors import NotConvergedError
-from mmcli.glmm.family import Family
+from mmcli.glmm.family import Family, log_factorial, xlogy
 from mmcli.lmm import PlsStep, WeightedPls
 
 ETA_TOL = 1e-10  # PIRLS stops when no linear predictor moves by more than this (absolute) ...
@@ -45,6 +45,7 @@ class Mode:
     pdev: float  # sum of deviance residuals + ||u||^2
     step: PlsStep  # the factor at the weights of the mode
     iterations: int
+    logdet: float  # log |Lambda'Z'W Z Lambda + I| at the weights of the mode itself
 
 
 class Response:
@@ -63,29 +64,36 @@ class Response:
         self.unit_prior = bool(np.all(prior == 1.0))
         self.has_offset = offset is not None
         self.ay = y if self.unit_prior else prior * y
-        self.a1y = (1 - y if self.unit_prior else prior * (1 - y)) if self.binomial else None
+        self.a1y = prior * (1 - y) if self.binomial and not self.unit_prior else None  # unit prior: sums of y
         self.has_zero = bool(np.any(y == 0))
-        dev = kern = m2ll = 0.0
+        # c = 2 sum(a (y log y + (1 - y) log(1 - y))) or 2 sum(a (y log y - y)); -2 log p(y | mu) adds
+        # -2 sum(log C(a, a y)) or 2 sum(a log y!) to the kernel
+        sat = lg = 0.0
         for lo in range(0, y.size, ROW_BLOCK):  # a block of rows at a time: no full-length temporaries
             sl = slice(lo, lo + ROW_BLOCK)
             yc, pc = y[sl], prior[sl]
-            mu0 = np.clip(yc, 0.25, 0.75) if self.binomial else np.maximum(yc, 1.0)
-            dev += float(np.sum(fam.dev_resid(yc, mu0, pc)))
-            kern += self._kernel(mu0, sl)
-            m2ll += fam.minus2_loglik(yc, mu0, pc)
-        self.saturated = dev - kern
-        self.constant = m2ll - dev
+            if self.binomial:
+                sat += 2.0 * float(pc @ (xlogy(yc, yc) + xlogy(1 - yc, 1 - yc)))
+                if not self.unit_prior:  # one trial per row: C(1, y) = 1
+                    k, m = np.round(pc * yc), np.round(pc)
+                    lg += float(np.sum(log_factorial(m) - log_factorial(k) - log_factorial(m - k)))
+            else:
+                sat += 2.0 * float(pc @ (xlogy(yc, yc) - yc))
+                lg -= float(pc @ log_factorial(yc))
+        self.saturated = sat
+        self.constant = -2.0 * lg - sat
 
     def _kernel(self, mu: np.ndarray, rows: slice = slice(None)) -> float:
         """-2 sum(a (y log mu + (1 - y) log(1 - mu))) or -2 sum(a (y log mu - mu)), over ``rows`` of y (all of
         them by default; mu holds those rows alone)."""
         ay = self.ay[rows]
         if self.binomial:  # in place: one temporary as long as mu
-            assert self.a1y is not None
             t = np.log(mu)
             s = float(ay @ t)
             np.negative(mu, out=t)
             np.log1p(t, out=t)
+            if self.a1y is None:  # sum((1 - y) log(1 - mu)) without the vector 1 - y
+                return -2.0 * (s + float(np.sum(t)) - float(ay @ t))
             return -2.0 * (s + float(self.a1y[rows] @ t))
         return float(-2.0 * (ay @ np.log(mu) - (np.sum(mu) if self.unit_prior else self.prior[rows] @ mu)))
 
@@ -103,13 +111,18 @@ class Pirls:
     """The PIRLS solver of one model: the weighted system, the response and the current start."""
 
     def __init__(self, pls: WeightedPls, resp: Response):
+        from mmcli.glmm.scalar import ScalarPirls
+
         self.pls, self.resp = pls, resp
         self.evaluations = 0
+        self.scalar = ScalarPirls(pls, resp) if pls.scalar else None  # one scalar term: by blocks of rows
 
     def mode(self, theta: np.ndarray, beta: np.ndarray | None, start: tuple[np.ndarray, np.ndarray]) -> Mode:
         """The conditional mode at theta: with beta given, over u only (glmer's second stage); with beta None,
         over u and beta jointly (the first stage, nAGQ = 0). ``start`` = (beta, u) to iterate from."""
         self.evaluations += 1
+        if self.scalar is not None:
+            return self.scalar.mode(theta, beta, start)
         fam, r, X = self.resp.fam, self.resp, self.pls.X
         joint = beta is None
         b = start[0].copy() if joint else np.asarray(beta, dtype=float)
@@ -139,7 +152,7 @@ class Pirls:
                 frac /= 2
             if not accepted:
                 if abs(pdev_try - pdev) <= 1e-9 * (abs(pdev) + 1):  # no descent left: the mode, to rounding
-                    return Mode(b, u, eta, fam.linkinv(eta), pdev, step, it)
+                    return self._at_mode(theta, b, u, xb, eta, fam.linkinv(eta), pdev, it, joint)
                 raise NotConvergedError(
                     "The penalized iteratively reweighted least squares (PIRLS) for the conditional modes diverged: "
                     "no step lowers the penalized deviance. The model may be too rich for these data (a variance "
@@ -150,11 +163,30 @@ class Pirls:
             del diff
             b, u, xb, eta, mu, pdev = b_try, u_try, xb_try, eta_try, mu_try, pdev_try
             if moved < ETA_TOL or change <= (JOINT_TOL if joint else PDEV_TOL) * (abs(pdev) + 1):
-                return Mode(b, u, eta, mu, pdev, step, it)
+                return self._at_mode(theta, b, u, xb, eta, mu, pdev, it, joint)
         raise NotConvergedError(
             f"The penalized iteratively reweighted least squares (PIRLS) for the conditional modes did not converge "
             f"in {MAXIT} iterations; simplify the model or rescale the predictors."
         )
+
+    def _at_mode(
+        self,
+        theta: np.ndarray,
+        b: np.ndarray,
+        u: np.ndarray,
+        xb: np.ndarray,
+        eta: np.ndarray,
+        mu: np.ndarray,
+        pdev: float,
+        it: int,
+        joint: bool,
+    ) -> Mode:
+        """The mode with its factor at the mode's own weights (the last step's were those of the iterate before):
+        the Laplace deviance is then a smooth function of (theta, beta), which its finite-difference Hessian
+        needs on large data."""
+        w, z = self._working(eta, mu, None if joint else xb)
+        step = self.pls.solve(theta, w, z, with_x=joint)
+        return Mode(b, u, eta, mu, pdev, step, it, step.logdet)
 
     def _eta(self, xb: np.ndarray, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """X beta + Z Lambda u + offset, in one new n-vector."""
@@ -188,7 +220,7 @@ class Pirls:
 
     def laplace(self, m: Mode) -> float:
         """-2 log L by the Laplace approximation at the mode."""
-        return m.pdev + self.resp.constant + m.step.logdet
+        return m.pdev + self.resp.constant + m.logdet
 
     def agq(self, m: Mode, theta: np.ndarray, nodes: np.ndarray, weights: np.ndarray) -> float:
         """glmer's adaptive Gauss-Hermite deviance for one scalar random-effects term (its only block)."""

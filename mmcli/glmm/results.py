@@ -75,9 +75,7 @@ class GlmmFit:
 
     @property
     def p_values(self) -> np.ndarray:
-        from scipy import special
-
-        return special.erfc(np.abs(self.z_values) / math.sqrt(2.0))
+        return np.array([math.erfc(abs(z) / math.sqrt(2.0)) for z in self.z_values])
 
     @property
     def corr_fixed(self) -> np.ndarray:
