@@ -10,6 +10,7 @@ $(BIN)/mmcli: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,parquet,dask]'
+	$(BIN)/python -m compileall -q mmcli  # bytecode written once, even where PYTHONDONTWRITEBYTECODE is set
 	@touch $(BIN)/mmcli
 	@echo "installed: $(BIN)/mmcli  (activate with: source $(BIN)/activate)"
 
@@ -23,6 +24,7 @@ lint: install
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m compileall -q mmcli
 	$(BIN)/python bench/run.py
 
 demo: install
