@@ -1,0 +1,126 @@
+"""Scalar crossed terms: the gradient and the conditional variances from L^-1, without S^-1 or K.
+
+When every block after block 0 is a scalar term (crossed random intercepts: (1 | A) + (1 | B) + ...), Lambda_R is
+diagonal and, with S_m the leading block of S over the rest columns (ML, m = qR) or the rest and X columns
+(REML, m = qR + p), S_m^-1 S_m = I read on the diagonal gives, for each rest column i,
+
+    lambda_i [ sum_j (S_m^-1)_ij K_ij lambda_j + sum_x (S_m^-1)_ix K_xi ] = 1 - (S_m^-1)_ii
+
+so the rest blocks' part of H (mmcli.lmm.gradient) needs only the diagonal of S_m^-1: the squared column norms
+of L_m^-1, L_m the leading block of the factor (Jacobi's formula as in Bates et al. 2015, eq. 34 differentiated;
+for a scalar term d log|Omega| / d theta_k = 2 (q_k - tr (Omega^-1)_kk) / theta_k). Block 0 needs, per level j,
+G_j = F_j' S_m^-1 F_j = ||L_m^-1 F_j||^2 with F = [Lambda_R A_R0; A_X0]. Both come from one triangular inverse
+of the factor in place (LAPACK dtrtri, half the work of dpotri and no symmetric copy) read a panel of rows at a
+time: L_m^-1 F is a sparse product per panel, never held whole.
+
+The subtraction 1 - (S_m^-1)_ii loses digits as lambda_i -> 0 (S_m -> I); a block with 0 < lambda below
+EXACT_BELOW takes the exact sum over its rows instead (its rows of S_m^-1 and of K). At lambda = 0 the
+criterion is even in theta and that part of the gradient is zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mmcli.lmm._lazy import sla, sp
+from mmcli.lmm.criterion import Dof, criterion
+from mmcli.lmm.factor import Factor, factor_parts
+from mmcli.lmm.gram import Gram, block_diagonal
+
+EXACT_BELOW = 1e-3
+"""A rest block whose lambda is below this (and above 0) takes the exact sum: the error of 1 - (S^-1)_ii is
+about m * eps relative to 1, divided by lambda, so at 1e-3 it stays far below the optimizer's tolerance."""
+PANEL = 128  # rows of L^-1 per panel
+
+
+def criterion_and_gradient_scalar(g: Gram, theta: np.ndarray, dof: Dof) -> tuple[float, np.ndarray]:
+    """The profiled criterion and its gradient for scalar rest blocks (see the module docstring)."""
+    from mmcli.lmm.gradient import _split, _z_residual, assemble, h_first_from_g
+    from mmcli.lmm.results import _modes
+
+    f, _, _ = factor_parts(g, theta, keep_K=False)
+    value = criterion(f.logdetZ, f.logdetX, f.pwrss, dof)
+    if not math.isfinite(value):
+        return value, np.zeros(theta.size)
+    beta, uR, u0 = _modes(g, f)  # before L^-1 overwrites the factor
+    v0, vR = _z_residual(g, f.templates, beta, uR, u0)
+    lam = g.lambda_rest_diag(g.rest_templates(f.templates))
+    m = g.qR + (g.p if dof.reml else 0)
+    Linv = invert_factor(f.Lrest, m)
+    d, G = diagonal_and_levels(g, Linv, m, lam)
+    H = [h_first_from_g(g, f, G)] if g.first is not None else []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hd = np.where(lam > 0, (1.0 - d[: g.qR]) / lam, 0.0)
+    off = 0
+    for b in g.rest:
+        lam_b = lam[off] if b.q else 0.0
+        if 0.0 < lam_b < EXACT_BELOW:
+            hd[off : off + b.q] = _exact_rows(g, f, Linv, m, lam, np.arange(off, off + b.q))
+        H.append(np.array([[hd[off : off + b.q].sum()]]))
+        off += b.q
+    grad = assemble(g, H, _split(g, u0, uR), _split(g, v0, vR), dof.resid / f.pwrss)
+    return value, grad
+
+
+def invert_factor(Lrest: np.ndarray, m: int) -> np.ndarray:
+    """L^-1 with its leading m x m block equal to L_m^-1 (lower, C order): dtrtri on the whole factor in its own
+    memory (the factor is not used after), or, when the trailing diagonal holds a zero (r = 0, a perfect fit),
+    the inverse of a copy of the leading block."""
+    N = Lrest.shape[0]
+    if N and Lrest.flags.c_contiguous and np.all(np.diagonal(Lrest) > 0):
+        inv, info = sla.lapack.dtrtri(Lrest.T, lower=0, overwrite_c=1)  # U = L' in Fortran order
+        if info == 0:
+            return np.asarray(inv.T)
+    return np.linalg.inv(np.tril(Lrest[:m, :m])) if m else np.zeros((0, 0))
+
+
+def diagonal_and_levels(g: Gram, Linv: np.ndarray, m: int, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """d = diag(S_m^-1) (length m) and, per level j of block 0, G_j = F_j' S_m^-1 F_j (nl0, p0, p0), with
+    F = [Lambda_R A_R0; A_X0] (the X rows when m > qR): panels of rows of Y = L_m^-1 F, each a sparse product."""
+    qR = g.qR
+    d = np.zeros(m)
+    first = g.first
+    G = np.zeros((first.nlevels, first.p, first.p) if first is not None else (0, 0, 0))
+    FR = FX = None
+    if first is not None and g.AR0 is not None:
+        FR = (sp.diags(lam) @ g.AR0).tocsr()
+        FX = g.AX0[: m - qR, :]
+    for r0 in range(0, m, PANEL):
+        r1 = min(r0 + PANEL, m)
+        panel = Linv[r0:r1, :r1]
+        d[:r1] += np.einsum("ri,ri->i", panel, panel)
+        if FR is None or FX is None:
+            continue
+        c1 = min(r1, qR)
+        Yt = np.asarray(FR[:c1].T @ np.ascontiguousarray(panel[:, :c1].T))  # (nl0 p0, rows): this panel of Y'
+        if r1 > qR:
+            Yt += FX[: r1 - qR].T @ panel[:, qR:r1].T
+        if first.p == 1:
+            G[:, 0, 0] += np.einsum("jr,jr->j", Yt, Yt)
+        else:
+            Y3 = Yt.reshape(first.nlevels, first.p, -1)
+            G += np.einsum("jar,jbr->jab", Y3, Y3)
+    return d, G
+
+
+def _exact_rows(g: Gram, f: Factor, Linv: np.ndarray, m: int, lam: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """hd_i = sum_j (S_m^-1)_ij K_ij lambda_j + sum_x (S_m^-1)_ix K_xi for the rest columns idx, from their rows
+    of S_m^-1 = L_m^-T L_m^-1 and of K = A_RR - A_R0 W A_R0' (K_XR likewise): no subtraction from 1."""
+    qR, p = g.qR, g.p
+    Lm = Linv[:m, :m]
+    Srows = Lm[:, idx].T @ Lm  # (len(idx), m)
+    Krows = g.ARR_csr[idx].toarray()
+    if g.first is not None and g.AR0 is not None:
+        WA = block_diagonal(f.W) @ g.AR0.T
+        Krows -= (g.AR0[idx] @ WA).toarray()
+    hd = np.einsum("ij,ij,j->i", Srows[:, :qR], Krows, lam)
+    if m > qR:
+        KXR = g.AXR[:p, idx]
+        if g.first is not None and g.AR0 is not None:
+            nl0, p0 = g.first.nlevels, g.first.p
+            AXW = np.einsum("alj,ljk->alk", g.AX0[:p].reshape(p, nl0, p0), f.W).reshape(p, nl0 * p0)
+            KXR = KXR - np.asarray((g.AR0[idx] @ AXW.T).T)
+        hd += np.einsum("ix,xi->i", Srows[:, qR:m], KXR)
+    return np.asarray(hd)
