@@ -35,12 +35,15 @@ about m * eps relative to 1, divided by lambda, so at 1e-3 it stays far below th
 PANEL = 128  # rows of L^-1 per panel
 
 
-def criterion_and_gradient_scalar(g: Gram, theta: np.ndarray, dof: Dof) -> tuple[float, np.ndarray]:
-    """The profiled criterion and its gradient for scalar rest blocks (see the module docstring)."""
+def criterion_and_gradient_scalar(
+    g: Gram, theta: np.ndarray, dof: Dof, work: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
+    """The profiled criterion and its gradient for scalar rest blocks (see the module docstring); ``work`` as
+    :func:`mmcli.lmm.factor.factor_parts`."""
     from mmcli.lmm.gradient import _split, _z_residual, assemble, h_first_from_g
     from mmcli.lmm.results import _modes
 
-    f, _, _ = factor_parts(g, theta, keep_K=False)
+    f, _, _ = factor_parts(g, theta, keep_K=False, work=work)
     value = criterion(f.logdetZ, f.logdetX, f.pwrss, dof)
     if not math.isfinite(value):
         return value, np.zeros(theta.size)

@@ -45,19 +45,30 @@ class Factor:
     pwrss: float  # r^2 (nan without y)
 
 
-def update_L(g: Gram, theta: np.ndarray) -> Factor:
-    """Factor Omega(theta) blockwise; see the module docstring."""
-    return factor_parts(g, theta, keep_K=False)[0]
+def update_L(g: Gram, theta: np.ndarray, work: np.ndarray | None = None) -> Factor:
+    """Factor Omega(theta) blockwise; see the module docstring. ``work``: see :func:`factor_parts`."""
+    return factor_parts(g, theta, keep_K=False, work=work)[0]
 
 
-def factor_parts(g: Gram, theta: np.ndarray, keep_K: bool = True) -> tuple[Factor, np.ndarray, np.ndarray]:
+def workspace(g: Gram) -> np.ndarray | None:
+    """A buffer for S that a sequence of evaluations can share (:func:`factor_parts`), or None when S is small.
+    A fresh array of S's size at every evaluation costs its page faults each time (tens of milliseconds for an
+    order of 3,000, more on a busy machine); one buffer costs them once."""
+    N = g.qR + g.p1
+    return np.empty((N, N)) if g.qR >= 256 else None
+
+
+def factor_parts(
+    g: Gram, theta: np.ndarray, keep_K: bool = True, work: np.ndarray | None = None
+) -> tuple[Factor, np.ndarray, np.ndarray]:
     """update_L, and K and K_XR of the module docstring, which the gradient reads (empty arrays unless
     ``keep_K``; K also empty for scalar rest blocks with the precomputed pairs, whose gradient does not read it).
-    K is dense and symmetric."""
+    K is dense and symmetric. With ``work`` (from :func:`workspace`), S and the factor live in that buffer: the
+    factor is then valid only until the next evaluation with the same buffer."""
     Ts = g.block_templates(theta)
     L00, W, logdet0 = _first_block(g, Ts[0] if g.first is not None else None)
-    S, K, KXR = _schur_complement(g, Ts, W, keep_K)
-    Lrest = _cholesky(S, numpy_only=g.qR == 0, rebuild=lambda: _schur_complement(g, Ts, W, False)[0])
+    S, K, KXR = _schur_complement(g, Ts, W, keep_K, work)
+    Lrest = _cholesky(S, numpy_only=g.qR == 0, rebuild=lambda: _schur_complement(g, Ts, W, False, work)[0])
     d = np.diagonal(Lrest)
     qR, p = g.qR, g.p
     logdetR = 2.0 * float(np.sum(np.log(d[:qR]))) if qR else 0.0
@@ -85,12 +96,13 @@ def _first_block(g: Gram, T0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray
 
 
 def _schur_complement(
-    g: Gram, Ts: list[np.ndarray], W: np.ndarray, keep_K: bool
+    g: Gram, Ts: list[np.ndarray], W: np.ndarray, keep_K: bool, work: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """S of the module docstring, lower triangle filled (the upper may hold anything), in C order so that
-    its transpose is the Fortran-ordered upper triangle LAPACK factors in place; and K, K_XR if asked."""
+    its transpose is the Fortran-ordered upper triangle LAPACK factors in place (in ``work`` when given); and
+    K, K_XR if asked."""
     qR, p1 = g.qR, g.p1
-    S = np.empty((qR + p1, qR + p1))
+    S = work if work is not None else np.empty((qR + p1, qR + p1))
     empty = np.zeros((0, 0))
     AXW = None
     if g.first is not None:  # A_X0 W, level by level

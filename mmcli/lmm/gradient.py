@@ -35,15 +35,17 @@ from mmcli.lmm.gram import Gram
 from mmcli.lmm.results import _modes, _sparse_quadratic_blocks
 
 
-def criterion_and_gradient(g: Gram, theta: np.ndarray, dof: Dof) -> tuple[float, np.ndarray]:
+def criterion_and_gradient(
+    g: Gram, theta: np.ndarray, dof: Dof, work: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
     """The profiled criterion at theta and its gradient (see the module docstring). Where the criterion is
     not finite (r^2 = 0), the gradient is zero. Scalar rest blocks take the route of :mod:`mmcli.lmm.crossed`
     (no S^-1, no K)."""
     if g.rest_scalar and g.qR:
         from mmcli.lmm.crossed import criterion_and_gradient_scalar
 
-        return criterion_and_gradient_scalar(g, theta, dof)
-    f, K, KXR = factor_parts(g, theta)
+        return criterion_and_gradient_scalar(g, theta, dof, work)
+    f, K, KXR = factor_parts(g, theta, work=work)
     value = criterion(f.logdetZ, f.logdetX, f.pwrss, dof)
     grad = np.zeros(theta.size)
     if not math.isfinite(value):
