@@ -160,7 +160,9 @@ class LmmModel:
         runs: list[OptimizerRecord] = []
         with blas_threads(self.dense_size):
             theta, fval, _, ok = run(start_theta(self.work.terms))
-            end = verify(crit, theta, fval, lower, self.work.terms, run, ok)
+            g_end = runs[0].gradient_end
+            grad = np.array(g_end) if g_end and np.array_equal(theta, runs[0].theta_end) else None
+            end = verify(crit, theta, fval, lower, self.work.terms, run, ok, grad)
             rec = dataclasses.replace(
                 runs[0],
                 evaluations=runs[0].evaluations + end.evaluations,
