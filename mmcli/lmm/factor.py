@@ -181,6 +181,7 @@ def _update_K(g: Gram, W: np.ndarray, AXW: np.ndarray | None) -> tuple[np.ndarra
         return g.ARR, g.AXR
     KXR = g.AXR - np.asarray((g.AR0 @ AXW.T).T)
     if g.pairs is not None:
+        assert not g.heavy.size  # heavy levels are left out of the pairs only for the scalar path
         K = g.ARR.copy()
         K.ravel()[g.pair_targets] -= g.pairs @ W.ravel()  # the lower triangle only
         if not g.rest_scalar:

@@ -97,7 +97,7 @@ def _z_residual(
             v0 -= g.AR0.T @ bR
     vR = np.zeros(0)
     if g.qR:
-        vR = g.AXR[-1, :] - g.AXR[:p, :].T @ beta - g.ARR @ bR
+        vR = g.AXR[-1, :] - g.AXR[:p, :].T @ beta - g.ARR_csr @ bR
         if g.AR0 is not None and g.first is not None:
             vR -= g.AR0 @ (u0.reshape(g.first.nlevels, g.first.p) @ Ts[0].T).ravel()
     return v0, vR
