@@ -81,23 +81,26 @@ def invert_factor(Lrest: np.ndarray, m: int) -> np.ndarray:
 
 def diagonal_and_levels(g: Gram, Linv: np.ndarray, m: int, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """d = diag(S_m^-1) (length m) and, per level j of block 0, G_j = F_j' S_m^-1 F_j (nl0, p0, p0), with
-    F = [Lambda_R A_R0; A_X0] (the X rows when m > qR): panels of rows of Y = L_m^-1 F, each a sparse product."""
+    F = [Lambda_R A_R0; A_X0] (the X rows when m > qR): panels of rows of Y = L_m^-1 F, each a sparse product.
+    A panel's rows of L^-1 are zero right of the panel, so it meets only the leading rows of A_R0; the product
+    runs over the levels of block 0 (rows of A_R0'), each accumulating its own row of the panel of Y'."""
     qR = g.qR
     d = np.zeros(m)
     first = g.first
     G = np.zeros((first.nlevels, first.p, first.p) if first is not None else (0, 0, 0))
-    FR = FX = None
+    A = FX = None
     if first is not None and g.AR0 is not None:
-        FR = (sp.diags(lam) @ g.AR0).tocsr()
+        A = g.AR0.tocsr()
         FX = g.AX0[: m - qR, :]
     for r0 in range(0, m, PANEL):
         r1 = min(r0 + PANEL, m)
         panel = Linv[r0:r1, :r1]
         d[:r1] += np.einsum("ri,ri->i", panel, panel)
-        if FR is None or FX is None:
+        if A is None or FX is None:
             continue
         c1 = min(r1, qR)
-        Yt = np.asarray(FR[:c1].T @ np.ascontiguousarray(panel[:, :c1].T))  # (nl0 p0, rows): this panel of Y'
+        P = panel[:, :c1].T * lam[:c1, None]  # (Lambda_R L^-1 panel')[:c1], C order
+        Yt = np.asarray(A[:c1].T.tocsr() @ P)  # (nl0 p0, rows): this panel of Y'
         if r1 > qR:
             Yt += FX[: r1 - qR].T @ panel[:, qR:r1].T
         if first.p == 1:

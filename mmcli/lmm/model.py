@@ -158,7 +158,7 @@ class LmmModel:
             return theta, fval, rec.evaluations, ok
 
         runs: list[OptimizerRecord] = []
-        with blas_threads(self.dense_size):
+        with blas_threads(self.dense_size, scipy_lapack=self._gram is not None and self._gram.qR > 0):
             theta, fval, _, ok = run(start_theta(self.work.terms))
             g_end = runs[0].gradient_end
             grad = np.array(g_end) if g_end and np.array_equal(theta, runs[0].theta_end) else None
