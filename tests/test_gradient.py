@@ -223,12 +223,17 @@ def test_scalar_crossed_gradient_with_and_without_heavy_levels(reml, p0, monkeyp
     assert_gradient(split, theta, reml)
 
 
+@pytest.mark.parametrize("route", ["pairs", "panels"])
 @pytest.mark.parametrize("reml", [False, True])
-def test_scalar_crossed_gradient_equals_the_general_one(reml, monkeypatch):
+def test_scalar_crossed_gradient_equals_the_general_one(reml, route, monkeypatch):
     """Two formulations of the same gradient: 1 - diag(S^-1) over lambda (and the exact sums over rows of S^-1
-    and K below EXACT_BELOW) against the general path's S^-1 and K (rest blocks taken as vector-valued)."""
-    model = skewed_crossed_model()
-    assert model._gram is not None
+    and K below EXACT_BELOW) against the general path's S^-1 and K (rest blocks taken as vector-valued); S^-1
+    read at the pairs' targets (dlauum) or L^-1 read in panels (no pairs)."""
+    with monkeypatch.context() as m:
+        if route == "panels":
+            m.setattr("mmcli.lmm.gram.PAIRS_LIMIT", 0)
+        model = skewed_crossed_model()
+    assert model._gram is not None and (model._gram.pairs is None) == (route == "panels")
     for theta in ([0.7, 0.5], [1.3, 2e-4], [0.0, 0.8], [0.5, 0.0]):
         th = np.array(theta)
         want_value = model.objective(th, reml)
@@ -246,12 +251,15 @@ def test_scalar_crossed_gradient_equals_the_general_one(reml, monkeypatch):
     assert_gradient(model, [1.3, 2e-4], reml)  # below EXACT_BELOW: the exact sums
 
 
-def test_scalar_crossed_conditional_variances_equal_the_general_ones(monkeypatch):
-    """The conditional covariances of the random effects from L^-1 in panels, with frequent levels updated
-    densely, against the general path's S^-1 (every level in the pairs)."""
+@pytest.mark.parametrize("route", ["pairs", "panels"])
+def test_scalar_crossed_conditional_variances_equal_the_general_ones(route, monkeypatch):
+    """The conditional covariances of the random effects read off S^-1 at the pairs' targets, with frequent
+    levels updated densely, or off L^-1 in panels (no pairs), against the general path's S^-1."""
     theta = np.array([0.7, 0.5])
     with monkeypatch.context() as m:
         heavy_split(m)
+        if route == "panels":
+            m.setattr("mmcli.lmm.gram.PAIRS_LIMIT", 0)
         fast = skewed_crossed_model().fit_at(theta, False)
     model = skewed_crossed_model()
     assert model._gram is not None and model._gram.heavy.size == 0

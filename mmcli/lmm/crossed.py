@@ -21,12 +21,13 @@ criterion is even in theta and that part of the gradient is zero.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from mmcli.lmm._lazy import sla, sp
 from mmcli.lmm.criterion import Dof, criterion
-from mmcli.lmm.factor import Factor, factor_parts
+from mmcli.lmm.factor import Factor, _target_rows_cols, factor_parts
 from mmcli.lmm.gram import Gram, block_diagonal
 
 EXACT_BELOW = 1e-3
@@ -51,16 +52,15 @@ def criterion_and_gradient_scalar(
     v0, vR = _z_residual(g, f.templates, beta, uR, u0)
     lam = g.lambda_rest_diag(g.rest_templates(f.templates))
     m = g.qR + (g.p if dof.reml else 0)
-    Linv = invert_factor(f.Lrest, m)
-    d, G = diagonal_and_levels(g, Linv, m, lam)
-    H = [h_first_from_g(g, f, G)] if g.first is not None else []
+    inv = selected_inverse(g, f.Lrest, m, lam)
+    H = [h_first_from_g(g, f, inv.G)] if g.first is not None else []
     with np.errstate(divide="ignore", invalid="ignore"):
-        hd = np.where(lam > 0, (1.0 - d[: g.qR]) / lam, 0.0)
+        hd = np.where(lam > 0, (1.0 - inv.d[: g.qR]) / lam, 0.0)
     off = 0
     for b in g.rest:
         lam_b = lam[off] if b.q else 0.0
         if 0.0 < lam_b < EXACT_BELOW:
-            hd[off : off + b.q] = _exact_rows(g, f, Linv, m, lam, np.arange(off, off + b.q))
+            hd[off : off + b.q] = _exact_rows(g, f, inv, lam, np.arange(off, off + b.q))
         H.append(np.array([[hd[off : off + b.q].sum()]]))
         off += b.q
     grad = assemble(g, H, _split(g, u0, uR), _split(g, v0, vR), dof.resid / f.pwrss)
@@ -111,12 +111,11 @@ def diagonal_and_levels(g: Gram, Linv: np.ndarray, m: int, lam: np.ndarray) -> t
     return d, G
 
 
-def _exact_rows(g: Gram, f: Factor, Linv: np.ndarray, m: int, lam: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def _exact_rows(g: Gram, f: Factor, inv: SelectedInverse, lam: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """hd_i = sum_j (S_m^-1)_ij K_ij lambda_j + sum_x (S_m^-1)_ix K_xi for the rest columns idx, from their rows
-    of S_m^-1 = L_m^-T L_m^-1 and of K = A_RR - A_R0 W A_R0' (K_XR likewise): no subtraction from 1."""
-    qR, p = g.qR, g.p
-    Lm = Linv[:m, :m]
-    Srows = Lm[:, idx].T @ Lm  # (len(idx), m)
+    of S_m^-1 and of K = A_RR - A_R0 W A_R0' (K_XR likewise): no subtraction from 1."""
+    qR, p, m = g.qR, g.p, inv.m
+    Srows = inv.rows(idx)  # (len(idx), m)
     Krows = g.ARR_csr[idx].toarray()
     if g.first is not None and g.AR0 is not None:
         WA = block_diagonal(f.W) @ g.AR0.T
@@ -130,3 +129,73 @@ def _exact_rows(g: Gram, f: Factor, Linv: np.ndarray, m: int, lam: np.ndarray, i
             KXR = KXR - np.asarray((g.AR0[idx] @ AXW.T).T)
         hd += np.einsum("ix,xi->i", Srows[:, qR:m], KXR)
     return np.asarray(hd)
+
+
+@dataclass(frozen=True, eq=False)
+class SelectedInverse:
+    """What the scalar path reads of S_m^-1: its diagonal d (m), G_j = F_j' S_m^-1 F_j per level of block 0
+    (nl0, p0, p0), and whole rows on demand, from the lower triangle C of S_N^-1 less T'T (T the trailing rows
+    of L^-1), or from L_m^-1 itself."""
+
+    m: int
+    d: np.ndarray
+    G: np.ndarray
+    C: np.ndarray | None = None
+    T: np.ndarray | None = None
+    Linv: np.ndarray | None = None
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """S_m^-1[idx, :m]."""
+        m = self.m
+        if self.C is None or self.T is None:
+            assert self.Linv is not None
+            Lm = self.Linv[:m, :m]
+            return np.asarray(Lm[:, idx].T @ Lm)
+        C, T = self.C, self.T
+        out = C[idx, :m] + C[:m, idx].T  # lower (j <= i) and upper (j >= i) halves of the symmetric rows
+        out[np.arange(idx.size), idx] -= C[idx, idx]
+        return np.asarray(out - T[:, idx].T @ T[:, :m])
+
+
+def selected_inverse(g: Gram, Lrest: np.ndarray, m: int, lam: np.ndarray) -> SelectedInverse:
+    """S_m^-1's diagonal and G (see :class:`SelectedInverse`), consuming the factor. With the precomputed pairs:
+    L^-1 by dtrtri, then L^-T L^-1 by dlauum, both in place (BLAS-3, a third of n^3 each); G then reads S^-1 at
+    the pairs' targets (one sparse product, transposed) and, for heavy levels, one dense product. Without them:
+    L^-1 read in panels (:func:`diagonal_and_levels`)."""
+    Linv = invert_factor(Lrest, m)
+    if g.pairs is None or g.first is None or not Linv.flags.c_contiguous:
+        d, G = diagonal_and_levels(g, Linv, m, lam)
+        return SelectedInverse(m, d, G, Linv=Linv)
+    from mmcli.lmm.gradient import _cross_blocks
+
+    qR, N = g.qR, Linv.shape[0]
+    nl0, p0 = g.first.nlevels, g.first.p
+    T = np.array(Linv[m:, :m])
+    C = np.asarray(sla.lapack.dlauum(Linv.T, lower=0, overwrite_c=1)[0]).T  # lower: S_N^-1 (Linv's memory)
+    diagC = np.diagonal(C)[:m]
+    d = diagC - np.einsum("ki,ki->i", T, T)
+    r, c, _ = _target_rows_cols(g, N)
+    x = (C[r, c] - np.einsum("kt,kt->t", T[:, r], T[:, c])) * lam[r] * lam[c]
+    x[r == c] *= 0.5  # the pairs hold each level's products once, diagonal ones included
+    half = np.asarray(g.pairs.T @ x).reshape(nl0, p0, p0)
+    G = half + np.transpose(half, (0, 2, 1))
+    if g.heavy.size:  # v' S^-1 v = 2 v' Low v - v' diag v, Low the lower triangle of C, less the T part
+        V = g.heavy_Z * lam[:, None]
+        LV = np.empty_like(V)
+        for r0 in range(0, qR, 512):
+            r1 = min(r0 + 512, qR)
+            LV[r0:r1] = C[r0:r1, :r1] @ V[:r1]
+        TV = T[:, :qR] @ V
+        G[g.heavy, 0, 0] += (
+            2.0 * np.einsum("rh,rh->h", V, LV) - np.einsum("r,rh->h", diagC[:qR], V * V) - np.einsum("kh,kh->h", TV, TV)
+        )
+    if m > qR:  # REML: the X rows of F
+        p = m - qR
+        TX = T[:, qR:m]
+        SXR = C[qR:m, :qR] - TX.T @ T[:, :qR]
+        low = np.tril(C[qR:m, qR:m])
+        SXX = low + np.tril(low, -1).T - TX.T @ TX
+        G += _cross_blocks(g, SXR.T * lam[:, None], nl0, p0)
+        AX = g.AX0[:p, :].reshape(p, nl0, p0)
+        G += np.einsum("xja,xy,yjb->jab", AX, SXX, AX, optimize=True)
+    return SelectedInverse(m, d, G, C=C, T=T)

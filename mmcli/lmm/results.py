@@ -187,11 +187,12 @@ def _per_block_scalar(
     """:func:`_per_block` for scalar rest blocks: the diagonal of S_RR^-1 and, for block 0, M_j^-1 +
     M_j^-1 Lambda_0' G_j Lambda_0 M_j^-1 with G_j = F_j' S_RR^-1 F_j, both read off L^-1 in panels
     (:mod:`mmcli.lmm.crossed`; the factor is consumed)."""
-    from mmcli.lmm.crossed import diagonal_and_levels, invert_factor
+    from mmcli.lmm.crossed import selected_inverse
 
     qR = g.qR
     lam = g.lambda_rest_diag(g.rest_templates(f.templates))
-    d, G = diagonal_and_levels(g, invert_factor(f.Lrest, qR), qR, lam)
+    inv = selected_inverse(g, f.Lrest, qR, lam)
+    d, G = inv.d, inv.G
     u_blocks, cov_blocks = [], []
     if g.first is not None:
         nl0, p0 = g.first.nlevels, g.first.p
