@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmcli.lmm._lazy import sla, sp
+from mmcli.lmm._lazy import sla
 from mmcli.lmm.criterion import Dof, criterion
 from mmcli.lmm.factor import Factor, _target_rows_cols, factor_parts
 from mmcli.lmm.gram import Gram, block_diagonal
@@ -96,7 +96,7 @@ def diagonal_and_levels(g: Gram, Linv: np.ndarray, m: int, lam: np.ndarray) -> t
         r1 = min(r0 + PANEL, m)
         panel = Linv[r0:r1, :r1]
         d[:r1] += np.einsum("ri,ri->i", panel, panel)
-        if A is None or FX is None:
+        if A is None or FX is None or first is None:
             continue
         c1 = min(r1, qR)
         P = panel[:, :c1].T * lam[:c1, None]  # (Lambda_R L^-1 panel')[:c1], C order

@@ -146,7 +146,6 @@ def _h_first(g: Gram, f: Factor, Sinv: np.ndarray, rest: list[np.ndarray], reml:
     """Block 0: sum_j H_00,j with H_00,j = M_j^-1 Lambda_0'[A_00,j - G_j (I - W_j A_00,j)]."""
     assert g.first is not None
     nl0, p0, qR, p = g.first.nlevels, g.first.p, g.qR, g.p
-    T0 = f.templates[0]
     G = np.zeros((nl0, p0, p0))
     if qR and g.AR0 is not None:
         LamR = g.lambda_rest(rest)

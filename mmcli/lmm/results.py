@@ -181,9 +181,7 @@ def _per_block(g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray) -> tuple[list
     return u_blocks, cov_blocks
 
 
-def _per_block_scalar(
-    g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _per_block_scalar(g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """:func:`_per_block` for scalar rest blocks: the diagonal of S_RR^-1 and, for block 0, M_j^-1 +
     M_j^-1 Lambda_0' G_j Lambda_0 M_j^-1 with G_j = F_j' S_RR^-1 F_j, both read off L^-1 in panels
     (:mod:`mmcli.lmm.crossed`; the factor is consumed)."""
