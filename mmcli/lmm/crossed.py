@@ -34,6 +34,10 @@ EXACT_BELOW = 1e-3
 """A rest block whose lambda is below this (and above 0) takes the exact sum: the error of 1 - (S^-1)_ii is
 about m * eps relative to 1, divided by lambda, so at 1e-3 it stays far below the optimizer's tolerance."""
 PANEL = 128  # rows of L^-1 per panel
+PANELS_BELOW = 1.0 / 45.0
+"""L^-1 is read in panels (a sparse product, about nnz(A_R0) qR / 2 multiply-adds) rather than turned into S^-1 by
+dlauum (qR^3 / 3, as BLAS-3) when nnz(A_R0) < PANELS_BELOW qR^2: on the 10,000 x 3,000 Zipf-like design (68,000
+nonzeros) panels took 0.9 of the time in paired whole-process runs, on InstEval (qR = 1,142) dlauum was quicker."""
 
 
 def criterion_and_gradient_scalar(
@@ -160,10 +164,11 @@ class SelectedInverse:
 def selected_inverse(g: Gram, Lrest: np.ndarray, m: int, lam: np.ndarray) -> SelectedInverse:
     """S_m^-1's diagonal and G (see :class:`SelectedInverse`), consuming the factor. With the precomputed pairs:
     L^-1 by dtrtri, then L^-T L^-1 by dlauum, both in place (BLAS-3, a third of n^3 each); G then reads S^-1 at
-    the pairs' targets (one sparse product, transposed) and, for heavy levels, one dense product. Without them:
-    L^-1 read in panels (:func:`diagonal_and_levels`)."""
+    the pairs' targets (one sparse product, transposed) and, for heavy levels, one dense product. Without them,
+    or when A_R0 is sparse enough (PANELS_BELOW): L^-1 read in panels (:func:`diagonal_and_levels`)."""
     Linv = invert_factor(Lrest, m)
-    if g.pairs is None or g.first is None or not Linv.flags.c_contiguous:
+    panels = g.AR0 is not None and g.AR0.nnz < PANELS_BELOW * g.qR**2
+    if g.pairs is None or g.first is None or not Linv.flags.c_contiguous or panels:
         d, G = diagonal_and_levels(g, Linv, m, lam)
         return SelectedInverse(m, d, G, Linv=Linv)
     from mmcli.lmm.gradient import _cross_blocks
