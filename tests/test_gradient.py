@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import EXACT, LMM_CASES, NUM_DERIV, OPT_DEV, OPT_PAR, load_reference, run_in_process
+from conftest import (
+    EXACT,
+    LMM_CASES,
+    NUM_DERIV,
+    OPT_DEV,
+    OPT_FIXEF,
+    OPT_PAR,
+    REFERENCE_DIR,
+    load_reference,
+    run_in_process,
+)
 from test_lmm import reference_design
 from test_weights_offset import model_of
 
@@ -270,3 +280,22 @@ def test_scalar_crossed_conditional_variances_equal_the_general_ones(route, monk
         assert np.allclose(a, b, rtol=EXACT, atol=0)
     for a, b in zip(fast.ranef, general.ranef):
         assert np.allclose(a, b, rtol=EXACT, atol=EXACT * float(np.max(np.abs(b))))
+
+
+@pytest.mark.parametrize("heavy", [False, True])
+@pytest.mark.parametrize("reml", [False, True])
+def test_skewed_crossed_fit_reaches_lme4s_optimum(reml, heavy, monkeypatch):
+    """Crossed random intercepts with Zipf-like level frequencies (tests/reference/make_crossed_skewed.R): the
+    command line's fit against lme4's lmer, every level of a in the pairs or its frequent ones updated densely."""
+    ref = load_reference("crossed_skewed")
+    want = next(f for f in ref["fits"] if f["REML"] == reml)
+    if heavy:
+        heavy_split(monkeypatch)
+    args = ["fit", str(REFERENCE_DIR / ref["data"]), ref["formula"], "--json", "--ddf", "none"]
+    got = run_in_process([*args, "--reml"] if reml else args).json()
+    criterion = got["reml_criterion"] if reml else got["deviance"]
+    assert abs(criterion - want["criterion"]) <= OPT_DEV
+    assert np.allclose(got["theta"], want["theta"], rtol=OPT_PAR, atol=0)
+    beta = [row["estimate"] for row in got["fixed_effects"]]
+    assert np.max(np.abs(np.subtract(beta, want["fixef"]))) <= OPT_FIXEF * np.max(np.abs(want["fixef"]))
+    assert got["converged"] and got["optimizer"]["stationary"]
