@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import LMM_CASES, NUM_DERIV, OPT_DEV, OPT_PAR, load_reference, run_in_process
+from conftest import (
+    EXACT,
+    LMM_CASES,
+    NUM_DERIV,
+    OPT_DEV,
+    OPT_FIXEF,
+    OPT_PAR,
+    REFERENCE_DIR,
+    load_reference,
+    run_in_process,
+)
 from test_lmm import reference_design
 from test_weights_offset import model_of
 
@@ -172,3 +182,120 @@ def test_dense_formulation_falls_back_to_bobyqa():
     assert fit.optimizer.name.startswith("NLopt LN_BOBYQA")
     with pytest.raises(Exception, match="blocked Cholesky"):
         LmmModel(d.X, d.y, d.terms, method="dense").gradient(np.ones(1), False)
+
+
+def skewed_crossed_model(p0: int = 1, seed: int = 11) -> LmmModel:
+    """(1 | a) + (1 | b), or (1 + x | a) + (1 | b), with Zipf-like level frequencies in both factors (a few
+    levels of a meet most levels of b), as in large crossed designs; unit weights."""
+    rng = np.random.default_rng(seed)
+    n, ka, kb = 1500, 120, 40
+
+    def zipf(k: int) -> np.ndarray:
+        w = 1.0 / np.arange(1, k + 1)
+        return rng.permutation(np.concatenate([np.arange(k), rng.choice(k, n - k, p=w / w.sum())]))
+
+    a, b = zipf(ka), zipf(kb)
+    x = rng.standard_normal(n)
+    y = 2 + 0.3 * x + 0.6 * rng.standard_normal(ka)[a] + 0.4 * rng.standard_normal(kb)[b] + rng.standard_normal(n)
+    Ta = np.column_stack([np.ones(n), x])[:, :p0]
+    names = ("(Intercept)", "x")[:p0]
+    terms = [
+        indicator_term("a", names, a, [str(i) for i in range(ka)], Ta),
+        indicator_term("b", ("(Intercept)",), b, [str(i) for i in range(kb)], np.ones((n, 1))),
+    ]
+    return LmmModel(np.column_stack([np.ones(n), x]), y, terms)
+
+
+def heavy_split(m: pytest.MonkeyPatch) -> None:
+    """Make the levels of a that meet more than 8 levels of b "heavy" (updated densely, not by pairs)."""
+    m.setattr("mmcli.lmm.gram.HEAVY_MIN", 8)
+    m.setattr("mmcli.lmm.gram.HEAVY_FRACTION", 0.0)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("p0", [1, 2])
+def test_scalar_crossed_gradient_with_and_without_heavy_levels(reml, p0, monkeypatch):
+    """The gradient read off L^-1 (mmcli.lmm.crossed) against finite differences, with every level of a in the
+    precomputed pairs and with its frequent levels updated densely; the criterion is the same either way."""
+    theta = [0.7, 0.5] if p0 == 1 else [0.7, 0.1, 0.3, 0.5]
+    plain = skewed_crossed_model(p0)
+    assert plain._gram is not None and plain._gram.heavy.size == 0
+    assert_gradient(plain, theta, reml)
+    with monkeypatch.context() as m:
+        heavy_split(m)
+        split = skewed_crossed_model(p0)
+    assert split._gram is not None
+    heavy = split._gram.heavy.size
+    assert (0 < heavy < 100 and split._gram.pairs is not None) if p0 == 1 else heavy == 0
+    assert abs(split.objective(np.array(theta), reml) - plain.objective(np.array(theta), reml)) <= EXACT * abs(
+        plain.objective(np.array(theta), reml)
+    )
+    assert_gradient(split, theta, reml)
+
+
+@pytest.mark.parametrize("route", ["pairs", "panels"])
+@pytest.mark.parametrize("reml", [False, True])
+def test_scalar_crossed_gradient_equals_the_general_one(reml, route, monkeypatch):
+    """Two formulations of the same gradient: 1 - diag(S^-1) over lambda (and the exact sums over rows of S^-1
+    and K below EXACT_BELOW) against the general path's S^-1 and K (rest blocks taken as vector-valued); S^-1
+    read at the pairs' targets (dlauum) or L^-1 read in panels (no pairs)."""
+    with monkeypatch.context() as m:
+        if route == "panels":
+            m.setattr("mmcli.lmm.gram.PAIRS_LIMIT", 0)
+        model = skewed_crossed_model()
+    assert model._gram is not None and (model._gram.pairs is None) == (route == "panels")
+    for theta in ([0.7, 0.5], [1.3, 2e-4], [0.0, 0.8], [0.5, 0.0]):
+        th = np.array(theta)
+        want_value = model.objective(th, reml)
+        fast = model.gradient(th, reml)
+        with monkeypatch.context() as m:
+            m.setattr(model._gram, "rest_scalar", False)
+            general = model.gradient(th, reml)
+            assert abs(model.objective(th, reml) - want_value) <= EXACT * abs(want_value)
+        scale = max(1.0, float(np.max(np.abs(general))))
+        assert np.max(np.abs(fast - general)) <= EXACT * scale, (theta, fast, general)
+        with monkeypatch.context() as m:
+            m.setattr("mmcli.lmm.crossed.EXACT_BELOW", 1e3)  # every block by the exact sums
+            exact = model.gradient(th, reml)
+        assert np.max(np.abs(exact - general)) <= EXACT * scale, (theta, exact, general)
+    assert_gradient(model, [1.3, 2e-4], reml)  # below EXACT_BELOW: the exact sums
+
+
+@pytest.mark.parametrize("route", ["pairs", "panels"])
+def test_scalar_crossed_conditional_variances_equal_the_general_ones(route, monkeypatch):
+    """The conditional covariances of the random effects read off S^-1 at the pairs' targets, with frequent
+    levels updated densely, or off L^-1 in panels (no pairs), against the general path's S^-1."""
+    theta = np.array([0.7, 0.5])
+    with monkeypatch.context() as m:
+        heavy_split(m)
+        if route == "panels":
+            m.setattr("mmcli.lmm.gram.PAIRS_LIMIT", 0)
+        fast = skewed_crossed_model().fit_at(theta, False)
+    model = skewed_crossed_model()
+    assert model._gram is not None and model._gram.heavy.size == 0
+    monkeypatch.setattr(model._gram, "rest_scalar", False)
+    general = model.fit_at(theta, False)
+    assert abs(fast.objective - general.objective) <= EXACT * abs(general.objective)
+    for a, b in zip(fast.cond_cov, general.cond_cov):
+        assert np.allclose(a, b, rtol=EXACT, atol=0)
+    for a, b in zip(fast.ranef, general.ranef):
+        assert np.allclose(a, b, rtol=EXACT, atol=EXACT * float(np.max(np.abs(b))))
+
+
+@pytest.mark.parametrize("heavy", [False, True])
+@pytest.mark.parametrize("reml", [False, True])
+def test_skewed_crossed_fit_reaches_lme4s_optimum(reml, heavy, monkeypatch):
+    """Crossed random intercepts with Zipf-like level frequencies (tests/reference/make_crossed_skewed.R): the
+    command line's fit against lme4's lmer, every level of a in the pairs or its frequent ones updated densely."""
+    ref = load_reference("crossed_skewed")
+    want = next(f for f in ref["fits"] if f["REML"] == reml)
+    if heavy:
+        heavy_split(monkeypatch)
+    args = ["fit", str(REFERENCE_DIR / ref["data"]), ref["formula"], "--json", "--ddf", "none"]
+    got = run_in_process([*args, "--reml"] if reml else args).json()
+    criterion = got["reml_criterion"] if reml else got["deviance"]
+    assert abs(criterion - want["criterion"]) <= OPT_DEV
+    assert np.allclose(got["theta"], want["theta"], rtol=OPT_PAR, atol=0)
+    beta = [row["estimate"] for row in got["fixed_effects"]]
+    assert np.max(np.abs(np.subtract(beta, want["fixef"]))) <= OPT_FIXEF * np.max(np.abs(want["fixef"]))
+    assert got["converged"] and got["optimizer"]["stationary"]

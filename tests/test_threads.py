@@ -6,6 +6,8 @@ above it, exactly N when given) and that the limit is in force inside a fit and 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import OPT_DEV, run_in_process
@@ -72,3 +74,43 @@ def test_command_line_threads_option():
         ["gamm", "sample_data/sleepstudy.csv", "Reaction ~ s(Days) + (1|Subject)"],
     ):
         assert run_in_process([*command, "--threads", "1", "--optimizer", "bobyqa", "--json"]).code == 0
+
+
+def test_limit_reaches_the_lapack_of_a_crossed_fit():
+    """scipy.linalg loads its own OpenBLAS on first import; a crossed fit's factorizations use it, so it must be
+    loaded before the limit is set (a limit reaches only the libraries loaded then). Seen in a fresh process
+    whose environment asks for two threads, from inside an evaluation of the criterion."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import json, sys
+import json
+
+import numpy as np
+from threadpoolctl import threadpool_info
+assert "scipy.linalg" not in sys.modules
+import mmcli.lmm.model as mm
+from mmcli.lmm import LmmModel, indicator_term
+seen = []
+real = mm.criterion_and_gradient
+def spy(*a, **k):
+    seen.append(sorted({(i["filepath"], int(i["num_threads"])) for i in threadpool_info() if i["user_api"] == "blas"}))
+    return real(*a, **k)
+mm.criterion_and_gradient = spy
+rng = np.random.default_rng(1)
+n = 400
+a, b = rng.integers(0, 30, n), rng.integers(0, 12, n)
+y = rng.standard_normal(30)[a] + rng.standard_normal(12)[b] + rng.standard_normal(n)
+terms = [indicator_term(g, ("(Intercept)",), c, [str(i) for i in range(k)], np.ones((n, 1)))
+         for g, c, k in (("a", a, 30), ("b", b, 12))]
+LmmModel(np.ones((n, 1)), y, terms).fit(reml=False)
+print(json.dumps(seen))
+"""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout)
+    libraries = {path for evaluation in seen for path, _ in evaluation}
+    assert seen and any("scipy" in p and "numpy" not in p for p in libraries), libraries
+    assert all(k == 1 for evaluation in seen for _, k in evaluation)

@@ -45,19 +45,30 @@ class Factor:
     pwrss: float  # r^2 (nan without y)
 
 
-def update_L(g: Gram, theta: np.ndarray) -> Factor:
-    """Factor Omega(theta) blockwise; see the module docstring."""
-    return factor_parts(g, theta, keep_K=False)[0]
+def update_L(g: Gram, theta: np.ndarray, work: np.ndarray | None = None) -> Factor:
+    """Factor Omega(theta) blockwise; see the module docstring. ``work``: see :func:`factor_parts`."""
+    return factor_parts(g, theta, keep_K=False, work=work)[0]
 
 
-def factor_parts(g: Gram, theta: np.ndarray, keep_K: bool = True) -> tuple[Factor, np.ndarray | SparseK, np.ndarray]:
+def workspace(g: Gram) -> np.ndarray | None:
+    """A buffer for S that a sequence of evaluations can share (:func:`factor_parts`), or None when S is small.
+    A fresh array of S's size at every evaluation costs its page faults each time (tens of milliseconds for an
+    order of 3,000, more on a busy machine); one buffer costs them once."""
+    N = g.qR + g.p1
+    return np.empty((N, N)) if g.qR >= 256 else None
+
+
+def factor_parts(
+    g: Gram, theta: np.ndarray, keep_K: bool = True, work: np.ndarray | None = None
+) -> tuple[Factor, np.ndarray, np.ndarray]:
     """update_L, and K and K_XR of the module docstring, which the gradient reads (empty arrays unless
-    ``keep_K``). K is dense and symmetric, or, for scalar rest blocks with the precomputed pairs, its lower
-    triangle on its sparse pattern (:class:`SparseK`)."""
+    ``keep_K``; K also empty for scalar rest blocks with the precomputed pairs, whose gradient does not read it).
+    K is dense and symmetric. With ``work`` (from :func:`workspace`), S and the factor live in that buffer: the
+    factor is then valid only until the next evaluation with the same buffer."""
     Ts = g.block_templates(theta)
     L00, W, logdet0 = _first_block(g, Ts[0] if g.first is not None else None)
-    S, K, KXR = _schur_complement(g, Ts, W, keep_K)
-    Lrest = _cholesky(S, numpy_only=g.qR == 0, rebuild=lambda: _schur_complement(g, Ts, W, False)[0])
+    S, K, KXR = _schur_complement(g, Ts, W, keep_K, work)
+    Lrest = _cholesky(S, numpy_only=g.qR == 0, rebuild=lambda: _schur_complement(g, Ts, W, False, work)[0])
     d = np.diagonal(Lrest)
     qR, p = g.qR, g.p
     logdetR = 2.0 * float(np.sum(np.log(d[:qR]))) if qR else 0.0
@@ -85,12 +96,13 @@ def _first_block(g: Gram, T0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray
 
 
 def _schur_complement(
-    g: Gram, Ts: list[np.ndarray], W: np.ndarray, keep_K: bool
-) -> tuple[np.ndarray, np.ndarray | SparseK, np.ndarray]:
+    g: Gram, Ts: list[np.ndarray], W: np.ndarray, keep_K: bool, work: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """S of the module docstring, lower triangle filled (the upper may hold anything), in C order so that
-    its transpose is the Fortran-ordered upper triangle LAPACK factors in place; and K, K_XR if asked."""
+    its transpose is the Fortran-ordered upper triangle LAPACK factors in place (in ``work`` when given); and
+    K, K_XR if asked."""
     qR, p1 = g.qR, g.p1
-    S = np.empty((qR + p1, qR + p1))
+    S = work if work is not None else np.empty((qR + p1, qR + p1))
     empty = np.zeros((0, 0))
     AXW = None
     if g.first is not None:  # A_X0 W, level by level
@@ -103,7 +115,7 @@ def _schur_complement(
         return S, empty, empty
     rest = g.rest_templates(Ts)
     if g.rest_scalar and g.pairs is not None and AXW is not None and g.AR0 is not None:
-        return _schur_scalar_pairs(g, S, W, AXW, g.lambda_rest_diag(rest), keep_K)
+        return _schur_scalar_pairs(g, S, W, AXW, g.lambda_rest_diag(rest))
     K, KXR = _update_K(g, W, AXW)
     if g.rest_scalar:
         lam = g.lambda_rest_diag(rest)
@@ -121,33 +133,6 @@ def _schur_complement(
     return S, K, KXR
 
 
-@dataclass(frozen=True, eq=False)
-class SparseK:
-    """K's lower triangle on its pattern (A_RR's nonzeros and the pairs' targets): rows r >= cols c."""
-
-    rows: np.ndarray
-    cols: np.ndarray
-    vals: np.ndarray
-
-
-_K_PATTERNS: weakref.WeakKeyDictionary[Gram, tuple[np.ndarray, np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
-
-
-def _k_pattern(g: Gram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """K's lower pattern as (rows, cols), and where in it the pairs' targets sit (int32, kept once per Gram)."""
-    if g not in _K_PATTERNS:
-        qR = g.qR
-        flat = np.concatenate(  # by row panels: no second qR x qR array
-            [r0 * qR + np.flatnonzero(np.tril(g.ARR[r0 : r0 + 256], r0)) for r0 in range(0, qR, 256)]
-        )
-        assert g.pair_targets is not None
-        pattern = np.union1d(flat, g.pair_targets)
-        rows, cols = np.divmod(pattern, qR)
-        at = np.searchsorted(pattern, g.pair_targets)
-        _K_PATTERNS[g] = (rows.astype(np.int32), cols.astype(np.int32), at.astype(np.int32))
-    return _K_PATTERNS[g]
-
-
 _TARGETS: weakref.WeakKeyDictionary[Gram, tuple[np.ndarray, np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
 
 
@@ -163,28 +148,31 @@ def _target_rows_cols(g: Gram, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _schur_scalar_pairs(
-    g: Gram, S: np.ndarray, W: np.ndarray, AXW: np.ndarray, lam: np.ndarray, keep_K: bool
-) -> tuple[np.ndarray, np.ndarray | SparseK, np.ndarray]:
-    """S for scalar rest blocks with the precomputed pairs, built in S's own memory (no dense K): A_RR copied
-    into S's lower triangle, the pairs' update subtracted there, rows and columns scaled by lambda. K itself,
-    when asked for, is returned on its sparse pattern."""
+    g: Gram, S: np.ndarray, W: np.ndarray, AXW: np.ndarray, lam: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S for scalar rest blocks with the precomputed pairs, built in S's own memory (no dense K): A_RR's
+    nonzeros scattered into S's zeroed lower triangle, the pairs' update subtracted there and the heavy levels'
+    rank-one updates as one BLAS product per row panel, all scaled by lambda. K is not formed (the gradient of
+    :mod:`mmcli.lmm.crossed` does not read it)."""
     qR, N = g.qR, S.shape[0]
     assert g.AR0 is not None and g.pairs is not None and g.pair_targets is not None
     KXR = g.AXR - np.asarray((g.AR0 @ AXW.T).T)
-    SRR = S[:qR, :qR]
-    np.multiply(g.ARR, lam[:, None], out=SRR)  # lambda_i A_ij lambda_j in two passes ...
-    SRR *= lam[None, :]
+    S[:qR, :qR] = 0.0
+    flat = S.reshape(-1)
+    ar, ac, av = g.ARR_low
+    flat[ar * N + ac] = av * lam[ar] * lam[ac]
     update = g.pairs @ W.ravel()
     r, c, at_S = _target_rows_cols(g, N)
-    S.ravel()[at_S] -= update * lam[r] * lam[c]  # ... less the scaled update, on the lower triangle only
+    flat[at_S] -= update * lam[r] * lam[c]  # on the lower triangle only
+    if g.heavy.size:  # lambda A_R0,j w_j A_R0,j' lambda for each heavy level j: V V', lower panels only
+        V = g.heavy_Z * lam[:, None]
+        V *= np.sqrt(W[g.heavy, 0, 0])[None, :]
+        for r0 in range(0, qR, 512):
+            r1 = min(r0 + 512, qR)
+            S[r0:r1, :r1] -= V[r0:r1] @ V[:r1].T
     np.multiply(KXR, lam, out=S[qR:, :qR])
     S.ravel()[: qR * N : N + 1] += 1.0
-    if not keep_K:
-        return S, np.zeros((0, 0)), KXR
-    prow, pcol, at_targets = _k_pattern(g)
-    vals = g.ARR[prow, pcol]
-    vals[at_targets] -= update
-    return S, SparseK(prow, pcol, vals), KXR
+    return S, np.zeros((0, 0)), KXR
 
 
 def _update_K(g: Gram, W: np.ndarray, AXW: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -193,6 +181,7 @@ def _update_K(g: Gram, W: np.ndarray, AXW: np.ndarray | None) -> tuple[np.ndarra
         return g.ARR, g.AXR
     KXR = g.AXR - np.asarray((g.AR0 @ AXW.T).T)
     if g.pairs is not None:
+        assert not g.heavy.size  # heavy levels are left out of the pairs only for the scalar path
         K = g.ARR.copy()
         K.ravel()[g.pair_targets] -= g.pairs @ W.ravel()  # the lower triangle only
         if not g.rest_scalar:

@@ -30,15 +30,22 @@ import math
 import numpy as np
 
 from mmcli.lmm.criterion import Dof, criterion
-from mmcli.lmm.factor import Factor, SparseK, _target_rows_cols, factor_parts, inverse_in_place
+from mmcli.lmm.factor import Factor, factor_parts, inverse_in_place
 from mmcli.lmm.gram import Gram
 from mmcli.lmm.results import _modes, _sparse_quadratic_blocks
 
 
-def criterion_and_gradient(g: Gram, theta: np.ndarray, dof: Dof) -> tuple[float, np.ndarray]:
+def criterion_and_gradient(
+    g: Gram, theta: np.ndarray, dof: Dof, work: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
     """The profiled criterion at theta and its gradient (see the module docstring). Where the criterion is
-    not finite (r^2 = 0), the gradient is zero."""
-    f, K, KXR = factor_parts(g, theta)
+    not finite (r^2 = 0), the gradient is zero. Scalar rest blocks take the route of :mod:`mmcli.lmm.crossed`
+    (no S^-1, no K)."""
+    if g.rest_scalar and g.qR:
+        from mmcli.lmm.crossed import criterion_and_gradient_scalar
+
+        return criterion_and_gradient_scalar(g, theta, dof, work)
+    f, K, KXR = factor_parts(g, theta, work=work)
     value = criterion(f.logdetZ, f.logdetX, f.pwrss, dof)
     grad = np.zeros(theta.size)
     if not math.isfinite(value):
@@ -49,11 +56,18 @@ def criterion_and_gradient(g: Gram, theta: np.ndarray, dof: Dof) -> tuple[float,
     H = _h_blocks(g, f, K, KXR, Sinv, dof.reml)
     u_blocks = _split(g, u0, uR)
     v_blocks = _split(g, v0, vR)
-    scale = dof.resid / f.pwrss
+    return value, assemble(g, H, u_blocks, v_blocks, dof.resid / f.pwrss)
+
+
+def assemble(
+    g: Gram, H: list[np.ndarray], u_blocks: list[np.ndarray], v_blocks: list[np.ndarray], scale: float
+) -> np.ndarray:
+    """The gradient from each block's summed H, u and Z'(y - X beta - Z Lambda u), and n / r^2 (or (n-p) / r^2)."""
+    grad = np.zeros(sum(ks.size for _, _, ks in g.block_maps))
     for (rows, cols, ks), Hb, ub, vb in zip(g.block_maps, H, u_blocks, v_blocks):
         VU = vb.T @ ub  # sum over levels of v_l u_l'
         grad[ks] = 2.0 * Hb[cols, rows] - 2.0 * scale * VU[rows, cols]
-    return value, grad
+    return grad
 
 
 def _split(g: Gram, x0: np.ndarray, xR: np.ndarray) -> list[np.ndarray]:
@@ -83,15 +97,13 @@ def _z_residual(
             v0 -= g.AR0.T @ bR
     vR = np.zeros(0)
     if g.qR:
-        vR = g.AXR[-1, :] - g.AXR[:p, :].T @ beta - g.ARR @ bR
+        vR = g.AXR[-1, :] - g.AXR[:p, :].T @ beta - g.ARR_csr @ bR
         if g.AR0 is not None and g.first is not None:
             vR -= g.AR0 @ (u0.reshape(g.first.nlevels, g.first.p) @ Ts[0].T).ravel()
     return v0, vR
 
 
-def _h_blocks(
-    g: Gram, f: Factor, K: np.ndarray | SparseK, KXR: np.ndarray, Sinv: np.ndarray, reml: bool
-) -> list[np.ndarray]:
+def _h_blocks(g: Gram, f: Factor, K: np.ndarray, KXR: np.ndarray, Sinv: np.ndarray, reml: bool) -> list[np.ndarray]:
     """For each block, the sum over its levels of the level-diagonal blocks of H (pb x pb)."""
     qR, p = g.qR, g.p
     out = []
@@ -101,15 +113,9 @@ def _h_blocks(
     if not qR:
         return out
     # E = [Lambda_R'K; K_XR] restricted to the columns of each block; H_RR's diagonal blocks = S^-1_R. E
-    if g.rest_scalar:
+    if g.rest_scalar:  # dense K (the scalar path of mmcli.lmm.crossed is the usual one)
         lam = g.lambda_rest_diag(rest)
-        if isinstance(K, SparseK):  # sum over K's pattern, each off-diagonal entry for both of its rows
-            v = Sinv[K.rows, K.cols] * K.vals
-            off = K.rows != K.cols
-            hd = np.bincount(K.rows, weights=v * lam[K.cols], minlength=qR)
-            hd += np.bincount(K.cols[off], weights=(v * lam[K.rows])[off], minlength=qR)
-        else:
-            hd = np.einsum("ij,ij,j->i", Sinv[:qR, :qR], K, lam)
+        hd = np.einsum("ij,ij,j->i", Sinv[:qR, :qR], K, lam)
         if reml and p:
             hd += np.einsum("ix,xi->i", Sinv[:qR, qR : qR + p], KXR[:p, :])
         off = 0
@@ -118,7 +124,6 @@ def _h_blocks(
             off += b.q
         return out
     LamR = g.lambda_rest(rest)
-    assert isinstance(K, np.ndarray)
     E = np.asarray(LamR.T @ K)
     SE = Sinv[:qR, :qR]
     off = 0
@@ -141,25 +146,28 @@ def _h_first(g: Gram, f: Factor, Sinv: np.ndarray, rest: list[np.ndarray], reml:
     """Block 0: sum_j H_00,j with H_00,j = M_j^-1 Lambda_0'[A_00,j - G_j (I - W_j A_00,j)]."""
     assert g.first is not None
     nl0, p0, qR, p = g.first.nlevels, g.first.p, g.qR, g.p
-    T0 = f.templates[0]
     G = np.zeros((nl0, p0, p0))
     if qR and g.AR0 is not None:
         LamR = g.lambda_rest(rest)
-        if g.pairs is not None and g.pair_targets is not None and g.rest_scalar:
-            G += _pairs_quadratic_blocks(g, Sinv, g.lambda_rest_diag(rest), nl0, p0)
+        if g.rest_scalar:
+            lam = g.lambda_rest_diag(rest)
+            Q = Sinv[:qR, :qR] * lam[:, None] * lam[None, :]
         else:
-            if g.rest_scalar:
-                lam = g.lambda_rest_diag(rest)
-                Q = Sinv[:qR, :qR] * lam[:, None] * lam[None, :]
-            else:
-                Q = np.asarray(LamR @ (LamR @ Sinv[:qR, :qR]).T)
-            G += _sparse_quadratic_blocks(g.AR0.tocsc(), Q, nl0, p0)
+            Q = np.asarray(LamR @ (LamR @ Sinv[:qR, :qR]).T)
+        G += _sparse_quadratic_blocks(g.AR0.tocsc(), Q, nl0, p0)
         if reml and p:
             P = np.asarray(LamR @ Sinv[:qR, qR : qR + p])  # (qR, p)
             G += _cross_blocks(g, P, nl0, p0)
     if reml and p:
         AX = g.AX0[:p, :].reshape(p, nl0, p0)
         G += np.einsum("xja,xy,yjb->jab", AX, Sinv[qR : qR + p, qR : qR + p], AX, optimize=True)
+    return h_first_from_g(g, f, G)
+
+
+def h_first_from_g(g: Gram, f: Factor, G: np.ndarray) -> np.ndarray:
+    """sum_j H_00,j = sum_j M_j^-1 Lambda_0'[A_00,j - G_j (I - W_j A_00,j)], from G_j = F_j'S^-1 F_j (nl0, p0, p0)."""
+    assert g.first is not None
+    p0, T0 = g.first.p, f.templates[0]
     A00 = g.A00
     if p0 == 1:
         a = A00[:, 0, 0]
@@ -172,20 +180,6 @@ def _h_first(g: Gram, f: Factor, Sinv: np.ndarray, rest: list[np.ndarray], reml:
     inner = A00 - G @ (eye - f.W @ A00)
     H = Minv @ (T0.T @ inner)
     return H.sum(axis=0)
-
-
-def _pairs_quadratic_blocks(g: Gram, Sinv: np.ndarray, lam: np.ndarray, nl0: int, p0: int) -> np.ndarray:
-    """Per level j: A_R0[:, j]' Q A_R0[:, j] with Q = Lambda_R S^-1_RR Lambda_R' (Lambda_R diagonal), through the
-    precomputed pairs of the Schur update transposed: one sparse mat-vec. The pairs hold the lower triangle
-    (r >= s) of each level's products; Q's diagonal entries are halved and the result added to its transpose."""
-    qR = g.qR
-    t = g.pair_targets
-    assert g.pairs is not None and t is not None
-    r, s, _ = _target_rows_cols(g, qR + g.p1)
-    x = Sinv[r, s] * lam[r] * lam[s]
-    x[r == s] *= 0.5
-    G = np.asarray(g.pairs.T @ x).reshape(nl0, p0, p0)
-    return G + np.transpose(G, (0, 2, 1))
 
 
 def _cross_blocks(g: Gram, P: np.ndarray, nl0: int, p0: int) -> np.ndarray:

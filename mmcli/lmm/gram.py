@@ -3,7 +3,9 @@
 Z's columns come in blocks, one per grouping factor, the factor with most levels first ("block 0"). Its part
 Z_0'Z_0 is block diagonal by level and is kept as an (nl0, p0, p0) array of per-level blocks, computed by
 weighted counts over the level codes (Z_0 is never formed). The other blocks ("the rest", R) are few enough
-columns to hold Z_R'Z_R dense. X and y are read where they are: no copy is made.
+columns for their Schur complement to be held dense; Z_R'Z_R itself is kept sparse (for one scalar term it is
+diagonal), and a dense copy is made only for the paths that read it dense. X and y are read where they are: no
+copy is made.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from mmcli.memory import check_allocation
 
 PAIRS_LIMIT = 40_000_000
 """The precomputed-pairs Schur update is used when it needs at most this many stored products."""
+HEAVY_FRACTION = 1.0 / 16.0
+"""With scalar terms, a level of block 0 that meets more than this fraction of the rest's columns (and at least
+HEAVY_MIN of them) is "heavy": its part of the Schur update is a dense rank-one update, as a BLAS product, rather
+than precomputed pairs (nnz^2 / 2 stored products for one level). Skewed crossed designs (a few levels that meet
+almost every level of the other factor) otherwise hold most of their pairs in a handful of levels."""
+HEAVY_MIN = 64
 
 
 class Gram:
@@ -48,13 +56,13 @@ class Gram:
                 f"the crossed random effects' matrix ({self.qR} x {self.qR}, one row and column per level)",
             )
             ZR = sp.hstack([b.Z for b in self.rest]).tocsc()
-            self.ARR = np.asarray((ZR.T @ ZR).todense())
+            self.ARR_csr = (ZR.T @ ZR).tocsr()
             ZtX = np.asarray((ZR.T @ X).T).reshape(self.p, ZR.shape[1])
             self.AXR = np.vstack([ZtX, ZR.T @ y]) if y is not None else ZtX
             if first is not None:
                 self.AR0 = (ZR.T @ first.Z).tocsr()
         else:
-            self.ARR, self.AXR = np.zeros((0, 0)), np.zeros((self.p1, 0))
+            self.ARR_csr, self.AXR = sp.csr_matrix((0, 0)), np.zeros((self.p1, 0))
         self._derive()
 
     @classmethod
@@ -65,7 +73,7 @@ class Gram:
         AXX: np.ndarray,
         A00: np.ndarray,
         AX0: np.ndarray,
-        ARR: np.ndarray,
+        ARR: np.ndarray | sp.csr_matrix,
         AXR: np.ndarray,
         AR0: sp.csr_matrix | None,
     ) -> Gram:
@@ -77,7 +85,8 @@ class Gram:
         first = self.blocks[0] if self.blocks and self.blocks[0].indicator else None
         self.first = first
         self.rest = self.blocks[1:] if first is not None else self.blocks
-        self.AXX, self.A00, self.AX0, self.ARR, self.AXR = AXX, A00, AX0, ARR, AXR
+        self.AXX, self.A00, self.AX0, self.AXR = AXX, A00, AX0, AXR
+        self.ARR_csr = sp.csr_matrix(ARR)
         self.qR = sum(b.q for b in self.rest)
         self.AR0 = AR0 if first is not None and self.rest else None
         self._derive()
@@ -85,10 +94,22 @@ class Gram:
 
     def _derive(self) -> None:
         """What the update at each theta reads besides the blocks: the maps from theta, the patterns."""
+        self._ARR_dense: np.ndarray | None = None
         self.block_maps = self._block_maps()
         self.rest_scalar = all(b.p == 1 for b in self.rest)
         self.LR_rows, self.LR_cols, self.LR_src = self._lambda_rest_pattern()
+        A = self.ARR_csr.tocoo()
+        low = A.row >= A.col
+        self.ARR_low = (A.row[low].astype(np.int64), A.col[low].astype(np.int64), A.data[low])
+        self.heavy, self.heavy_Z = self._heavy_levels()
         self.pairs, self.pair_targets = self._pairs_pattern()
+
+    @property
+    def ARR(self) -> np.ndarray:
+        """Z_R'Z_R dense (made on first use, for the paths that read it dense)."""
+        if self._ARR_dense is None:
+            self._ARR_dense = self.ARR_csr.toarray()
+        return self._ARR_dense
 
     @property
     def p1(self) -> int:
@@ -154,14 +175,31 @@ class Gram:
     # ----------------------------------------------------------------------------------------------
     # the precomputed pairs of A_R0 (a strategy of the Schur update)
 
+    def _heavy_levels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The heavy levels of block 0 (see HEAVY_FRACTION) and their columns of A_R0, dense (qR x nheavy).
+        Only for a scalar block 0 with scalar rest blocks; none otherwise."""
+        none = np.zeros(0, dtype=np.int64), np.zeros((self.qR, 0))
+        if self.first is None or self.AR0 is None or self.first.p != 1 or not self.rest_scalar:
+            return none
+        nnz = np.diff(self.AR0.tocsc().indptr)
+        heavy = np.flatnonzero(nnz > max(HEAVY_MIN, HEAVY_FRACTION * self.qR))
+        if heavy.size == 0:
+            return none
+        return heavy, self.AR0[:, heavy].toarray()
+
     def _pairs_pattern(self) -> tuple[sp.csr_matrix | None, np.ndarray | None]:
         """The map from the per-level weights W_j of block 0 to the lower triangle of A_R0 W A_R0', as one
-        sparse matrix, so that each theta costs one sparse mat-vec and no sparse-sparse product. None when the
-        pattern would hold more than PAIRS_LIMIT products (then the update multiplies sparse matrices)."""
+        sparse matrix, so that each theta costs one sparse mat-vec and no sparse-sparse product; the heavy
+        levels' columns are left out (they are updated densely). None when the pattern would hold more than
+        PAIRS_LIMIT products (then the update multiplies sparse matrices)."""
         if self.first is None or self.AR0 is None or self.qR == 0:
             return None, None
         p0 = self.first.p
         A = self.AR0.tocsc()
+        if self.heavy.size:
+            A = A.copy()
+            A.data[np.isin(np.repeat(np.arange(A.shape[1]), np.diff(A.indptr)), self.heavy)] = 0.0
+            A.eliminate_zeros()
         A.sort_indices()
         level_ptr = A.indptr[::p0]
         nnz_lev = np.diff(level_ptr)
@@ -183,7 +221,7 @@ class Gram:
         widx = lev[E] * p0 * p0 + a[E] * p0 + a[F]
         del E, F
         nW = self.first.nlevels * p0 * p0
-        if self.qR <= 3000:  # rows indexed by position in the dense block directly, then compacted
+        if self.qR <= 1024:  # rows indexed by position in the dense block directly, then compacted
             pairs = sp.csr_matrix((vals, (target, widx)), shape=(self.qR * self.qR, nW))
             nz = np.flatnonzero(np.diff(pairs.indptr))
             return pairs[nz], nz

@@ -13,7 +13,7 @@ import numpy as np
 from mmcli.errors import DataError, ModelError
 from mmcli.lmm.criterion import Dof, criterion
 from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
-from mmcli.lmm.factor import update_L
+from mmcli.lmm.factor import update_L, workspace
 from mmcli.lmm.gradient import criterion_and_gradient
 from mmcli.lmm.gram import Gram
 from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, chosen_optimizer, lbfgsb, no_optimizer
@@ -97,11 +97,11 @@ class LmmModel:
     # ----------------------------------------------------------------------------------------------
     # the chain: theta -> update L -> criterion
 
-    def _working_objective(self, theta_w: np.ndarray, dof: Dof) -> float:
+    def _working_objective(self, theta_w: np.ndarray, dof: Dof, work: np.ndarray | None = None) -> float:
         if self._dense is not None:
             return self._dense.objective(theta_w, dof)
         assert self._gram is not None
-        f = update_L(self._gram, theta_w)
+        f = update_L(self._gram, theta_w, work)
         return criterion(f.logdetZ, f.logdetX, f.pwrss, dof)
 
     def objective(self, theta: np.ndarray, reml: bool) -> float:
@@ -139,12 +139,14 @@ class LmmModel:
         if self._dense is not None:
             name = "bobyqa"
 
+        work = workspace(self._gram) if self._gram is not None else None  # one buffer for S at every theta
+
         def crit(th: np.ndarray) -> float:
-            return self._working_objective(th, dof)
+            return self._working_objective(th, dof, work)
 
         def crit_grad(th: np.ndarray) -> tuple[float, np.ndarray]:
             assert self._gram is not None
-            return criterion_and_gradient(self._gram, th, dof)
+            return criterion_and_gradient(self._gram, th, dof, work)
 
         cheap = self.n <= POLISH_MAX_DENSE_ROWS if self._dense is not None else self._gram.qR <= POLISH_MAX_QR  # type: ignore[union-attr]
 
@@ -158,9 +160,11 @@ class LmmModel:
             return theta, fval, rec.evaluations, ok
 
         runs: list[OptimizerRecord] = []
-        with blas_threads(self.dense_size):
+        with blas_threads(self.dense_size, scipy_lapack=self._gram is not None and self._gram.qR > 0):
             theta, fval, _, ok = run(start_theta(self.work.terms))
-            end = verify(crit, theta, fval, lower, self.work.terms, run, ok)
+            g_end = runs[0].gradient_end
+            grad = np.array(g_end) if g_end and np.array_equal(theta, runs[0].theta_end) else None
+            end = verify(crit, theta, fval, lower, self.work.terms, run, ok, grad)
             rec = dataclasses.replace(
                 runs[0],
                 evaluations=runs[0].evaluations + end.evaluations,
@@ -171,7 +175,7 @@ class LmmModel:
                 gradient_evaluations=sum(r.gradient_evaluations for r in runs),
                 iterations=sum(r.iterations for r in runs),
             )
-            return self._fit_at_working(end.theta, reml, rec, end.converged and end.stationary)
+            return self._fit_at_working(end.theta, reml, rec, end.converged and end.stationary, work)
 
     @property
     def dense_size(self) -> int:
@@ -181,7 +185,9 @@ class LmmModel:
         assert self._gram is not None
         return self._gram.qR + self._gram.p1
 
-    def _fit_at_working(self, theta_w: np.ndarray, reml: bool, rec: OptimizerRecord, ok: bool) -> LmmFit:
+    def _fit_at_working(
+        self, theta_w: np.ndarray, reml: bool, rec: OptimizerRecord, ok: bool, work: np.ndarray | None = None
+    ) -> LmmFit:
         dof = Dof(self.n, self.p, reml)
         wf: WorkingFit
         if self._dense is not None:
@@ -189,7 +195,7 @@ class LmmModel:
             rec = dataclasses.replace(rec, name=rec.name + " (dense V)")
         else:
             assert self._gram is not None
-            wf = working_results(self._gram, update_L(self._gram, theta_w), theta_w, dof, self.work.X)
+            wf = working_results(self._gram, update_L(self._gram, theta_w, work), theta_w, dof, self.work.X)
         return LmmFit(
             reml=reml,
             n=self.n,

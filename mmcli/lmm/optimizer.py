@@ -62,6 +62,7 @@ class OptimizerRecord:
     stationary: bool | None = None  # whether the end satisfies the KKT conditions; None when not checked
     gradient_evaluations: int = 0  # evaluations that also computed the analytic gradient (counted in evaluations)
     iterations: int = 0  # the optimizer's own iterations (L-BFGS-B), 0 where it does not report them
+    gradient_end: tuple[float, ...] = ()  # the analytic gradient at theta_end (L-BFGS-B), empty without one
 
 
 def no_optimizer(theta: np.ndarray) -> OptimizerRecord:
@@ -203,6 +204,7 @@ def lbfgsb(
         },
     )
     x = np.maximum(np.asarray(res.x, dtype=float) / c, lower)
+    at_x = memo.get(np.asarray(res.x, dtype=float).tobytes())
     msg = str(res.message)
     rec = OptimizerRecord(
         "scipy L-BFGS-B (analytic gradient)",
@@ -213,5 +215,6 @@ def lbfgsb(
         time.perf_counter() - t0,
         gradient_evaluations=count[0],
         iterations=int(res.nit),
+        gradient_end=tuple(map(float, at_x[1] * c)) if at_x is not None and np.all(x * c == res.x) else (),
     )
     return x, float(res.fun), rec, bool(res.success) or "ABNORMAL" in msg.upper()

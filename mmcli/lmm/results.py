@@ -156,6 +156,8 @@ def _solve_levels(L: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 def _per_block(g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """u and its conditional covariance (up to sigma^2) per block, as (nl, pb) and (nl, pb, pb) arrays."""
     qR = g.qR
+    if g.rest_scalar and qR:
+        return _per_block_scalar(g, f, uR, u0)
     Sinv = inverse_in_place(g, f.Lrest, reml=False) if qR else np.zeros((0, 0))  # consumes the factor
     u_blocks, cov_blocks = [], []
     if g.first is not None:
@@ -175,6 +177,33 @@ def _per_block(g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray) -> tuple[list
         idx = off + np.arange(b.q).reshape(b.nlevels, b.p)
         u_blocks.append(uR[off : off + b.q].reshape(b.nlevels, b.p))
         cov_blocks.append(Sinv[idx[:, :, None], idx[:, None, :]])
+        off += b.q
+    return u_blocks, cov_blocks
+
+
+def _per_block_scalar(g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`_per_block` for scalar rest blocks: the diagonal of S_RR^-1 and, for block 0, M_j^-1 +
+    M_j^-1 Lambda_0' G_j Lambda_0 M_j^-1 with G_j = F_j' S_RR^-1 F_j, both read off L^-1 in panels
+    (:mod:`mmcli.lmm.crossed`; the factor is consumed)."""
+    from mmcli.lmm.crossed import selected_inverse
+
+    qR = g.qR
+    lam = g.lambda_rest_diag(g.rest_templates(f.templates))
+    inv = selected_inverse(g, f.Lrest, qR, lam)
+    d, G = inv.d, inv.G
+    u_blocks, cov_blocks = [], []
+    if g.first is not None:
+        nl0, p0 = g.first.nlevels, g.first.p
+        L00inv = 1.0 / f.L00 if p0 == 1 else np.linalg.inv(f.L00)
+        Minv = np.einsum("lki,lkj->lij", L00inv, L00inv)
+        T0 = f.templates[0]
+        MT = Minv @ T0.T  # M_j^-1 Lambda_0'
+        u_blocks.append(u0.reshape(nl0, p0))
+        cov_blocks.append(Minv + MT @ G @ np.transpose(MT, (0, 2, 1)))
+    off = 0
+    for b in g.rest:
+        u_blocks.append(uR[off : off + b.q].reshape(b.nlevels, 1))
+        cov_blocks.append(d[off : off + b.q].reshape(b.nlevels, 1, 1))
         off += b.q
     return u_blocks, cov_blocks
 

@@ -59,16 +59,24 @@ def tolerance(f: float) -> float:
 
 
 def check(
-    fn: Callable[[np.ndarray], float], theta: np.ndarray, f: float, lower: np.ndarray, cols: list[tuple[int, list[int]]]
+    fn: Callable[[np.ndarray], float],
+    theta: np.ndarray,
+    f: float,
+    lower: np.ndarray,
+    cols: list[tuple[int, list[int]]],
+    grad: np.ndarray | None = None,
 ) -> Verdict:
-    """The KKT conditions at theta, by finite differences of fn."""
+    """The KKT conditions at theta, by finite differences of fn. With ``grad`` (the analytic gradient at
+    theta), each interior coordinate takes one step, downhill, and the curvature from it and the gradient,
+    instead of a central difference of two."""
     tol = tolerance(f)
     best, best_f, evals = None, f, 0
 
-    def consider(x: np.ndarray) -> None:
+    def consider(x: np.ndarray, v: float | None = None) -> None:
         nonlocal best, best_f, evals
-        v = fn(x)
-        evals += 1
+        if v is None:
+            v = fn(x)
+            evals += 1
         if np.isfinite(v) and v < best_f - tol:
             best, best_f = x.copy(), v
 
@@ -76,6 +84,9 @@ def check(
     for i in range(theta.size):
         h = STEP * max(abs(theta[i]), 0.1)
         if at_bound[i]:
+            continue
+        if grad is not None:
+            evals += _one_sided(fn, theta, f, lower, i, h, float(grad[i]), tol, consider)
             continue
         up, down = theta.copy(), theta.copy()
         up[i] += h
@@ -108,6 +119,35 @@ def check(
     return Verdict(best, f - best_f, evals)
 
 
+def _one_sided(
+    fn: Callable[[np.ndarray], float],
+    theta: np.ndarray,
+    f: float,
+    lower: np.ndarray,
+    i: int,
+    h: float,
+    g: float,
+    tol: float,
+    consider: Callable[..., None],
+) -> int:
+    """Coordinate i with its derivative g known: one step of h downhill (uphill where the bound is nearer than
+    h), the curvature c from f + g t + c t^2 / 2 through it, and the Newton step when it gains more than tol.
+    Returns the evaluations it made itself (those of ``consider`` are counted there)."""
+    t = -h if g > 0 else h
+    if np.isfinite(lower[i]) and theta[i] + t < lower[i]:
+        t = h
+    x = theta.copy()
+    x[i] += t
+    fs = fn(x)
+    consider(x, fs)
+    c = 2.0 * (fs - f - g * t) / (t * t)
+    if np.isfinite(c) and c > 0 and g * g / (2 * c) > tol:
+        newton = theta.copy()
+        newton[i] = max(theta[i] - g / c, lower[i]) if np.isfinite(lower[i]) else theta[i] - g / c
+        consider(newton)
+    return 1
+
+
 @dataclass(frozen=True)
 class Outcome:
     theta: np.ndarray
@@ -126,11 +166,13 @@ def verify(
     terms: Sequence[ReTerm],
     reoptimize: Callable[[np.ndarray], tuple[np.ndarray, float, int, bool]],
     converged: bool,
+    grad: np.ndarray | None = None,
 ) -> Outcome:
     """Check the end point; while a lower point is found near it, start the optimizer again from there
-    (``reoptimize(start) -> (theta, f, evaluations, converged)``), keeping the best. At most MAX_RESTARTS."""
+    (``reoptimize(start) -> (theta, f, evaluations, converged)``), keeping the best. At most MAX_RESTARTS.
+    ``grad``: the analytic gradient at the end point, when the optimizer had it (see :func:`check`)."""
     cols = columns(terms)
-    verdict = check(fn, theta, f, lower, cols)
+    verdict = check(fn, theta, f, lower, cols, grad)
     evals, restarts = verdict.evaluations, 0
     while verdict.better is not None and restarts < MAX_RESTARTS:
         restarts += 1

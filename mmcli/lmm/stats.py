@@ -278,7 +278,7 @@ class StatsModel(LmmModel):
             offset=None,
             log_w_sum=st.log_w,
         )
-        ARR = sp2.ARR.toarray() if sp2.ARR is not None else np.zeros((0, 0))
+        ARR = sp2.ARR if sp2.ARR is not None else np.zeros((0, 0))  # kept sparse by the Gram matrix
         self._gram = Gram.from_parts(wterms, n, AXX, sp2.A00, AX0, ARR, AXR, sp2.AR0)
         self._dense = None
 
