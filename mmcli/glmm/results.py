@@ -9,10 +9,11 @@ import numpy as np
 
 from mmcli.glmm.family import Family
 from mmcli.lmm import SINGULAR_TOL, OptimizerRecord, ReTerm, lower_bounds, templates
+from mmcli.lmm.results import LikelihoodSummary
 
 
 @dataclass(frozen=True, eq=False)
-class GlmmFit:
+class GlmmFit(LikelihoodSummary):
     """Everything a fitted GLMM reports. ``objective`` is the optimized deviance: -2 log L by the Laplace
     approximation (nagq = 1), or glmer's adaptive Gauss-Hermite deviance (nagq > 1), which, as lme4's, leaves out
     the saturated model's log-likelihood; logLik, AIC and BIC follow from it as lme4 computes them."""
@@ -41,24 +42,8 @@ class GlmmFit:
     sigma = 1.0  # the scale of the random effects' variances (these families have no residual variance)
 
     @property
-    def loglik(self) -> float:
-        return -0.5 * self.objective
-
-    @property
     def npar(self) -> int:
         return len(self.beta) + self.theta.size
-
-    @property
-    def aic(self) -> float:
-        return self.objective + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        return self.objective + math.log(self.n) * self.npar
-
-    @property
-    def df_resid(self) -> int:
-        return self.n - self.npar
 
     @property
     def deviance(self) -> float:

@@ -25,8 +25,36 @@ from mmcli.lmm.transform import WorkingFit
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4) on the diagonal entries of theta
 
 
+class LikelihoodSummary:
+    """logLik, AIC, BIC and the residual df of a fit, as lme4 computes them from its criterion ``objective``
+    (-2 log L, or the REML criterion), ``n`` and the parameter count ``npar`` (each fit class says which)."""
+
+    objective: float
+    n: int
+
+    @property
+    def npar(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def loglik(self) -> float:
+        return -0.5 * self.objective
+
+    @property
+    def aic(self) -> float:
+        return self.objective + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return self.objective + math.log(self.n) * self.npar
+
+    @property
+    def df_resid(self) -> int:
+        return self.n - self.npar
+
+
 @dataclass(frozen=True, eq=False)
-class LmmFit:
+class LmmFit(LikelihoodSummary):
     """Everything a fitted LMM reports, on the user's scale. Built once by :class:`mmcli.lmm.LmmModel`."""
 
     reml: bool
@@ -50,24 +78,8 @@ class LmmFit:
     weights: np.ndarray | None = None  # prior weights
 
     @property
-    def loglik(self) -> float:
-        return -0.5 * self.objective
-
-    @property
     def npar(self) -> int:
-        return len(self.beta) + self.theta.size + 1
-
-    @property
-    def aic(self) -> float:
-        return self.objective + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        return self.objective + math.log(self.n) * self.npar
-
-    @property
-    def df_resid(self) -> int:
-        return self.n - self.npar
+        return len(self.beta) + self.theta.size + 1  # and sigma
 
     @property
     def cond_sd(self) -> list[np.ndarray]:
