@@ -20,7 +20,9 @@ criterion is even in theta and that part of the gradient is zero.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +58,13 @@ def criterion_and_gradient_scalar(
     v0, vR = _z_residual(g, f.templates, beta, uR, u0)
     lam = g.lambda_rest_diag(g.rest_templates(f.templates))
     m = g.qR + (g.p if dof.reml else 0)
+    qR, p = g.qR, g.p
+    LXX = np.array(f.Lrest[qR : qR + p, qR : qR + p])
     inv = selected_inverse(g, f.Lrest, m, lam)
+    _LAST.pop(g, None)
+    if inv.dR is not None and inv.GR is not None:
+        small = dataclasses.replace(f, Lrest=np.zeros((0, 0)))  # the factor's memory now holds L^-1
+        _LAST[g] = Evaluated(theta.tobytes(), small, beta, uR, u0, LXX, inv.dR, inv.GR)
     H = [h_first_from_g(g, f, inv.G)] if g.first is not None else []
     with np.errstate(divide="ignore", invalid="ignore"):
         hd = np.where(lam > 0, (1.0 - inv.d[: g.qR]) / lam, 0.0)
@@ -71,6 +79,32 @@ def criterion_and_gradient_scalar(
     return value, grad
 
 
+@dataclass(frozen=True, eq=False)
+class Evaluated:
+    """What the results at theta read (:func:`mmcli.lmm.results.results_at`), kept by the last gradient
+    evaluation: the factor's small parts (its Lrest is empty: that memory holds L^-1 and then the next
+    evaluation's S), the modes, L_XX, and diag(S_RR^-1) and G_j = F_j' S_RR^-1 F_j, read off L^-1 on the way.
+    The results at the optimizer's end then form no factor: the last evaluation was there."""
+
+    key: bytes  # theta's bytes
+    factor: Factor
+    beta: np.ndarray
+    uR: np.ndarray
+    u0: np.ndarray
+    LXX: np.ndarray
+    dR: np.ndarray
+    GR: np.ndarray
+
+
+_LAST: weakref.WeakKeyDictionary[Gram, Evaluated] = weakref.WeakKeyDictionary()
+
+
+def evaluated_at(g: Gram, theta: np.ndarray) -> Evaluated | None:
+    """The kept record of the last gradient evaluation when it was at exactly this theta, else None."""
+    kept = _LAST.get(g)
+    return kept if kept is not None and kept.key == np.asarray(theta, dtype=float).tobytes() else None
+
+
 def invert_factor(Lrest: np.ndarray, m: int) -> np.ndarray:
     """L^-1 with its leading m x m block equal to L_m^-1 (lower, C order): dtrtri on the whole factor in its own
     memory (the factor is not used after), or, when the trailing diagonal holds a zero (r = 0, a perfect fit),
@@ -83,9 +117,12 @@ def invert_factor(Lrest: np.ndarray, m: int) -> np.ndarray:
     return np.linalg.inv(np.tril(Lrest[:m, :m])) if m else np.zeros((0, 0))
 
 
-def diagonal_and_levels(g: Gram, Linv: np.ndarray, m: int, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def diagonal_and_levels(
+    g: Gram, Linv: np.ndarray, m: int, lam: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """d = diag(S_m^-1) (length m) and, per level j of block 0, G_j = F_j' S_m^-1 F_j (nl0, p0, p0), with
-    F = [Lambda_R A_R0; A_X0] (the X rows when m > qR): panels of rows of Y = L_m^-1 F, each a sparse product.
+    F = [Lambda_R A_R0; A_X0] (the X rows when m > qR): panels of rows of Y = L_m^-1 F, each a sparse product;
+    and the same two for S_RR^-1 (m = qR: L_RR^-1 is the leading block of L^-1), read on the way.
     A panel's rows of L^-1 are zero right of the panel, so it meets only the leading rows of A_R0; the product
     runs over the levels of block 0 (rows of A_R0'), each accumulating its own row of the panel of Y'."""
     qR = g.qR
@@ -96,8 +133,9 @@ def diagonal_and_levels(g: Gram, Linv: np.ndarray, m: int, lam: np.ndarray) -> t
     if first is not None and g.AR0 is not None:
         A = g.AR0.tocsr()
         FX = g.AX0[: m - qR, :]
-    for r0 in range(0, m, PANEL):
-        r1 = min(r0 + PANEL, m)
+    dR, GR = d, G
+    for r0 in _panel_starts(m, qR):
+        r1 = min(r0 + PANEL, m) if r0 >= qR else min(r0 + PANEL, qR)
         panel = Linv[r0:r1, :r1]
         d[:r1] += np.einsum("ri,ri->i", panel, panel)
         if A is None or FX is None or first is None:
@@ -112,7 +150,15 @@ def diagonal_and_levels(g: Gram, Linv: np.ndarray, m: int, lam: np.ndarray) -> t
         else:
             Y3 = Yt.reshape(first.nlevels, first.p, -1)
             G += np.einsum("jar,jbr->jab", Y3, Y3)
-    return d, G
+        if r1 == qR < m:  # S_RR^-1's part (the results read it): before the X rows add theirs
+            dR, GR = d[:qR].copy(), G.copy()
+    return d, G, dR[:qR], GR
+
+
+def _panel_starts(m: int, qR: int) -> list[int]:
+    """The first rows of the panels of L^-1: PANEL rows each, one panel ending at qR (S_RR^-1 is then read
+    off on the way, as S_m^-1 is at the end)."""
+    return [*range(0, min(m, qR), PANEL), *range(qR, m, PANEL)]
 
 
 def _exact_rows(g: Gram, f: Factor, inv: SelectedInverse, lam: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -138,7 +184,7 @@ def _exact_rows(g: Gram, f: Factor, inv: SelectedInverse, lam: np.ndarray, idx: 
 @dataclass(frozen=True, eq=False)
 class SelectedInverse:
     """What the scalar path reads of S_m^-1: its diagonal d (m), G_j = F_j' S_m^-1 F_j per level of block 0
-    (nl0, p0, p0), and whole rows on demand, from the lower triangle C of S_N^-1 less T'T (T the trailing rows
+    (nl0, p0, p0), possibly the same two for m = qR, and whole rows on demand, from the lower triangle C of S_N^-1 less T'T (T the trailing rows
     of L^-1), or from L_m^-1 itself."""
 
     m: int
@@ -147,6 +193,8 @@ class SelectedInverse:
     C: np.ndarray | None = None
     T: np.ndarray | None = None
     Linv: np.ndarray | None = None
+    dR: np.ndarray | None = None  # d and G of S_RR^-1 (m = qR), when read on the way (the panels)
+    GR: np.ndarray | None = None
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """S_m^-1[idx, :m]."""
@@ -169,8 +217,8 @@ def selected_inverse(g: Gram, Lrest: np.ndarray, m: int, lam: np.ndarray) -> Sel
     Linv = invert_factor(Lrest, m)
     panels = g.AR0 is not None and g.AR0.nnz < PANELS_BELOW * g.qR**2
     if g.pairs is None or g.first is None or not Linv.flags.c_contiguous or panels:
-        d, G = diagonal_and_levels(g, Linv, m, lam)
-        return SelectedInverse(m, d, G, Linv=Linv)
+        d, G, dR, GR = diagonal_and_levels(g, Linv, m, lam)
+        return SelectedInverse(m, d, G, Linv=Linv, dR=dR, GR=GR)
     from mmcli.lmm.gradient import _cross_blocks
 
     qR, N = g.qR, Linv.shape[0]

@@ -18,7 +18,7 @@ from mmcli.lmm.gradient import criterion_and_gradient
 from mmcli.lmm.gram import Gram
 from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, chosen_optimizer, lbfgsb, no_optimizer
 from mmcli.lmm.rank import aliased_columns_r
-from mmcli.lmm.results import SINGULAR_TOL, LmmFit, working_results
+from mmcli.lmm.results import SINGULAR_TOL, LmmFit, results_at
 from mmcli.lmm.stationarity import verify
 from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
 from mmcli.lmm.transform import Working, WorkingFit, prepare, weighted_term
@@ -195,7 +195,7 @@ class LmmModel:
             rec = dataclasses.replace(rec, name=rec.name + " (dense V)")
         else:
             assert self._gram is not None
-            wf = working_results(self._gram, update_L(self._gram, theta_w, work), theta_w, dof, self.work.X)
+            wf = results_at(self._gram, theta_w, dof, self.work.X, work)
         return LmmFit(
             reml=reml,
             n=self.n,

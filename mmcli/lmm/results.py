@@ -16,7 +16,7 @@ import numpy as np
 
 from mmcli.lmm._lazy import sla, sp
 from mmcli.lmm.criterion import Dof, criterion, sigma_hat
-from mmcli.lmm.factor import Factor, inverse_in_place
+from mmcli.lmm.factor import Factor, inverse_in_place, update_L
 from mmcli.lmm.gram import Gram, block_diagonal
 from mmcli.lmm.optimizer import OptimizerRecord
 from mmcli.lmm.terms import ReTerm, lower_bounds, templates, theta_offsets
@@ -111,11 +111,41 @@ def working_results(g: Gram, f: Factor, theta: np.ndarray, dof: Dof, X: np.ndarr
     consumed: the inverse of its leading block is computed in its memory)."""
     p, qR = g.p, g.qR
     beta, uR, u0 = _modes(g, f)
+    LXX = np.array(f.Lrest[qR : qR + p, qR : qR + p])  # a copy: _per_block consumes the factor
+    u_blocks, cov_u_blocks = _per_block(g, f, uR, u0)
+    return _assemble(g, f, theta, dof, X, beta, LXX, u_blocks, cov_u_blocks)
+
+
+def results_at(g: Gram, theta: np.ndarray, dof: Dof, X: np.ndarray, work: np.ndarray | None = None) -> WorkingFit:
+    """:func:`working_results` at theta. When the last gradient evaluation of the scalar crossed path was at this
+    very theta, what the results read (the modes, L_XX, S_RR^-1's diagonal and G) was kept by it
+    (:func:`mmcli.lmm.crossed.evaluated_at`) and the factor is not formed again; else a new factor (in ``work``,
+    as :func:`mmcli.lmm.factor.update_L`)."""
+    from mmcli.lmm.crossed import evaluated_at
+
+    kept = evaluated_at(g, theta)
+    if kept is None:
+        return working_results(g, update_L(g, theta, work), theta, dof, X)
+    u_blocks, cov_u_blocks = _scalar_blocks(g, kept.factor, kept.uR, kept.u0, kept.dR, kept.GR)
+    return _assemble(g, kept.factor, theta, dof, X, kept.beta, kept.LXX, u_blocks, cov_u_blocks)
+
+
+def _assemble(
+    g: Gram,
+    f: Factor,
+    theta: np.ndarray,
+    dof: Dof,
+    X: np.ndarray,
+    beta: np.ndarray,
+    LXX: np.ndarray,
+    u_blocks: list[np.ndarray],
+    cov_u_blocks: list[np.ndarray],
+) -> WorkingFit:
+    """The WorkingFit from the modes, L_XX and the per-block conditional covariances of u (up to sigma^2)."""
+    p = g.p
     sigma = sigma_hat(f.pwrss, dof)
-    LXX = f.Lrest[qR : qR + p, qR : qR + p]
     LXXinv = np.linalg.inv(LXX) if p else np.zeros((0, 0))
     vcov = sigma**2 * (LXXinv.T @ LXXinv)
-    u_blocks, cov_u_blocks = _per_block(g, f, uR, u0)
     ranef: list[np.ndarray] = [np.zeros(0)] * len(g.terms)
     cond_cov: list[np.ndarray] = [np.zeros(0)] * len(g.terms)
     fitted = X @ beta
@@ -199,10 +229,15 @@ def _per_block_scalar(g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray) -> tup
     (:mod:`mmcli.lmm.crossed`; the factor is consumed)."""
     from mmcli.lmm.crossed import selected_inverse
 
-    qR = g.qR
     lam = g.lambda_rest_diag(g.rest_templates(f.templates))
-    inv = selected_inverse(g, f.Lrest, qR, lam)
-    d, G = inv.d, inv.G
+    inv = selected_inverse(g, f.Lrest, g.qR, lam)
+    return _scalar_blocks(g, f, uR, u0, inv.d, inv.G)
+
+
+def _scalar_blocks(
+    g: Gram, f: Factor, uR: np.ndarray, u0: np.ndarray, d: np.ndarray, G: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`_per_block_scalar` from d = diag(S_RR^-1) and G_j = F_j' S_RR^-1 F_j."""
     u_blocks, cov_blocks = [], []
     if g.first is not None:
         nl0, p0 = g.first.nlevels, g.first.p
