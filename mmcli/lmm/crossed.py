@@ -184,8 +184,8 @@ def _exact_rows(g: Gram, f: Factor, inv: SelectedInverse, lam: np.ndarray, idx: 
 @dataclass(frozen=True, eq=False)
 class SelectedInverse:
     """What the scalar path reads of S_m^-1: its diagonal d (m), G_j = F_j' S_m^-1 F_j per level of block 0
-    (nl0, p0, p0), possibly the same two for m = qR, and whole rows on demand, from the lower triangle C of S_N^-1 less T'T (T the trailing rows
-    of L^-1), or from L_m^-1 itself."""
+    (nl0, p0, p0), possibly the same two for m = qR, and whole rows on demand, from the lower triangle C of
+    S_N^-1 less T'T (T the trailing rows of L^-1), or from L_m^-1 itself."""
 
     m: int
     d: np.ndarray

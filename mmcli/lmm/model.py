@@ -16,9 +16,10 @@ from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
 from mmcli.lmm.factor import update_L, workspace
 from mmcli.lmm.gradient import criterion_and_gradient
 from mmcli.lmm.gram import Gram
-from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, chosen_optimizer, lbfgsb, no_optimizer
+from mmcli.lmm.optimizer import LBFGSB_SCALE, OptimizerRecord, bobyqa, chosen_optimizer, lbfgsb, no_optimizer
 from mmcli.lmm.rank import aliased_columns_r
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit, results_at
+from mmcli.lmm.start import FIRST_STEP, backfit_start
 from mmcli.lmm.stationarity import verify
 from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
 from mmcli.lmm.transform import Working, WorkingFit, prepare, weighted_term
@@ -150,9 +151,9 @@ class LmmModel:
 
         cheap = self.n <= POLISH_MAX_DENSE_ROWS if self._dense is not None else self._gram.qR <= POLISH_MAX_QR  # type: ignore[union-attr]
 
-        def run(start: np.ndarray) -> tuple[np.ndarray, float, int, bool]:
+        def run(start: np.ndarray, scale: float = LBFGSB_SCALE) -> tuple[np.ndarray, float, int, bool]:
             if name == "lbfgsb":
-                theta, fval, rec, ok = lbfgsb(crit_grad, start, lower, progress)
+                theta, fval, rec, ok = lbfgsb(crit_grad, start, lower, progress, scale)
             else:
                 theta, fval, rec, ok = bobyqa(crit, start, lower, progress, polish=cheap, local=bool(runs))
             theta, fval = _snap_to_bounds(crit, theta, fval, lower)
@@ -161,7 +162,7 @@ class LmmModel:
 
         runs: list[OptimizerRecord] = []
         with blas_threads(self.dense_size, scipy_lapack=self._gram is not None and self._gram.qR > 0):
-            theta, fval, _, ok = run(start_theta(self.work.terms))
+            theta, fval, _, ok = run(*self._start(name))
             g_end = runs[0].gradient_end
             grad = np.array(g_end) if g_end and np.array_equal(theta, runs[0].theta_end) else None
             end = verify(crit, theta, fval, lower, self.work.terms, run, ok, grad)
@@ -176,6 +177,16 @@ class LmmModel:
                 iterations=sum(r.iterations for r in runs),
             )
             return self._fit_at_working(end.theta, reml, rec, end.converged and end.stationary, work)
+
+    def _start(self, optimizer: str) -> tuple[np.ndarray, float]:
+        """lme4's identity start, or for L-BFGS-B on large crossed random intercepts the backfitting start
+        (:mod:`mmcli.lmm.start`), which saves evaluations of a dense factorization each; and the scale of
+        L-BFGS-B's first step (1 / scale in theta: a start near the optimum takes a short one)."""
+        if optimizer == "lbfgsb" and self._gram is not None:
+            start = backfit_start(self.work.terms, self.work.y, self._gram, self.weights is not None)
+            if start is not None:
+                return start, 1.0 / FIRST_STEP
+        return start_theta(self.work.terms), LBFGSB_SCALE
 
     @property
     def dense_size(self) -> int:

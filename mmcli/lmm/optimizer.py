@@ -154,23 +154,48 @@ def _initial_step(x: np.ndarray, lower: np.ndarray, polishing: bool, local: bool
     return np.where(np.isfinite(room) & (room > 0), np.minimum(step, room), step)
 
 
+STATIONARY = "CONVERGENCE: PROJECTED GRADIENT BELOW GTOL AT AN EVALUATED POINT"
+
+
+class _Stationary(Exception):  # noqa: N818 (control flow, not an error)
+    """Raised inside L-BFGS-B's objective at a point that passes the gradient test (see :func:`lbfgsb`)."""
+
+    def __init__(self, x: np.ndarray):
+        super().__init__("stationary")
+        self.x = x
+
+
+def _projected_below(x: np.ndarray, g: np.ndarray, lower: np.ndarray, gtol: float) -> bool:
+    """L-BFGS-B's gradient test: the largest entry of the gradient projected on the bounds is at most gtol."""
+    at_bound = np.isfinite(lower) & (x <= lower) & (g > 0)
+    return bool(np.max(np.abs(np.where(at_bound, 0.0, g)), initial=0.0) <= gtol)
+
+
 def lbfgsb(
     fg: Callable[[np.ndarray], tuple[float, np.ndarray]],
     x0: np.ndarray,
     lower: np.ndarray,
     progress: Callable[[int, float], None] | None = None,
+    scale: float = LBFGSB_SCALE,
 ) -> tuple[np.ndarray, float, OptimizerRecord, bool]:
     """Minimize over theta >= lower from x0 with L-BFGS-B, ``fg(theta) -> (criterion, gradient)``. Every call
     is one evaluation of the criterion and of its gradient. It stops when the largest projected gradient entry
-    is below LBFGSB_GTOL (the relative change test is set below rounding). Returns (theta, fn(theta), the
-    record, converged)."""
-    from scipy.optimize import minimize
+    is below LBFGSB_GTOL (the relative change test is set below rounding), or at the first evaluated point no
+    higher than the best before it (to the criterion's resolution, :func:`mmcli.lmm.stationarity.tolerance`)
+    whose projected gradient is below the larger of LBFGSB_GTOL and that resolution: its line search may not
+    accept such a point when the values differ by rounding only, and then spends evaluations on steps of
+    1e-8. (Over a unit step of theta, such a gradient changes the criterion by less than its rounding.)
+    ``scale``: the optimizer sees x = scale * theta, and its first step has length 1 in x (LBFGSB_SCALE). Returns
+    (theta, fn(theta), the record, converged)."""
+    from scipy.optimize import OptimizeResult, minimize
+
+    from mmcli.lmm.stationarity import tolerance
 
     t0 = time.perf_counter()
     count, best = [0], [np.inf]
     memo: dict[bytes, tuple[float, np.ndarray]] = {}
 
-    c = LBFGSB_SCALE
+    c = scale
 
     def f(x: np.ndarray) -> tuple[float, np.ndarray]:
         key = x.tobytes()
@@ -181,28 +206,42 @@ def lbfgsb(
         g = g / c
         if not np.isfinite(v):
             v, g = 1e300, np.zeros_like(x)
+        below = best[0]
         best[0] = min(best[0], v)
         if progress is not None:
             progress(count[0], best[0])
         memo.clear()
         memo[key] = (v, g)
+        if _projected_below(x, g, lower * c, max(LBFGSB_GTOL, tolerance(v)) / c) and v <= below + tolerance(below):
+            raise _Stationary(x.copy())
         return v, g
 
     bounds = [(lo * c if np.isfinite(lo) else None, None) for lo in lower]
-    res = minimize(
-        f,
-        np.asarray(x0, dtype=float) * c,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={
-            "ftol": LBFGSB_FTOL,
-            "gtol": LBFGSB_GTOL / c,
-            "maxcor": LBFGSB_MEMORY,
-            "maxiter": 10000,
-            "maxfun": 100000,
-        },
-    )
+    iterations = [0]
+
+    def step(*_: object) -> None:
+        iterations[0] += 1
+
+    try:
+        res = minimize(
+            f,
+            np.asarray(x0, dtype=float) * c,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            callback=step,
+            options={
+                "ftol": LBFGSB_FTOL,
+                "gtol": LBFGSB_GTOL / c,
+                "maxcor": LBFGSB_MEMORY,
+                "maxiter": 10000,
+                "maxfun": 100000,
+            },
+        )
+    except _Stationary as stop:  # an evaluated point passed the gradient test, which the line search does not see
+        res = OptimizeResult(
+            x=stop.x, fun=memo[stop.x.tobytes()][0], message=STATIONARY, success=True, nit=iterations[0]
+        )
     x = np.maximum(np.asarray(res.x, dtype=float) / c, lower)
     at_x = memo.get(np.asarray(res.x, dtype=float).tobytes())
     msg = str(res.message)
