@@ -193,7 +193,7 @@ def lbfgsb(
 
     t0 = time.perf_counter()
     count, best = [0], [np.inf]
-    memo: dict[bytes, tuple[float, np.ndarray]] = {}
+    memo: dict[bytes, tuple[float, np.ndarray]] = {}  # every point evaluated (its gradient is read at the end)
 
     c = scale
 
@@ -210,7 +210,6 @@ def lbfgsb(
         best[0] = min(best[0], v)
         if progress is not None:
             progress(count[0], best[0])
-        memo.clear()
         memo[key] = (v, g)
         if _projected_below(x, g, lower * c, max(LBFGSB_GTOL, tolerance(v)) / c) and v <= below + tolerance(below):
             raise _Stationary(x.copy())
@@ -242,8 +241,9 @@ def lbfgsb(
         res = OptimizeResult(
             x=stop.x, fun=memo[stop.x.tobytes()][0], message=STATIONARY, success=True, nit=iterations[0]
         )
-    x = np.maximum(np.asarray(res.x, dtype=float) / c, lower)
-    at_x = memo.get(np.asarray(res.x, dtype=float).tobytes())
+    xr = np.asarray(res.x, dtype=float)
+    x = np.maximum(xr / c, lower)
+    at_x = memo.get(xr.tobytes()) if np.array_equal(x, xr / c) else None  # the end was evaluated, as it is
     msg = str(res.message)
     rec = OptimizerRecord(
         "scipy L-BFGS-B (analytic gradient)",
@@ -254,6 +254,6 @@ def lbfgsb(
         time.perf_counter() - t0,
         gradient_evaluations=count[0],
         iterations=int(res.nit),
-        gradient_end=tuple(map(float, at_x[1] * c)) if at_x is not None and np.all(x * c == res.x) else (),
+        gradient_end=tuple(map(float, at_x[1] * c)) if at_x is not None else (),
     )
     return x, float(res.fun), rec, bool(res.success) or "ABNORMAL" in msg.upper()
