@@ -187,7 +187,7 @@ def lbfgsb(
     1e-8. (Over a unit step of theta, such a gradient changes the criterion by less than its rounding.)
     ``scale``: the optimizer sees x = scale * theta, and its first step has length 1 in x (LBFGSB_SCALE). Returns
     (theta, fn(theta), the record, converged)."""
-    from scipy.optimize import OptimizeResult, minimize
+    from scipy.optimize import minimize
 
     from mmcli.lmm.stationarity import tolerance
 
@@ -218,7 +218,7 @@ def lbfgsb(
     bounds = [(lo * c if np.isfinite(lo) else None, None) for lo in lower]
     iterations = [0]
 
-    def step(*_: object) -> None:
+    def step(xk: np.ndarray) -> None:
         iterations[0] += 1
 
     try:
@@ -237,14 +237,17 @@ def lbfgsb(
                 "maxfun": 100000,
             },
         )
-    except _Stationary as stop:  # an evaluated point passed the gradient test, which the line search does not see
-        res = OptimizeResult(
-            x=stop.x, fun=memo[stop.x.tobytes()][0], message=STATIONARY, success=True, nit=iterations[0]
+        xr, fun, msg, ok, nit = (
+            np.asarray(res.x, dtype=float),
+            float(res.fun),
+            str(res.message),
+            bool(res.success),
+            int(res.nit),
         )
-    xr = np.asarray(res.x, dtype=float)
+    except _Stationary as stop:  # an evaluated point passed the gradient test, which the line search does not see
+        xr, fun, msg, ok, nit = stop.x, memo[stop.x.tobytes()][0], STATIONARY, True, iterations[0]
     x = np.maximum(xr / c, lower)
     at_x = memo.get(xr.tobytes()) if np.array_equal(x, xr / c) else None  # the end was evaluated, as it is
-    msg = str(res.message)
     rec = OptimizerRecord(
         "scipy L-BFGS-B (analytic gradient)",
         count[0],
@@ -253,7 +256,7 @@ def lbfgsb(
         tuple(map(float, x)),
         time.perf_counter() - t0,
         gradient_evaluations=count[0],
-        iterations=int(res.nit),
+        iterations=nit,
         gradient_end=tuple(map(float, at_x[1] * c)) if at_x is not None else (),
     )
-    return x, float(res.fun), rec, bool(res.success) or "ABNORMAL" in msg.upper()
+    return x, fun, rec, ok or "ABNORMAL" in msg.upper()
