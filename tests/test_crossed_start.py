@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import OPT_DEV, OPT_FIXEF, OPT_PAR, REFERENCE_DIR, ROUNDING, load_reference, run_in_process
-from test_gradient import skewed_crossed_model
+from conftest import REFERENCE_DIR, ROUNDING, load_reference, run_in_process
+from test_gradient import assert_reaches_optimum, skewed_crossed_model
 
 from mmcli.lmm import crossed, start
 from mmcli.lmm.criterion import Dof
@@ -30,12 +30,7 @@ def test_backfitting_start_reaches_lme4s_optimum(reml, monkeypatch):
     args = ["fit", str(REFERENCE_DIR / ref["data"]), ref["formula"], "--json", "--ddf", "none"]
     got = run_in_process([*args, "--reml"] if reml else args).json()
     assert not np.allclose(got["optimizer"]["theta_start"], 1.0)  # the backfitting start was used
-    criterion = got["reml_criterion"] if reml else got["deviance"]
-    assert abs(criterion - want["criterion"]) <= OPT_DEV
-    assert np.allclose(got["theta"], want["theta"], rtol=OPT_PAR, atol=0)
-    beta = [row["estimate"] for row in got["fixed_effects"]]
-    assert np.max(np.abs(np.subtract(beta, want["fixef"]))) <= OPT_FIXEF * np.max(np.abs(want["fixef"]))
-    assert got["converged"] and got["optimizer"]["stationary"]
+    assert_reaches_optimum(got, want)
 
 
 def test_backfitting_start_is_near_the_optimum(monkeypatch):
