@@ -204,14 +204,16 @@ def lbfgsb(
         count[0] += 1
         v, g = fg(np.array(x, dtype=float) / c)
         g = g / c
-        if not np.isfinite(v):
+        finite = bool(np.isfinite(v))
+        if not finite:
             v, g = 1e300, np.zeros_like(x)
         below = best[0]
         best[0] = min(best[0], v)
         if progress is not None:
             progress(count[0], best[0])
         memo[key] = (v, g)
-        if _projected_below(x, g, lower * c, max(LBFGSB_GTOL, tolerance(v)) / c) and v <= below + tolerance(below):
+        resolution = max(LBFGSB_GTOL, tolerance(v)) / c
+        if finite and v <= below + tolerance(below) and _projected_below(x, g, lower * c, resolution):
             raise _Stationary(x.copy())
         return v, g
 
