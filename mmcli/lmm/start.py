@@ -13,7 +13,7 @@ sigma^2 / (n_i + sigma^2 / sigma_k^2):
     sigma^2   <- (|y0 - sum_k Z_k b_k|^2 + sum_k sum_i n_i v_k,i) / n.
 
 The approximation leaves out the factors' joint conditional covariance, so this is not the optimum, only near it:
-theta_k = sigma_k / sigma from it was within 1% of lme4's on the Zipf-like design, where L-BFGS-B then took
+theta_k = sigma_k / sigma from it was within 1.3% of lme4's on the Zipf-like design, where L-BFGS-B then took
 fewer gradient evaluations than from lme4's identity start (see docs/methods.md). Each sweep is a few passes
 over the level codes; at most SWEEPS of them.
 
