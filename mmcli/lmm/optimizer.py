@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmcli.lmm import setulb
+
 MAIN_TOL = 1e-8  # lme4's nloptwrap settings
 POLISH_TOL = 1e-10
 OPTIMIZERS = ("lbfgsb", "bobyqa")
@@ -164,8 +166,6 @@ def lbfgsb(
     is one evaluation of the criterion and of its gradient. It stops when the largest projected gradient entry
     is below LBFGSB_GTOL (the relative change test is set below rounding). Returns (theta, fn(theta), the
     record, converged)."""
-    from scipy.optimize import minimize
-
     t0 = time.perf_counter()
     count, best = [0], [np.inf]
     memo: dict[bytes, tuple[float, np.ndarray]] = {}
@@ -188,21 +188,7 @@ def lbfgsb(
         memo[key] = (v, g)
         return v, g
 
-    bounds = [(lo * c if np.isfinite(lo) else None, None) for lo in lower]
-    res = minimize(
-        f,
-        np.asarray(x0, dtype=float) * c,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={
-            "ftol": LBFGSB_FTOL,
-            "gtol": LBFGSB_GTOL / c,
-            "maxcor": LBFGSB_MEMORY,
-            "maxiter": 10000,
-            "maxfun": 100000,
-        },
-    )
+    res = _run_lbfgsb(f, np.asarray(x0, dtype=float) * c, np.asarray(lower, dtype=float) * c, c)
     x = np.maximum(np.asarray(res.x, dtype=float) / c, lower)
     at_x = memo.get(np.asarray(res.x, dtype=float).tobytes())
     msg = str(res.message)
@@ -218,3 +204,24 @@ def lbfgsb(
         gradient_end=tuple(map(float, at_x[1] * c)) if at_x is not None and np.all(x * c == res.x) else (),
     )
     return x, float(res.fun), rec, bool(res.success) or "ABNORMAL" in msg.upper()
+
+
+def _run_lbfgsb(
+    f: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, lower: np.ndarray, c: float
+) -> setulb.Result:
+    """L-BFGS-B with this module's settings: scipy's compiled routine driven directly (:mod:`mmcli.lmm.setulb`,
+    no import of scipy.optimize), or through ``scipy.optimize.minimize`` where that routine cannot be loaded.
+    Both visit the same points."""
+    gtol, maxiter, maxfun = LBFGSB_GTOL / c, 10000, 100000
+    routine = setulb.load()
+    if routine is not None:
+        return setulb.minimize(
+            routine, f, x0, lower, ftol=LBFGSB_FTOL, gtol=gtol, maxcor=LBFGSB_MEMORY, maxiter=maxiter, maxfun=maxfun
+        )
+    from scipy.optimize import minimize
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    options = {"ftol": LBFGSB_FTOL, "gtol": gtol, "maxcor": LBFGSB_MEMORY, "maxiter": maxiter, "maxfun": maxfun}
+    res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+    x = np.asarray(res.x, dtype=float)
+    return setulb.Result(x, float(res.fun), int(res.nit), str(res.message), bool(res.success))
