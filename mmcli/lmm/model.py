@@ -19,6 +19,7 @@ from mmcli.lmm.gram import Gram
 from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, chosen_optimizer, lbfgsb, no_optimizer
 from mmcli.lmm.rank import aliased_columns_r
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit, working_results
+from mmcli.lmm.start import anova_start
 from mmcli.lmm.stationarity import verify
 from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
 from mmcli.lmm.transform import Working, WorkingFit, prepare, weighted_term
@@ -161,7 +162,7 @@ class LmmModel:
 
         runs: list[OptimizerRecord] = []
         with blas_threads(self.dense_size, scipy_lapack=self._gram is not None and self._gram.qR > 0):
-            theta, fval, _, ok = run(start_theta(self.work.terms))
+            theta, fval, _, ok = run(self._start(name))
             g_end = runs[0].gradient_end
             grad = np.array(g_end) if g_end and np.array_equal(theta, runs[0].theta_end) else None
             end = verify(crit, theta, fval, lower, self.work.terms, run, ok, grad)
@@ -176,6 +177,16 @@ class LmmModel:
                 iterations=sum(r.iterations for r in runs),
             )
             return self._fit_at_working(end.theta, reml, rec, end.converged and end.stationary, work)
+
+    def _start(self, optimizer: str) -> np.ndarray:
+        """L-BFGS-B starts models of scalar random intercepts from their analysis-of-variance estimates
+        (:mod:`mmcli.lmm.start`: a third to two thirds fewer evaluations on large data); otherwise, and for
+        BOBYQA, the start is lme4's."""
+        if optimizer == "lbfgsb" and self._gram is not None:
+            start = anova_start(self._gram)
+            if start is not None:
+                return start
+        return start_theta(self.work.terms)
 
     @property
     def dense_size(self) -> int:
