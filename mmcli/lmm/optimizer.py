@@ -17,7 +17,10 @@ from mmcli.lmm import setulb
 MAIN_TOL = 1e-8  # lme4's nloptwrap settings
 POLISH_TOL = 1e-10
 OPTIMIZERS = ("lbfgsb", "bobyqa")
-LBFGSB_FTOL = 1e-15  # relative change of the criterion: below rounding, so that the gradient test decides
+LBFGSB_FTOL = 1e-13
+"""It also stops when one iteration lowers the criterion by less than this, relative (a few hundred ulps): on large
+data the gradient carries rounding noise above LBFGSB_GTOL, and the line searches would go on in the last digits
+(InstEval: six evaluations that moved the deviance by 3e-11)."""
 LBFGSB_GTOL = 1e-6  # the largest projected gradient entry at the end (criterion units per unit of theta)
 LBFGSB_MEMORY = 20  # correction pairs kept (there are rarely more theta entries than this)
 LBFGSB_SCALE = 4.0
@@ -164,7 +167,7 @@ def lbfgsb(
 ) -> tuple[np.ndarray, float, OptimizerRecord, bool]:
     """Minimize over theta >= lower from x0 with L-BFGS-B, ``fg(theta) -> (criterion, gradient)``. Every call
     is one evaluation of the criterion and of its gradient. It stops when the largest projected gradient entry
-    is below LBFGSB_GTOL (the relative change test is set below rounding). Returns (theta, fn(theta), the
+    is below LBFGSB_GTOL or an iteration gains less than LBFGSB_FTOL, relative. Returns (theta, fn(theta), the
     record, converged)."""
     t0 = time.perf_counter()
     count, best = [0], [np.inf]

@@ -3,10 +3,12 @@ scalar random intercept: each factor's variance ratio by the one-way analysis of
 response (the least-squares residual), read off the Gram matrix (no pass over the data).
 
 For factor j with K levels, n_k rows and residual sums r_k per level: SSB = sum r_k^2 / n_k, SSW = RSS - SSB,
-MSB = SSB / (K - 1), MSW = SSW / (n - p - K + 1), n0 = (n - sum n_k^2 / n) / (K - 1) and
-sigma_b^2 = (MSB - MSW) / n0 (Searle, Casella & McCulloch 1992, section 3.5), so theta_j = sigma_b / sigma
-with sigma^2 = MSW. Each factor is taken alone, so in crossed designs the other factors' variance inflates MSW
-and theta_j is underestimated: only a start, which the optimizer moves to the optimum of the profiled criterion.
+MSB = SSB / (K - 1), MSW_j = SSW / (n - p - K + 1), n0 = (n - sum n_k^2 / n) / (K - 1) and
+sigma_j^2 = (MSB - MSW_j) / n0, the ANOVA estimator (Searle, Casella & McCulloch 1992, section 3.5). Within
+factor j's levels the other factors' variances add to the residual's, so sigma^2 is the mean over j of
+MSW_j - sum_{i != j} sigma_i^2 (for one factor, MSW), and theta_j = sigma_j / sigma. Each factor is taken alone,
+so in crossed and unbalanced designs this is only a start, which the optimizer moves to the optimum of the
+profiled criterion; in a balanced one-way layout it is the REML estimate itself when positive.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def anova_start(g: Gram) -> np.ndarray | None:
         for b in g.rest:
             parts.append((counts[off : off + b.q], sums[off : off + b.q]))
             off += b.q
-    var = np.zeros(len(g.terms))
+    var, within = np.zeros(len(g.terms)), np.zeros(len(g.terms))
     for b, (nk, rk) in zip(g.blocks, parts):
         K = nk.size
         keep = nk > 0
@@ -53,6 +55,7 @@ def anova_start(g: Gram) -> np.ndarray | None:
         if not (msw > 0 and n0 > 0):
             return None
         var[b.terms[0]] = max((ssb / (K - 1) - msw) / n0, 0.0)
-    total_var = rss / max(n - p, 1)
-    sigma2 = max(total_var - float(var.sum()), RESIDUAL_MIN * total_var)
+        within[b.terms[0]] = msw
+    # within factor j's levels the other factors' variances add to the residual's
+    sigma2 = max(float(np.mean(within - (var.sum() - var))), RESIDUAL_MIN * rss / max(n - p, 1))
     return np.clip(np.sqrt(var / sigma2), START_MIN, START_MAX)
