@@ -89,7 +89,7 @@ try:
     main(["fit", "sample_data/sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", "--json"])
 except SystemExit:
     pass
-loaded = sorted(m for m in ("scipy.linalg", "scipy.optimize", "scipy.stats", "scipy.special") if m in sys.modules)
+loaded = sorted(m for m in ("scipy.linalg", "scipy.optimize", "scipy.sparse", "scipy.stats", "scipy.special") if m in sys.modules)
 import scipy.linalg.lapack, scipy.optimize
 L2 = _compiled.extension("scipy.optimize", "_lbfgsb")
 sys.stderr.write(json.dumps({"loaded": loaded, "same": L.dpotrf is scipy.linalg.lapack.dpotrf,
@@ -97,7 +97,7 @@ sys.stderr.write(json.dumps({"loaded": loaded, "same": L.dpotrf is scipy.linalg.
 """
 
 
-def test_a_small_fit_imports_neither_scipy_linalg_nor_scipy_optimize():
+def test_a_one_factor_fit_imports_neither_scipy_linalg_nor_optimize_nor_sparse():
     proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     fit = json.loads(proc.stdout)
