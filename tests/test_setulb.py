@@ -89,7 +89,8 @@ try:
     main(["fit", "sample_data/sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", "--json"])
 except SystemExit:
     pass
-loaded = sorted(m for m in ("scipy.linalg", "scipy.optimize", "scipy.sparse", "scipy.stats", "scipy.special") if m in sys.modules)
+WATCHED = ("scipy.linalg", "scipy.optimize", "scipy.sparse", "scipy.stats", "scipy.special")
+loaded = sorted(m for m in WATCHED if m in sys.modules)
 import scipy.linalg.lapack, scipy.optimize
 L2 = _compiled.extension("scipy.optimize", "_lbfgsb")
 sys.stderr.write(json.dumps({"loaded": loaded, "same": L.dpotrf is scipy.linalg.lapack.dpotrf,
