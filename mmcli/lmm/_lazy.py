@@ -32,9 +32,11 @@ def lapack() -> ModuleType:
     from mmcli.lmm._compiled import extension
 
     module = extension("scipy.linalg", "_flapack")
-    if module is None:
-        import scipy.linalg.lapack as module
-    return module
+    if module is not None:
+        return module
+    import scipy.linalg.lapack
+
+    return scipy.linalg.lapack
 
 
 if TYPE_CHECKING:

@@ -34,6 +34,8 @@ class Gram:
     ``y`` may be None (for X'V^-1 X alone): then the rows and columns of y are left out.
     """
 
+    _ARR_csr: sp.csr_matrix | None = None
+
     def __init__(self, X: np.ndarray, y: np.ndarray | None, terms: Sequence[ReTerm]):
         self.terms = list(terms)
         self.n, self.p = X.shape

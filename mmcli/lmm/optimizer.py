@@ -224,7 +224,13 @@ def _run_lbfgsb(
     from scipy.optimize import minimize
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    options = {"ftol": LBFGSB_FTOL, "gtol": gtol, "maxcor": LBFGSB_MEMORY, "maxiter": maxiter, "maxfun": maxfun}
-    res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+    res = minimize(
+        f,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"ftol": LBFGSB_FTOL, "gtol": gtol, "maxcor": LBFGSB_MEMORY, "maxiter": maxiter, "maxfun": maxfun},
+    )
     x = np.asarray(res.x, dtype=float)
     return setulb.Result(x, float(res.fun), int(res.nit), str(res.message), bool(res.success))
