@@ -61,6 +61,45 @@ def test_direct_driver_on_a_bounded_problem(lower, want):
     assert np.all(res.x >= lower) and res.nit > 0
 
 
+def test_direct_driver_calls_back_after_each_iteration_and_lets_an_exception_through():
+    routine = setulb.load()
+    assert routine is not None
+    seen: list[np.ndarray] = []
+    res = setulb.minimize(
+        routine,
+        rosenbrock,
+        np.array([-1.2, 1.0]),
+        np.full(2, -np.inf),
+        ftol=0,
+        gtol=1e-9,
+        maxcor=5,
+        maxiter=500,
+        maxfun=5000,
+        callback=lambda x: seen.append(x.copy()),
+    )
+    assert len(seen) == res.nit > 5 and np.array_equal(seen[-1], res.x)
+
+    class HaltError(Exception):
+        pass
+
+    def halt(x: np.ndarray) -> None:
+        raise HaltError
+
+    with pytest.raises(HaltError):
+        setulb.minimize(
+            routine,
+            rosenbrock,
+            np.array([-1.2, 1.0]),
+            np.full(2, -np.inf),
+            ftol=0,
+            gtol=0,
+            maxcor=5,
+            maxiter=9,
+            maxfun=99,
+            callback=halt,
+        )
+
+
 def test_direct_driver_stops_at_its_iteration_limit():
     routine = setulb.load()
     assert routine is not None

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mmcli.errors import DataError, ModelError
+from mmcli.lmm.anova_start import anova_start
 from mmcli.lmm.criterion import Dof, criterion
 from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
 from mmcli.lmm.factor import update_L, workspace
@@ -19,7 +20,6 @@ from mmcli.lmm.gram import Gram
 from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, chosen_optimizer, lbfgsb, no_optimizer
 from mmcli.lmm.rank import aliased_columns_r
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit, working_results
-from mmcli.lmm.start import anova_start
 from mmcli.lmm.stationarity import verify
 from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
 from mmcli.lmm.transform import Working, WorkingFit, prepare, weighted_term
@@ -180,7 +180,7 @@ class LmmModel:
 
     def _start(self, optimizer: str) -> np.ndarray:
         """L-BFGS-B starts models of scalar random intercepts from their analysis-of-variance estimates
-        (:mod:`mmcli.lmm.start`: a third to two thirds fewer evaluations on large data); otherwise, and for
+        (:mod:`mmcli.lmm.anova_start`: a third to two thirds fewer evaluations on large data); otherwise, and for
         BOBYQA, the start is lme4's."""
         if optimizer == "lbfgsb" and self._gram is not None:
             start = anova_start(self._gram)

@@ -210,16 +210,29 @@ def lbfgsb(
 
 
 def _run_lbfgsb(
-    f: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, lower: np.ndarray, c: float
+    f: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    c: float,
+    callback: Callable[[np.ndarray], None] | None = None,
 ) -> setulb.Result:
     """L-BFGS-B with this module's settings: scipy's compiled routine driven directly (:mod:`mmcli.lmm.setulb`,
     no import of scipy.optimize), or through ``scipy.optimize.minimize`` where that routine cannot be loaded.
-    Both visit the same points."""
+    Both visit the same points; ``callback(x)`` after each iteration, in either."""
     gtol, maxiter, maxfun = LBFGSB_GTOL / c, 10000, 100000
     routine = setulb.load()
     if routine is not None:
         return setulb.minimize(
-            routine, f, x0, lower, ftol=LBFGSB_FTOL, gtol=gtol, maxcor=LBFGSB_MEMORY, maxiter=maxiter, maxfun=maxfun
+            routine,
+            f,
+            x0,
+            lower,
+            ftol=LBFGSB_FTOL,
+            gtol=gtol,
+            maxcor=LBFGSB_MEMORY,
+            maxiter=maxiter,
+            maxfun=maxfun,
+            callback=callback,
         )
     from scipy.optimize import minimize
 
@@ -230,6 +243,7 @@ def _run_lbfgsb(
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
+        callback=callback,
         options={"ftol": LBFGSB_FTOL, "gtol": gtol, "maxcor": LBFGSB_MEMORY, "maxiter": maxiter, "maxfun": maxfun},
     )
     x = np.asarray(res.x, dtype=float)

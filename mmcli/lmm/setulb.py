@@ -69,10 +69,12 @@ def minimize(
     maxcor: int,
     maxiter: int,
     maxfun: int,
+    callback: Callable[[np.ndarray], None] | None = None,
 ) -> Result:
     """Minimize ``fg(x) -> (f, gradient)`` over x >= lower (entries of lower may be -inf) from x0. ftol is the
     relative reduction of f below which it stops (factr = ftol / eps), gtol the largest projected gradient
-    entry; maxcor correction pairs are kept."""
+    entry; maxcor correction pairs are kept. ``callback(x)`` is called after each iteration, as
+    ``scipy.optimize.minimize``'s; an exception raised by ``fg`` or ``callback`` ends the run and propagates."""
     x = np.clip(np.array(x0, dtype=np.float64).ravel(), lower, np.inf)
     n = x.size
     m = maxcor
@@ -99,6 +101,8 @@ def minimize(
             f, g = float(fv), np.array(gv, dtype=np.float64).ravel()
         elif task[0] == _NEW_X:
             nit += 1
+            if callback is not None:
+                callback(x)
             if nit >= maxiter:
                 task[:] = (_STOP, 504)
             elif nfev > maxfun:

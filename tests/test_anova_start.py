@@ -1,4 +1,4 @@
-"""The optimizer's start for models of scalar random intercepts (mmcli.lmm.start): the one-way analysis of
+"""The optimizer's start for models of scalar random intercepts (mmcli.lmm.anova_start): the one-way analysis of
 variance of the least-squares residual, read off the Gram matrix.
 
 In a balanced one-way layout the ANOVA estimate of the variance ratio is the REML estimate whenever it is
@@ -11,8 +11,8 @@ import pytest
 from conftest import OPT_DEV, OPT_PAR, load_reference
 from test_gradient import model_for
 
+from mmcli.lmm.anova_start import START_MIN, anova_start
 from mmcli.lmm.optimizer import use_optimizer
-from mmcli.lmm.start import START_MIN, anova_start
 
 
 @pytest.mark.parametrize("stem", ["dyestuff", "sleepstudy_intercept"])
