@@ -237,13 +237,18 @@ def _run_lbfgsb(
     from scipy.optimize import minimize
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+
+    def step(xk: np.ndarray) -> None:
+        if callback is not None:
+            callback(xk)
+
     res = minimize(
         f,
         x0,
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        callback=callback,
+        callback=step,
         options={"ftol": LBFGSB_FTOL, "gtol": gtol, "maxcor": LBFGSB_MEMORY, "maxiter": maxiter, "maxfun": maxfun},
     )
     x = np.asarray(res.x, dtype=float)
