@@ -1,8 +1,13 @@
 """scipy.linalg and scipy.sparse, imported on first use: they cost a fifth of a second to import, and a model
-with one grouping factor needs neither (numpy's LAPACK does its few small factorizations)."""
+with one grouping factor needs neither (numpy's LAPACK does its few small factorizations).
+
+``sla.lapack`` is scipy's compiled LAPACK module itself (``scipy.linalg._flapack``, the functions
+``scipy.linalg.lapack`` exports), loaded without importing scipy.linalg (:mod:`mmcli.lmm._compiled`); the rest
+of ``sla`` imports scipy.linalg."""
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 
@@ -16,11 +21,29 @@ class _LazyModule:
         return getattr(importlib.import_module(self._name), attr)
 
 
+class _LazyLinalg(_LazyModule):
+    @property
+    def lapack(self) -> ModuleType:
+        return lapack()
+
+
+def lapack() -> ModuleType:
+    """scipy's LAPACK wrappers: the compiled module when it loads, else ``scipy.linalg.lapack``."""
+    from mmcli.lmm._compiled import extension
+
+    module = extension("scipy.linalg", "_flapack")
+    if module is not None:
+        return module
+    import scipy.linalg.lapack
+
+    return scipy.linalg.lapack
+
+
 if TYPE_CHECKING:
     import scipy.linalg as sla
     import scipy.sparse as sp
 else:
-    sla = _LazyModule("scipy.linalg")
+    sla = _LazyLinalg("scipy.linalg")
     sp = _LazyModule("scipy.sparse")
 
-__all__ = ["sla", "sp"]
+__all__ = ["lapack", "sla", "sp"]

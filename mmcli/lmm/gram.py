@@ -34,6 +34,8 @@ class Gram:
     ``y`` may be None (for X'V^-1 X alone): then the rows and columns of y are left out.
     """
 
+    _ARR_csr: sp.csr_matrix | None = None
+
     def __init__(self, X: np.ndarray, y: np.ndarray | None, terms: Sequence[ReTerm]):
         self.terms = list(terms)
         self.n, self.p = X.shape
@@ -62,7 +64,7 @@ class Gram:
             if first is not None:
                 self.AR0 = (ZR.T @ first.Z).tocsr()
         else:
-            self.ARR_csr, self.AXR = sp.csr_matrix((0, 0)), np.zeros((self.p1, 0))
+            self._ARR_csr, self.AXR = None, np.zeros((self.p1, 0))  # made on first use (see ARR_csr)
         self._derive()
 
     @classmethod
@@ -98,11 +100,27 @@ class Gram:
         self.block_maps = self._block_maps()
         self.rest_scalar = all(b.p == 1 for b in self.rest)
         self.LR_rows, self.LR_cols, self.LR_src = self._lambda_rest_pattern()
-        A = self.ARR_csr.tocoo()
-        low = A.row >= A.col
-        self.ARR_low = (A.row[low].astype(np.int64), A.col[low].astype(np.int64), A.data[low])
+        if self.qR:
+            A = self.ARR_csr.tocoo()
+            low = A.row >= A.col
+            self.ARR_low = (A.row[low].astype(np.int64), A.col[low].astype(np.int64), A.data[low])
+        else:
+            none = np.zeros(0, dtype=np.int64)
+            self.ARR_low = (none, none, np.zeros(0))
         self.heavy, self.heavy_Z = self._heavy_levels()
         self.pairs, self.pair_targets = self._pairs_pattern()
+
+    @property
+    def ARR_csr(self) -> sp.csr_matrix:
+        """Z_R'Z_R, sparse. Without crossed or nested terms it is empty, and made only when read, so that a model
+        with one grouping factor does not import scipy.sparse."""
+        if self._ARR_csr is None:
+            self._ARR_csr = sp.csr_matrix((0, 0))
+        return self._ARR_csr
+
+    @ARR_csr.setter
+    def ARR_csr(self, value: sp.csr_matrix) -> None:
+        self._ARR_csr = value
 
     @property
     def ARR(self) -> np.ndarray:

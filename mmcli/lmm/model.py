@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mmcli.errors import DataError, ModelError
+from mmcli.lmm.anova_start import anova_start
 from mmcli.lmm.criterion import Dof, criterion
 from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
 from mmcli.lmm.factor import update_L, workspace
@@ -179,13 +180,18 @@ class LmmModel:
             return self._fit_at_working(end.theta, reml, rec, end.converged and end.stationary, work)
 
     def _start(self, optimizer: str) -> tuple[np.ndarray, float]:
-        """lme4's identity start, or for L-BFGS-B on large crossed random intercepts the backfitting start
-        (:mod:`mmcli.lmm.start`), which saves evaluations of a dense factorization each; and the scale of
-        L-BFGS-B's first step (1 / scale in theta: a start near the optimum takes a short one)."""
+        """lme4's identity start, or for L-BFGS-B: on large crossed random intercepts the backfitting start
+        (:mod:`mmcli.lmm.start`), which saves evaluations of a dense factorization each, with a short first step;
+        on other models of scalar random intercepts their analysis-of-variance estimates
+        (:mod:`mmcli.lmm.anova_start`). The second value is the scale of L-BFGS-B's first step (1 / scale in
+        theta: a start near the optimum takes a short one)."""
         if optimizer == "lbfgsb" and self._gram is not None:
             start = backfit_start(self.work.terms, self.work.y, self._gram, self.weights is not None)
             if start is not None:
                 return start, 1.0 / FIRST_STEP
+            start = anova_start(self._gram)
+            if start is not None:
+                return start, LBFGSB_SCALE
         return start_theta(self.work.terms), LBFGSB_SCALE
 
     @property

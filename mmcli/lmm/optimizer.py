@@ -12,10 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmcli.lmm import setulb
+
 MAIN_TOL = 1e-8  # lme4's nloptwrap settings
 POLISH_TOL = 1e-10
 OPTIMIZERS = ("lbfgsb", "bobyqa")
-LBFGSB_FTOL = 1e-15  # relative change of the criterion: below rounding, so that the gradient test decides
+LBFGSB_FTOL = 1e-13
+"""It also stops when one iteration lowers the criterion by less than this, relative (a few hundred ulps): on large
+data the gradient carries rounding noise above LBFGSB_GTOL, and the line searches would go on in the last digits
+(InstEval: six evaluations that moved the deviance by 3e-11)."""
 LBFGSB_GTOL = 1e-6  # the largest projected gradient entry at the end (criterion units per unit of theta)
 LBFGSB_MEMORY = 20  # correction pairs kept (there are rarely more theta entries than this)
 LBFGSB_SCALE = 4.0
@@ -180,15 +185,13 @@ def lbfgsb(
 ) -> tuple[np.ndarray, float, OptimizerRecord, bool]:
     """Minimize over theta >= lower from x0 with L-BFGS-B, ``fg(theta) -> (criterion, gradient)``. Every call
     is one evaluation of the criterion and of its gradient. It stops when the largest projected gradient entry
-    is below LBFGSB_GTOL (the relative change test is set below rounding), or at the first evaluated point no
+    is below LBFGSB_GTOL, or an iteration gains less than LBFGSB_FTOL relative, or at the first evaluated point no
     higher than the best before it (to the criterion's resolution, :func:`mmcli.lmm.stationarity.tolerance`)
     whose projected gradient is below the larger of LBFGSB_GTOL and that resolution: its line search may not
     accept such a point when the values differ by rounding only, and then spends evaluations on steps of
     1e-8. (Over a unit step of theta, such a gradient changes the criterion by less than its rounding.)
     ``scale``: the optimizer sees x = scale * theta, and its first step has length 1 in x (LBFGSB_SCALE). Returns
     (theta, fn(theta), the record, converged)."""
-    from scipy.optimize import minimize
-
     from mmcli.lmm.stationarity import tolerance
 
     t0 = time.perf_counter()
@@ -217,35 +220,14 @@ def lbfgsb(
             raise _Stationary(x.copy())
         return v, g
 
-    bounds = [(lo * c if np.isfinite(lo) else None, None) for lo in lower]
     iterations = [0]
 
     def step(xk: np.ndarray) -> None:
         iterations[0] += 1
 
     try:
-        res = minimize(
-            f,
-            np.asarray(x0, dtype=float) * c,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            callback=step,
-            options={
-                "ftol": LBFGSB_FTOL,
-                "gtol": LBFGSB_GTOL / c,
-                "maxcor": LBFGSB_MEMORY,
-                "maxiter": 10000,
-                "maxfun": 100000,
-            },
-        )
-        xr, fun, msg, ok, nit = (
-            np.asarray(res.x, dtype=float),
-            float(res.fun),
-            str(res.message),
-            bool(res.success),
-            int(res.nit),
-        )
+        res = _run_lbfgsb(f, np.asarray(x0, dtype=float) * c, np.asarray(lower, dtype=float) * c, c, step)
+        xr, fun, msg, ok, nit = np.asarray(res.x, dtype=float), res.fun, res.message, res.success, res.nit
     except _Stationary as stop:  # an evaluated point passed the gradient test, which the line search does not see
         xr, fun, msg, ok, nit = stop.x, memo[stop.x.tobytes()][0], STATIONARY, True, iterations[0]
     x = np.maximum(xr / c, lower)
@@ -262,3 +244,49 @@ def lbfgsb(
         gradient_end=tuple(map(float, at_x[1] * c)) if at_x is not None else (),
     )
     return x, fun, rec, ok or "ABNORMAL" in msg.upper()
+
+
+def _run_lbfgsb(
+    f: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    c: float,
+    callback: Callable[[np.ndarray], None] | None = None,
+) -> setulb.Result:
+    """L-BFGS-B with this module's settings: scipy's compiled routine driven directly (:mod:`mmcli.lmm.setulb`,
+    no import of scipy.optimize), or through ``scipy.optimize.minimize`` where that routine cannot be loaded.
+    Both visit the same points; ``callback(x)`` after each iteration, in either."""
+    gtol, maxiter, maxfun = LBFGSB_GTOL / c, 10000, 100000
+    routine = setulb.load()
+    if routine is not None:
+        return setulb.minimize(
+            routine,
+            f,
+            x0,
+            lower,
+            ftol=LBFGSB_FTOL,
+            gtol=gtol,
+            maxcor=LBFGSB_MEMORY,
+            maxiter=maxiter,
+            maxfun=maxfun,
+            callback=callback,
+        )
+    from scipy.optimize import minimize
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+
+    def step(xk: np.ndarray) -> None:
+        if callback is not None:
+            callback(xk)
+
+    res = minimize(
+        f,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        callback=step,
+        options={"ftol": LBFGSB_FTOL, "gtol": gtol, "maxcor": LBFGSB_MEMORY, "maxiter": maxiter, "maxfun": maxfun},
+    )
+    x = np.asarray(res.x, dtype=float)
+    return setulb.Result(x, float(res.fun), int(res.nit), str(res.message), bool(res.success))
