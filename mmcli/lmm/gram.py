@@ -31,10 +31,11 @@ HEAVY_MIN = 64
 class Gram:
     """A_XX = [X y]'[X y], A_00 (per level), A_X0 = [X y]'Z_0, A_RR, A_XR = [X y]'Z_R, A_R0 = Z_R'Z_0.
 
-    ``y`` may be None (for X'V^-1 X alone): then the rows and columns of y are left out.
+    ``y`` may be None (for X'V^-1 X alone): then the rows and columns of y are left out. ``XtX``, when given,
+    is X'X already computed (large data: one pass over X fewer).
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray | None, terms: Sequence[ReTerm]):
+    def __init__(self, X: np.ndarray, y: np.ndarray | None, terms: Sequence[ReTerm], XtX: np.ndarray | None = None):
         self.terms = list(terms)
         self.n, self.p = X.shape
         self.has_y = y is not None
@@ -42,7 +43,7 @@ class Gram:
         first = self.blocks[0] if self.blocks and self.blocks[0].indicator else None
         self.first: Block | None = first
         self.rest: list[Block] = self.blocks[1:] if first is not None else self.blocks
-        self.AXX = _cross(X, y)
+        self.AXX = _cross(X, y, XtX)
         if first is not None:
             assert first.codes is not None and first.T is not None
             self.A00, self.AX0 = _indicator_grams(first.codes, first.T, first.nlevels, X, y)
@@ -229,34 +230,61 @@ class Gram:
         return sp.csr_matrix((vals, (rows.ravel(), widx)), shape=(uniq.size, nW)), uniq
 
 
-def _cross(X: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-    """[X y]'[X y] without forming [X y]."""
-    XtX = X.T @ X
+def _cross(X: np.ndarray, y: np.ndarray | None, XtX: np.ndarray | None = None) -> np.ndarray:
+    """[X y]'[X y] without forming [X y] (X'X as given, when it is)."""
+    if XtX is None:
+        XtX = X.T @ X
     if y is None:
         return XtX
     Xty = X.T @ y
     return np.block([[XtX, Xty[:, None]], [Xty[None, :], np.array([[y @ y]])]])
 
 
+GRAM_BLOCK_ROWS = 1 << 16
+"""Rows per block of the per-level sums of [X y]: a block's columns stay in cache, and no column of X (a strided
+view of the design's [X y]) is copied whole."""
+
+
 def _indicator_grams(
     codes: np.ndarray, T: np.ndarray, nl: int, X: np.ndarray, y: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """For an indicator block, the diagonal blocks of Z'Z as (nl, p, p) and [X y]'Z as (p1, nl*p), by
-    weighted counts over the level codes (no Z is formed)."""
+    weighted counts over the level codes (no Z is formed). Each level's sums are accumulated row by row in the
+    rows' order, block after block (``np.add.at``), so they are the numbers one ``np.bincount`` over all rows
+    gives."""
     p = T.shape[1]
-    ones = p == 1 and bool(np.all(T[:, 0] == 1.0))
+    ones = p == 1 and _all_ones(T)
     A = np.zeros((nl, p, p))
     for a in range(p):
         for b in range(a, p):
             s = np.bincount(codes, weights=None if ones else T[:, a] * T[:, b], minlength=nl)
             A[:, a, b] = s
             A[:, b, a] = s
+    p1 = X.shape[1] + int(y is not None)
+    if ones:
+        acc = np.zeros((p1, nl))
+        for start in range(0, codes.size, GRAM_BLOCK_ROWS):
+            rows = slice(start, start + GRAM_BLOCK_ROWS)
+            at = codes[rows]
+            for c in range(X.shape[1]):
+                np.add.at(acc[c], at, X[rows, c])
+            if y is not None:
+                np.add.at(acc[-1], at, y[rows])
+        return A, acc
     cols = [X[:, c] for c in range(X.shape[1])] + ([y] if y is not None else [])
     AX = np.empty((len(cols), nl, p))
     for c, col in enumerate(cols):
         for a in range(p):
-            AX[c, :, a] = np.bincount(codes, weights=col if ones else col * T[:, a], minlength=nl)
+            AX[c, :, a] = np.bincount(codes, weights=col * T[:, a], minlength=nl)
     return A, AX.reshape(len(cols), nl * p)
+
+
+def _all_ones(T: np.ndarray) -> bool:
+    """Whether a one-column template is all ones (a broadcast view of one 1.0 is read at its one row)."""
+    col = T[:, 0]
+    if col.size and col.strides[0] == 0:
+        return bool(col[0] == 1.0)
+    return bool(np.all(col == 1.0))
 
 
 def block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:

@@ -17,7 +17,7 @@ from mmcli.lmm.factor import update_L, workspace
 from mmcli.lmm.gradient import criterion_and_gradient
 from mmcli.lmm.gram import Gram
 from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, chosen_optimizer, lbfgsb, no_optimizer
-from mmcli.lmm.rank import aliased_columns_r
+from mmcli.lmm.rank import GRAM_R_MIN_ROWS, aliased_columns_r
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit, working_results
 from mmcli.lmm.stationarity import verify
 from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
@@ -56,8 +56,10 @@ class LmmModel:
         self.weights = _check_vector(weights, n, "prior weights", positive=True)
         offset = _check_vector(offset, n, "offset", positive=False)
         names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
+        # X'X once for the rank check, the centring and the Gram matrix of large data (one pass over X each)
+        XtX = X.T @ X if n >= GRAM_R_MIN_ROWS and method == "fast" else None
         with blas_threads(X.shape[1] + 1):  # the setup's products are (p + 1)-square: no threads to spin
-            keep, drop, RX = aliased_columns_r(X)
+            keep, drop, RX = aliased_columns_r(X, XtX=XtX)
         self.dropped_columns = tuple(names[i] for i in drop)
         self.xnames = tuple(names[i] for i in keep)
         self.p = p = keep.size
@@ -73,6 +75,7 @@ class LmmModel:
             raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
         if drop.size:
             X, RX = X[:, keep], RX[:, keep]
+            XtX = None if XtX is None else XtX[np.ix_(keep, keep)]
         if method not in ("fast", "dense"):
             raise ModelError(f"Unknown method '{method}': use fast or dense.")
         if method == "dense" and n > DENSE_MAX_ROWS:
@@ -84,10 +87,18 @@ class LmmModel:
         self.terms = list(terms)
         with blas_threads(X.shape[1] + 1):
             self.work: Working = prepare(
-                X, y, terms, RX, weights=self.weights, offset=offset, dense=method == "dense", overwrite_y=overwrite_y
+                X,
+                y,
+                terms,
+                RX,
+                weights=self.weights,
+                offset=offset,
+                dense=method == "dense",
+                overwrite_y=overwrite_y,
+                XtX=XtX,
             )
             w = self.work
-            self._gram = Gram(w.X, w.y, w.terms) if method == "fast" else None
+            self._gram = Gram(w.X, w.y, w.terms, w.XtX) if method == "fast" else None
         self._dense = DenseProblem(w.X, w.y, w.terms) if method == "dense" else None
 
     @property
