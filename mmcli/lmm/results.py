@@ -20,7 +20,7 @@ from mmcli.lmm.factor import Factor, inverse_in_place
 from mmcli.lmm.gram import Gram, block_diagonal
 from mmcli.lmm.optimizer import OptimizerRecord
 from mmcli.lmm.terms import ReTerm, lower_bounds, templates, theta_offsets
-from mmcli.lmm.transform import WorkingFit
+from mmcli.lmm.transform import BLOCK_ROWS, WorkingFit
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4) on the diagonal entries of theta
 
@@ -123,7 +123,7 @@ def working_results(g: Gram, f: Factor, theta: np.ndarray, dof: Dof, X: np.ndarr
         bb = ub @ T.T  # b_level = T u_level
         Cb = np.einsum("ij,ljk,mk->lim", T, Cu, T) * sigma**2
         if b.indicator and b.codes is not None and b.T is not None:  # Z b by level codes, without forming Z
-            fitted += np.einsum("ij,ij->i", b.T, bb[b.codes]) if b.p > 1 else b.T[:, 0] * bb[b.codes, 0]
+            _add_by_level(fitted, b.T, b.codes, bb)
         else:
             fitted += b.Z @ bb.ravel()
         for ti, off in zip(b.terms, b.offsets):
@@ -132,6 +132,18 @@ def working_results(g: Gram, f: Factor, theta: np.ndarray, dof: Dof, X: np.ndarr
             cond_cov[ti] = Cb[:, off : off + pt, off : off + pt]
     objective = criterion(f.logdetZ, f.logdetX, f.pwrss, dof)
     return WorkingFit(theta, sigma, beta, vcov, objective, ranef, cond_cov, fitted)
+
+
+def _add_by_level(fitted: np.ndarray, T: np.ndarray, codes: np.ndarray, bb: np.ndarray) -> None:
+    """fitted += Z b for an indicator block (row i: T_i . b_(level i)), in row blocks (no n-vector temporaries;
+    the same numbers as over all rows at once)."""
+    for start in range(0, fitted.size, BLOCK_ROWS):
+        rows = slice(start, start + BLOCK_ROWS)
+        at = codes[rows]
+        if bb.shape[1] > 1:
+            fitted[rows] += np.einsum("ij,ij->i", T[rows], bb[at])
+        else:
+            fitted[rows] += T[rows, 0] * bb[at, 0]
 
 
 def _modes(g: Gram, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -103,16 +103,19 @@ class Working:
             cc = np.ones(b.shape[1]) if c is None else c
             ranef.append(b * s / cc)
             cond_cov.append(C * s**2 / np.outer(cc, cc))
-        resid = self.y - wf.fitted
-        resid *= s
-        fitted = wf.fitted
-        fitted *= s
-        subtract_xb(fitted, self.X, -self.b0)
-        if self.sqrtw is not None:
-            resid /= self.sqrtw
-            fitted /= self.sqrtw
-        if self.offset is not None:
-            fitted += self.offset
+        fitted, resid = wf.fitted, np.empty_like(wf.fitted)
+        for start in range(0, resid.size, BLOCK_ROWS):  # row blocks: no n-vector temporaries
+            rows = slice(start, start + BLOCK_ROWS)
+            r, f = resid[rows], fitted[rows]
+            np.subtract(self.y[rows], f, out=r)
+            r *= s
+            f *= s
+            f -= self.X[rows] @ -self.b0
+            if self.sqrtw is not None:
+                r /= self.sqrtw[rows]
+                f /= self.sqrtw[rows]
+            if self.offset is not None:
+                f += self.offset[rows]
         return {
             "theta": self.theta_from_working(wf.theta),
             "sigma": wf.sigma * s,
