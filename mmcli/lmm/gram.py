@@ -240,18 +240,11 @@ def _cross(X: np.ndarray, y: np.ndarray | None, XtX: np.ndarray | None = None) -
     return np.block([[XtX, Xty[:, None]], [Xty[None, :], np.array([[y @ y]])]])
 
 
-GRAM_BLOCK_ROWS = 1 << 16
-"""Rows per block of the per-level sums of [X y]: a block's columns stay in cache, and no column of X (a strided
-view of the design's [X y]) is copied whole."""
-
-
 def _indicator_grams(
     codes: np.ndarray, T: np.ndarray, nl: int, X: np.ndarray, y: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """For an indicator block, the diagonal blocks of Z'Z as (nl, p, p) and [X y]'Z as (p1, nl*p), by
-    weighted counts over the level codes (no Z is formed). Each level's sums are accumulated row by row in the
-    rows' order, block after block (``np.add.at``), so they are the numbers one ``np.bincount`` over all rows
-    gives."""
+    weighted counts over the level codes (no Z is formed)."""
     p = T.shape[1]
     ones = p == 1 and _all_ones(T)
     A = np.zeros((nl, p, p))
@@ -260,22 +253,11 @@ def _indicator_grams(
             s = np.bincount(codes, weights=None if ones else T[:, a] * T[:, b], minlength=nl)
             A[:, a, b] = s
             A[:, b, a] = s
-    p1 = X.shape[1] + int(y is not None)
-    if ones:
-        acc = np.zeros((p1, nl))
-        for start in range(0, codes.size, GRAM_BLOCK_ROWS):
-            rows = slice(start, start + GRAM_BLOCK_ROWS)
-            at = codes[rows]
-            for c in range(X.shape[1]):
-                np.add.at(acc[c], at, X[rows, c])
-            if y is not None:
-                np.add.at(acc[-1], at, y[rows])
-        return A, acc
     cols = [X[:, c] for c in range(X.shape[1])] + ([y] if y is not None else [])
     AX = np.empty((len(cols), nl, p))
     for c, col in enumerate(cols):
         for a in range(p):
-            AX[c, :, a] = np.bincount(codes, weights=col * T[:, a], minlength=nl)
+            AX[c, :, a] = np.bincount(codes, weights=col if ones else col * T[:, a], minlength=nl)
     return A, AX.reshape(len(cols), nl * p)
 
 
