@@ -256,6 +256,9 @@ def _indicator_grams(
     cols = [X[:, c] for c in range(X.shape[1])] + ([y] if y is not None else [])
     AX = np.empty((len(cols), nl, p))
     for c, col in enumerate(cols):
+        if ones and c < X.shape[1] and _all_ones(X[:, c : c + 1]):  # the intercept: its sums are the counts
+            AX[c, :, 0] = A[:, 0, 0]
+            continue
         for a in range(p):
             AX[c, :, a] = np.bincount(codes, weights=col if ones else col * T[:, a], minlength=nl)
     return A, AX.reshape(len(cols), nl * p)
