@@ -247,6 +247,7 @@ def _indicator_grams(
     weighted counts over the level codes (no Z is formed)."""
     p = T.shape[1]
     ones = p == 1 and _all_ones(T)
+    codes = codes.astype(np.intp, copy=False)  # bincount's index type: converted once, not at every call
     A = np.zeros((nl, p, p))
     for a in range(p):
         for b in range(a, p):
