@@ -11,13 +11,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mmcli.errors import DataError, ModelError
+from mmcli.lmm import rank as rank_module
 from mmcli.lmm.criterion import Dof, criterion
 from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
 from mmcli.lmm.factor import update_L, workspace
 from mmcli.lmm.gradient import criterion_and_gradient
 from mmcli.lmm.gram import Gram
 from mmcli.lmm.optimizer import OptimizerRecord, bobyqa, chosen_optimizer, lbfgsb, no_optimizer
-from mmcli.lmm.rank import GRAM_R_MIN_ROWS, aliased_columns_r
+from mmcli.lmm.rank import aliased_columns_r
 from mmcli.lmm.results import SINGULAR_TOL, LmmFit, working_results
 from mmcli.lmm.stationarity import verify
 from mmcli.lmm.terms import ReTerm, lower_bounds, start_theta
@@ -57,7 +58,7 @@ class LmmModel:
         offset = _check_vector(offset, n, "offset", positive=False)
         names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
         # X'X once for the rank check, the centring and the Gram matrix of large data (one pass over X each)
-        XtX = X.T @ X if n >= GRAM_R_MIN_ROWS and method == "fast" else None
+        XtX = X.T @ X if n >= rank_module.GRAM_R_MIN_ROWS and method == "fast" else None
         with blas_threads(X.shape[1] + 1):  # the setup's products are (p + 1)-square: no threads to spin
             keep, drop, RX = aliased_columns_r(X, XtX=XtX)
         self.dropped_columns = tuple(names[i] for i in drop)

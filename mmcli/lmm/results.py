@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmcli.lmm import transform
 from mmcli.lmm._lazy import sla, sp
 from mmcli.lmm.criterion import Dof, criterion, sigma_hat
 from mmcli.lmm.factor import Factor, inverse_in_place
 from mmcli.lmm.gram import Gram, block_diagonal
 from mmcli.lmm.optimizer import OptimizerRecord
 from mmcli.lmm.terms import ReTerm, lower_bounds, templates, theta_offsets
-from mmcli.lmm.transform import BLOCK_ROWS, WorkingFit
+from mmcli.lmm.transform import WorkingFit
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4) on the diagonal entries of theta
 
@@ -137,8 +138,9 @@ def working_results(g: Gram, f: Factor, theta: np.ndarray, dof: Dof, X: np.ndarr
 def _add_by_level(fitted: np.ndarray, T: np.ndarray, codes: np.ndarray, bb: np.ndarray) -> None:
     """fitted += Z b for an indicator block (row i: T_i . b_(level i)), in row blocks (no n-vector temporaries;
     the same numbers as over all rows at once)."""
-    for start in range(0, fitted.size, BLOCK_ROWS):
-        rows = slice(start, start + BLOCK_ROWS)
+    block = transform.BLOCK_ROWS
+    for start in range(0, fitted.size, block):
+        rows = slice(start, start + block)
         at = codes[rows]
         if bb.shape[1] > 1:
             fitted[rows] += np.einsum("ij,ij->i", T[rows], bb[at])
