@@ -33,7 +33,7 @@ from mmcli.lmm.gram import Gram, _cross, _indicator_grams
 from mmcli.lmm.model import LmmModel, check_terms
 from mmcli.lmm.rank import aliased_columns_r
 from mmcli.lmm.terms import ReTerm, indicator_term, make_blocks
-from mmcli.lmm.transform import Working, _x_transform, least_squares_from
+from mmcli.lmm.transform import Working, _x_transform
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,8 +127,19 @@ def setup(fp: FirstPass, groups: Sequence[str], nlevels: Sequence[int], weighted
         rms = np.sqrt(s / fp.n)
         c = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), rms, 1.0)
         tscale.append(None if np.all(c == 1.0) else c)
-    b0 = least_squares_from(G, g, fp.ymax)
+    b0 = _least_squares(G, g, fp.ymax)
     return Setup(keep, drop, M, b0, tscale, list(groups), list(nlevels), fp.log_w, fp.n)
+
+
+def _least_squares(G: np.ndarray, g: np.ndarray, ymax: float) -> np.ndarray:
+    """The rough coefficients of transform._least_squares, from X'X and X'y."""
+    if G.shape[0] == 0:
+        return np.zeros(0)
+    ymax = ymax or 1.0
+    c = np.sqrt(np.diag(G)).copy()
+    c[c == 0] = 1.0
+    b, *_ = np.linalg.lstsq(G / np.outer(c, c), g / ymax / c, rcond=None)
+    return np.asarray(b / c * ymax)
 
 
 @dataclass(frozen=True, eq=False)

@@ -233,18 +233,6 @@ def _least_squares(X: np.ndarray, y: np.ndarray, XtX: np.ndarray | None = None) 
     return b / c * ymax
 
 
-def least_squares_from(G: np.ndarray, g: np.ndarray, ymax: float) -> np.ndarray:
-    """The rough coefficients of :func:`_least_squares` from X'X, X'y and max |y| (large data, and sums over
-    chunks of rows): the same column-scaled normal equations."""
-    if G.shape[0] == 0:
-        return np.zeros(0)
-    ymax = ymax or 1.0
-    c = np.sqrt(np.diag(G)).copy()
-    c[c == 0] = 1.0
-    b, *_ = np.linalg.lstsq(G / np.outer(c, c), g / ymax / c, rcond=None)
-    return np.asarray(b / c * ymax)
-
-
 def abs_max(y: np.ndarray) -> float:
     """max |y| without an n-vector of |y|."""
     return max(float(y.max()), -float(y.min())) if y.size else 0.0
