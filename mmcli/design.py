@@ -14,7 +14,7 @@ from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
 from mmcli.fixed import FixedPart, model_matrix
 from mmcli.formula import ModelSpec, OffsetTerm, TensorTerm
-from mmcli.formula.syntax import deep_trees
+from mmcli.formula.syntax import Num, deep_trees
 from mmcli.lmm import LmmModel, ReTerm, general_term, indicator_term
 
 if TYPE_CHECKING:
@@ -205,12 +205,15 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
             tagged.append((general_term(next(gnames), ms.term, ms.Zr), len(smooths) - 1))
     for rt in spec.random:
         codes, labels = group_codes(frame, rt.factors)
-        T, part = model_matrix(rt.terms, frame, cats)
-        if part.names == ["(Intercept)"]:
-            T = np.broadcast_to(np.ones((1, 1)), T.shape)  # a view of one number: no n-vector of ones
+        tnames = ["(Intercept)"]  # (1 | g): no n x 1 matrix of ones is built
+        if not _intercept_only(rt.terms):
+            T, part = model_matrix(rt.terms, frame, cats)
+            tnames = part.names
+        if tnames == ["(Intercept)"]:
+            T = np.broadcast_to(np.ones((1, 1)), (len(frame), 1))  # a view of one number: no n-vector of ones
         if T.shape[1] == 0:
             raise ModelError(f"The random-effects term {rt} has no columns.")
-        tagged.append((indicator_term(rt.group, part.names, codes.astype(np.int32, copy=False), labels, T), -1))
+        tagged.append((indicator_term(rt.group, tnames, codes.astype(np.int32, copy=False), labels, T), -1))
     order = lme4_order([t.nlevels for t, _ in tagged])
     tagged = [tagged[i] for i in order]
     if has_smooths:
@@ -229,6 +232,11 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
         offset=offset_values(frame, spec.offsets),
         offsets=spec.offsets,
     )
+
+
+def _intercept_only(terms: tuple[tuple[str, Any], ...]) -> bool:
+    """Whether a random-effects term's own formula is the intercept alone, as in (1 | g)."""
+    return len(terms) == 1 and terms[0][0] == "+" and isinstance(terms[0][1], Num) and terms[0][1].value == 1.0
 
 
 def by_levels(frame: pd.DataFrame, by: str | None, cats: set[str]) -> list[str | None]:

@@ -40,9 +40,50 @@ def plain(obj: Any) -> Any:
     return obj if isinstance(obj, str) or obj is None else str(obj)
 
 
+SELECT_MIN_ROWS = 1 << 17
+"""From this many values on, the quartiles' order statistics are selected from a narrow band of values instead of
+by partitioning a copy of the whole vector (which costs a 10^7-row fit about 0.3 s)."""
+
+
 def quantiles_type7(x: np.ndarray) -> list[float]:
-    """R's quantile(x) (type 7): min, 1st quartile, median, 3rd quartile, max."""
-    return [float(v) for v in np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0])]
+    """R's quantile(x) (type 7): min, 1st quartile, median, 3rd quartile, max. With h = (n - 1) p, the value
+    is x_(j) + g (x_(j+1) - x_(j)) for j = floor(h), g = h - j, of the sorted x (Hyndman and Fan 1996); for
+    g >= 1/2 it is computed from the upper end, x_(j+1) - (1 - g)(x_(j+1) - x_(j)), as numpy does, so that
+    the numbers equal np.quantile's."""
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    ends = [float(x.min()), float(x.max())] if n else []
+    if n < SELECT_MIN_ROWS or not all(map(math.isfinite, ends)):  # NaN or inf: numpy's rules
+        return [float(v) for v in np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0])]
+    out = ends[:1]
+    for p in (0.25, 0.5, 0.75):
+        h = (n - 1) * p
+        j = int(h)
+        a, b = _order_statistics(x, j, 2)
+        g = h - j
+        out.append(float(a + (b - a) * g if g < 0.5 else b - (b - a) * (1.0 - g)))
+    return [*out, ends[1]]
+
+
+def _order_statistics(x: np.ndarray, k: int, m: int) -> np.ndarray:
+    """The (k+1)-th to (k+m)-th smallest of x (finite values; k + m <= x.size). A strided sample of about 2^16
+    values brackets them; one pass counts the values below the bracket and takes those inside it, and only
+    those are partitioned. Exact whatever the sample: when the bracket misses (a sample unlike the data), the
+    whole vector is partitioned instead."""
+    n = x.size
+    step = max(n >> 16, 1)
+    sample = np.sort(x[::step])
+    s = sample.size
+    margin = 4 * int(np.sqrt(s)) + 8  # about 8 standard deviations of a sample quantile's rank
+    lo_at, hi_at = (k * s) // n - margin, ((k + m) * s) // n + margin
+    lo = sample[lo_at] if lo_at >= 0 else -np.inf
+    hi = sample[hi_at] if hi_at < s else np.inf
+    below = int(np.count_nonzero(x < lo))
+    band = x[(x >= lo) & (x <= hi)]
+    if below <= k and k + m <= below + band.size:
+        band.partition(list(range(k - below, k - below + m)))
+        return band[k - below : k - below + m]
+    return np.partition(x, list(range(k, k + m)))[k : k + m]
 
 
 # --------------------------------------------------------------------------------------------------

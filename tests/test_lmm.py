@@ -182,6 +182,20 @@ def test_criterion_at_lme4_theta(case, method, monkeypatch):
 
 
 @pytest.mark.parametrize(("case", "method"), REF_PARAMS)
+def test_results_at_lme4_theta_by_the_large_data_path(case, method, monkeypatch):
+    """The same, with the paths of large data taken on these small ones: X'X formed once (the rank check, the
+    centring, the Gram matrix), the fitted values and residuals formed in blocks of 7 rows, the residual
+    quartiles selected from a band of values rather than sorted."""
+    from mmcli import report
+    from mmcli.lmm import rank, transform
+
+    monkeypatch.setattr(rank, "GRAM_R_MIN_ROWS", 0)
+    monkeypatch.setattr(transform, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(report, "SELECT_MIN_ROWS", 16)
+    test_results_at_lme4_theta(case, method)
+
+
+@pytest.mark.parametrize(("case", "method"), REF_PARAMS)
 def test_results_at_lme4_theta(case, method):
     """sigma, beta, vcov, logLik/AIC/BIC, fitted values, conditional modes and SDs at lme4's theta-hat."""
     ref = ref_of(case, method)

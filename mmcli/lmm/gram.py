@@ -31,12 +31,13 @@ HEAVY_MIN = 64
 class Gram:
     """A_XX = [X y]'[X y], A_00 (per level), A_X0 = [X y]'Z_0, A_RR, A_XR = [X y]'Z_R, A_R0 = Z_R'Z_0.
 
-    ``y`` may be None (for X'V^-1 X alone): then the rows and columns of y are left out.
+    ``y`` may be None (for X'V^-1 X alone): then the rows and columns of y are left out. ``XtX``, when given,
+    is X'X already computed (large data: one pass over X fewer).
     """
 
     _ARR_csr: sp.csr_matrix | None = None
 
-    def __init__(self, X: np.ndarray, y: np.ndarray | None, terms: Sequence[ReTerm]):
+    def __init__(self, X: np.ndarray, y: np.ndarray | None, terms: Sequence[ReTerm], XtX: np.ndarray | None = None):
         self.terms = list(terms)
         self.n, self.p = X.shape
         self.has_y = y is not None
@@ -44,7 +45,7 @@ class Gram:
         first = self.blocks[0] if self.blocks and self.blocks[0].indicator else None
         self.first: Block | None = first
         self.rest: list[Block] = self.blocks[1:] if first is not None else self.blocks
-        self.AXX = _cross(X, y)
+        self.AXX = _cross(X, y, XtX)
         if first is not None:
             assert first.codes is not None and first.T is not None
             self.A00, self.AX0 = _indicator_grams(first.codes, first.T, first.nlevels, X, y)
@@ -247,9 +248,10 @@ class Gram:
         return sp.csr_matrix((vals, (rows.ravel(), widx)), shape=(uniq.size, nW)), uniq
 
 
-def _cross(X: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-    """[X y]'[X y] without forming [X y]."""
-    XtX = X.T @ X
+def _cross(X: np.ndarray, y: np.ndarray | None, XtX: np.ndarray | None = None) -> np.ndarray:
+    """[X y]'[X y] without forming [X y] (X'X as given, when it is)."""
+    if XtX is None:
+        XtX = X.T @ X
     if y is None:
         return XtX
     Xty = X.T @ y
@@ -262,7 +264,8 @@ def _indicator_grams(
     """For an indicator block, the diagonal blocks of Z'Z as (nl, p, p) and [X y]'Z as (p1, nl*p), by
     weighted counts over the level codes (no Z is formed)."""
     p = T.shape[1]
-    ones = p == 1 and bool(np.all(T[:, 0] == 1.0))
+    ones = p == 1 and _all_ones(T)
+    codes = codes.astype(np.intp, copy=False)  # bincount's index type: converted once, not at every call
     A = np.zeros((nl, p, p))
     for a in range(p):
         for b in range(a, p):
@@ -272,9 +275,20 @@ def _indicator_grams(
     cols = [X[:, c] for c in range(X.shape[1])] + ([y] if y is not None else [])
     AX = np.empty((len(cols), nl, p))
     for c, col in enumerate(cols):
+        if ones and c < X.shape[1] and _all_ones(X[:, c : c + 1]):  # the intercept: its sums are the counts
+            AX[c, :, 0] = A[:, 0, 0]
+            continue
         for a in range(p):
             AX[c, :, a] = np.bincount(codes, weights=col if ones else col * T[:, a], minlength=nl)
     return A, AX.reshape(len(cols), nl * p)
+
+
+def _all_ones(T: np.ndarray) -> bool:
+    """Whether a one-column template is all ones (a broadcast view of one 1.0 is read at its one row)."""
+    col = T[:, 0]
+    if col.size and col.strides[0] == 0:
+        return bool(col[0] == 1.0)
+    return bool(np.all(col == 1.0))
 
 
 def block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mmcli.errors import DataError, ModelError
+from mmcli.lmm import rank as rank_module
 from mmcli.lmm.anova_start import anova_start
 from mmcli.lmm.criterion import Dof, criterion
 from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
@@ -58,8 +59,10 @@ class LmmModel:
         self.weights = _check_vector(weights, n, "prior weights", positive=True)
         offset = _check_vector(offset, n, "offset", positive=False)
         names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
+        # X'X once for the rank check, the centring and the Gram matrix of large data (one pass over X each)
+        XtX = X.T @ X if n >= rank_module.GRAM_R_MIN_ROWS and method == "fast" else None
         with blas_threads(X.shape[1] + 1):  # the setup's products are (p + 1)-square: no threads to spin
-            keep, drop, RX = aliased_columns_r(X)
+            keep, drop, RX = aliased_columns_r(X, XtX=XtX)
         self.dropped_columns = tuple(names[i] for i in drop)
         self.xnames = tuple(names[i] for i in keep)
         self.p = p = keep.size
@@ -75,6 +78,7 @@ class LmmModel:
             raise ModelError("The model has no random-effects term; use a linear model instead, or add (1 | group).")
         if drop.size:
             X, RX = X[:, keep], RX[:, keep]
+            XtX = None if XtX is None else XtX[np.ix_(keep, keep)]
         if method not in ("fast", "dense"):
             raise ModelError(f"Unknown method '{method}': use fast or dense.")
         if method == "dense" and n > DENSE_MAX_ROWS:
@@ -86,10 +90,18 @@ class LmmModel:
         self.terms = list(terms)
         with blas_threads(X.shape[1] + 1):
             self.work: Working = prepare(
-                X, y, terms, RX, weights=self.weights, offset=offset, dense=method == "dense", overwrite_y=overwrite_y
+                X,
+                y,
+                terms,
+                RX,
+                weights=self.weights,
+                offset=offset,
+                dense=method == "dense",
+                overwrite_y=overwrite_y,
+                XtX=XtX,
             )
             w = self.work
-            self._gram = Gram(w.X, w.y, w.terms) if method == "fast" else None
+            self._gram = Gram(w.X, w.y, w.terms, w.XtX) if method == "fast" else None
         self._dense = DenseProblem(w.X, w.y, w.terms) if method == "dense" else None
 
     @property

@@ -16,19 +16,20 @@ def aliased_columns(X: np.ndarray, tol: float = RANK_TOL) -> tuple[np.ndarray, n
 
 
 def aliased_columns_r(
-    X: np.ndarray, tol: float = RANK_TOL, block: int = 65536
+    X: np.ndarray, tol: float = RANK_TOL, block: int = 65536, XtX: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(keep, drop, R) with X = Q R. R's qr() (LINPACK's limited pivoting) moves a column to the end when what
     is left of it after the earlier columns is below tol times its own norm, so the earlier of two aliased
     columns is kept. The decision is made on unit-norm columns (scale-invariant), and R is accumulated over row
-    blocks (TSQR), so no copy of X is made; the rotations change no column norm or inner product."""
+    blocks (TSQR), so no copy of X is made; the rotations change no column norm or inner product. ``XtX``: X'X
+    when the caller has it (large data), for the clearly full-rank case."""
     n, p = X.shape
     if p == 0:
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros((0, 0))
     scale = column_norms(X)
     scale[scale == 0] = 1.0
     if n >= GRAM_R_MIN_ROWS:
-        Rg = _clearly_full_rank_r(X, scale)
+        Rg = _clearly_full_rank_r(X, scale, XtX)
         if Rg is not None:
             return np.arange(p), np.zeros(0, dtype=int), Rg * scale
     R: np.ndarray = np.zeros((0, p))
@@ -39,13 +40,13 @@ def aliased_columns_r(
     return keep, drop, R * scale  # X / scale = Q R, so X = Q (R * scale)
 
 
-def _clearly_full_rank_r(X: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+def _clearly_full_rank_r(X: np.ndarray, scale: np.ndarray, XtX: np.ndarray | None = None) -> np.ndarray | None:
     """R of the unit-norm columns from the Cholesky factor of their Gram matrix (one BLAS pass over X instead
     of Householder's several), when that R is so well conditioned (cond < GRAM_R_MAX_COND) that no column can
     be aliased: a column's residual after the others is at least the smallest singular value, >= 1/cond, far
     above RANK_TOL, and the error of this R (about cond^2 eps) is far below it. Else None (then TSQR)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        G = (X.T @ X) / np.outer(scale, scale)
+        G = (X.T @ X if XtX is None else XtX) / np.outer(scale, scale)
     if not np.all(np.isfinite(G)):
         return None
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmcli.lmm import transform
 from mmcli.lmm._lazy import sla, sp
 from mmcli.lmm.criterion import Dof, criterion, sigma_hat
 from mmcli.lmm.factor import Factor, inverse_in_place, update_L
@@ -153,7 +154,7 @@ def _assemble(
         bb = ub @ T.T  # b_level = T u_level
         Cb = np.einsum("ij,ljk,mk->lim", T, Cu, T) * sigma**2
         if b.indicator and b.codes is not None and b.T is not None:  # Z b by level codes, without forming Z
-            fitted += np.einsum("ij,ij->i", b.T, bb[b.codes]) if b.p > 1 else b.T[:, 0] * bb[b.codes, 0]
+            _add_by_level(fitted, b.T, b.codes, bb)
         else:
             fitted += b.Z @ bb.ravel()
         for ti, off in zip(b.terms, b.offsets):
@@ -162,6 +163,19 @@ def _assemble(
             cond_cov[ti] = Cb[:, off : off + pt, off : off + pt]
     objective = criterion(f.logdetZ, f.logdetX, f.pwrss, dof)
     return WorkingFit(theta, sigma, beta, vcov, objective, ranef, cond_cov, fitted)
+
+
+def _add_by_level(fitted: np.ndarray, T: np.ndarray, codes: np.ndarray, bb: np.ndarray) -> None:
+    """fitted += Z b for an indicator block (row i: T_i . b_(level i)), in row blocks (no n-vector temporaries;
+    the same numbers as over all rows at once)."""
+    block = transform.BLOCK_ROWS
+    for start in range(0, fitted.size, block):
+        rows = slice(start, start + block)
+        at = codes[rows]
+        if bb.shape[1] > 1:
+            fitted[rows] += np.einsum("ij,ij->i", T[rows], bb[at])
+        else:
+            fitted[rows] += T[rows, 0] * bb[at, 0]
 
 
 def _modes(g: Gram, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -59,6 +59,7 @@ class Working:
     sqrtw: np.ndarray | None
     offset: np.ndarray | None
     log_w_sum: float
+    XtX: np.ndarray | None = None  # X~'X~, when it was computed once for the whole model (large data)
 
     # ----------------------------------------------------------------------------------------------
     # theta
@@ -102,16 +103,19 @@ class Working:
             cc = np.ones(b.shape[1]) if c is None else c
             ranef.append(b * s / cc)
             cond_cov.append(C * s**2 / np.outer(cc, cc))
-        resid = self.y - wf.fitted
-        resid *= s
-        fitted = wf.fitted
-        fitted *= s
-        subtract_xb(fitted, self.X, -self.b0)
-        if self.sqrtw is not None:
-            resid /= self.sqrtw
-            fitted /= self.sqrtw
-        if self.offset is not None:
-            fitted += self.offset
+        fitted, resid = wf.fitted, np.empty_like(wf.fitted)
+        for start in range(0, resid.size, BLOCK_ROWS):  # row blocks: no n-vector temporaries
+            rows = slice(start, start + BLOCK_ROWS)
+            r, f = resid[rows], fitted[rows]
+            np.subtract(self.y[rows], f, out=r)
+            r *= s
+            f *= s
+            f -= self.X[rows] @ -self.b0
+            if self.sqrtw is not None:
+                r /= self.sqrtw[rows]
+                f /= self.sqrtw[rows]
+            if self.offset is not None:
+                f += self.offset[rows]
         return {
             "theta": self.theta_from_working(wf.theta),
             "sigma": wf.sigma * s,
@@ -137,8 +141,10 @@ def prepare(
     offset: np.ndarray | None,
     dense: bool,
     overwrite_y: bool,
+    XtX: np.ndarray | None = None,
 ) -> Working:
-    """The working parametrization of the module docstring; RX is R of X = QR (X's kept columns)."""
+    """The working parametrization of the module docstring; RX is R of X = QR (X's kept columns); ``XtX`` is
+    X'X when it is already computed (large data), and the Working's XtX is X~'X~ when X~ is X."""
     from mmcli.lmm.rank import aliased_columns_r
 
     sqrtw = None if weights is None else np.sqrt(weights)
@@ -151,11 +157,13 @@ def prepare(
         yw *= sqrtw
         terms = [weighted_term(t, sqrtw) for t in terms]
         RX = aliased_columns_r(X)[2]
+        XtX = None
     M = _x_transform(X, RX, dense)
     if M is not None:
         X = X @ M
+        XtX = None
     terms, tscale = _scale_templates(terms)
-    b0 = _least_squares(X, yw)
+    b0 = _least_squares(X, yw, XtX)
     subtract_xb(yw, X, b0)
     s = _response_scale(yw)
     if not 1e-153 < s < 1e153:  # sigma^2 and vcov must stay representable
@@ -165,7 +173,7 @@ def prepare(
         )
     yw /= s
     log_w_sum = float(np.sum(np.log(weights))) if weights is not None else 0.0
-    return Working(X, yw, terms, user_terms, M, tscale, b0, s, sqrtw, offset, log_w_sum)
+    return Working(X, yw, terms, user_terms, M, tscale, b0, s, sqrtw, offset, log_w_sum, XtX)
 
 
 def weighted_term(t: ReTerm, sqrtw: np.ndarray) -> ReTerm:
@@ -198,6 +206,10 @@ def _scale_templates(terms: Sequence[ReTerm]) -> tuple[list[ReTerm], list[np.nda
     for t in terms:
         c = None
         if t.indicator and t.T is not None and t.codes is not None:
+            if t.T.shape[0] and t.T.strides[0] == 0 and np.all(t.T[0] == 1.0):  # a broadcast 1: RMS 1, no pass
+                out.append(t)
+                scales.append(None)
+                continue
             rms = np.sqrt(np.mean(t.T * t.T, axis=0))
             c = np.where((rms > 0) & ((rms < 1e-2) | (rms > 1e2)), rms, 1.0)
             c = None if np.all(c == 1.0) else c
@@ -206,18 +218,24 @@ def _scale_templates(terms: Sequence[ReTerm]) -> tuple[list[ReTerm], list[np.nda
     return out, scales
 
 
-def _least_squares(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _least_squares(X: np.ndarray, y: np.ndarray, XtX: np.ndarray | None = None) -> np.ndarray:
     """Rough least-squares coefficients from the small normal equations (column-scaled). Only used to centre
-    y, so their accuracy does not matter: the fit is exactly invariant to them."""
+    y, so their accuracy does not matter: the fit is exactly invariant to them (yet they are computed the one
+    way, so that a fit's numbers do not depend on whether X'X was at hand)."""
     if X.shape[1] == 0:
         return np.zeros(0)
-    ymax = float(np.max(np.abs(y))) or 1.0
+    ymax = abs_max(y) or 1.0
     c = np.sqrt(np.einsum("ij,ij->j", X, X))
     c[c == 0] = 1.0
-    G = (X.T @ X) / np.outer(c, c)
+    G = (X.T @ X if XtX is None else XtX) / np.outer(c, c)
     g = (X.T @ (y / ymax)) / c
     b, *_ = np.linalg.lstsq(G, g, rcond=None)
     return b / c * ymax
+
+
+def abs_max(y: np.ndarray) -> float:
+    """max |y| without an n-vector of |y|."""
+    return max(float(y.max()), -float(y.min())) if y.size else 0.0
 
 
 def subtract_xb(y: np.ndarray, X: np.ndarray, b: np.ndarray, block: int = BLOCK_ROWS) -> None:
@@ -231,7 +249,7 @@ def _response_scale(y: np.ndarray, block: int = BLOCK_ROWS) -> float:
     so that neither huge nor tiny responses overflow and no copy of y is made."""
     if y.size == 0:
         return 1.0
-    m = float(np.max(np.abs(y)))
+    m = abs_max(y)
     if not (m > 0 and np.isfinite(m)):
         return 1.0
     s1 = s2 = 0.0
