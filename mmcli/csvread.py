@@ -215,6 +215,22 @@ def read_csv(source: Source, **kw: Any) -> pd.DataFrame:
     return frame
 
 
+def read_csv_blocks(source: Source, rows: int, **kw: Any) -> Iterator[pd.DataFrame]:
+    """pandas.read_csv on the source, as :func:`read_csv`, ``rows`` rows at a time."""
+    import pandas as pd
+
+    with _interrupt_flag() as hit:
+        try:
+            with pd.read_csv(source.handle(), chunksize=rows, **{**PARSE, **kw}) as reader:
+                yield from reader
+        except BaseException:
+            if hit[0]:
+                raise KeyboardInterrupt from None
+            raise
+        if hit[0]:
+            raise KeyboardInterrupt
+
+
 # --------------------------------------------------------------------------------------------------
 # Column names
 # --------------------------------------------------------------------------------------------------

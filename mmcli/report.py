@@ -40,9 +40,10 @@ def plain(obj: Any) -> Any:
     return obj if isinstance(obj, str) or obj is None else str(obj)
 
 
-def quantiles_type7(x: np.ndarray) -> list[float]:
-    """R's quantile(x) (type 7): min, 1st quartile, median, 3rd quartile, max."""
-    return [float(v) for v in np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0])]
+def quantiles_type7(x: np.ndarray, *, overwrite: bool = False) -> list[float]:
+    """R's quantile(x) (type 7): min, 1st quartile, median, 3rd quartile, max. ``overwrite`` lets x be reordered
+    in place (no copy of a long vector that is not used again)."""
+    return [float(v) for v in np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0], overwrite_input=overwrite)]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mmcli.errors import ModelError, NotConvergedError, UsageError
-from mmcli.glmm.family import Family
+from mmcli.glmm.family import Family, unit_weights
 from mmcli.glmm.gradient import laplace_gradient
 from mmcli.glmm.newton import NewtonResult, hessian_from_gradient, newton
 from mmcli.glmm.pirls import ROW_BLOCK, Mode, Pirls, Response, gh_rule
@@ -83,7 +83,7 @@ class GlmmModel:
                 param="nagq",
             )
         self.n, self.p, self.fam, self.nagq = n, X.shape[1], fam, nagq
-        self.prior = np.ones(n) if prior is None else np.asarray(prior, dtype=float)
+        self.prior = unit_weights(n) if prior is None else np.asarray(prior, dtype=float)
         self.resp = Response(fam, np.asarray(y, dtype=float), self.prior, offset)
         self.pls = WeightedPls(X, self.terms)
         self.pirls = Pirls(self.pls, self.resp)
@@ -149,6 +149,7 @@ class GlmmModel:
         beta1 = m1.beta
         # the scaled coordinates of beta: s with beta = beta1 + A s, A A' = stage 1's covariance of beta
         A = self._beta_scale(theta1, m1)
+        del m1  # its full-length eta and mu would live on beside each mode of stage 2
 
         def dev2(x: np.ndarray) -> float:
             return self.deviance(x[:k], beta1 + A @ x[k:])
@@ -202,8 +203,7 @@ class GlmmModel:
             objective=f,
             ranef=ranef,
             cond_cov=cond,
-            eta=m.eta,
-            mu=m.mu,
+            eta=m.eta_,
             y=self.resp.y,
             prior=self.prior,
             converged=bool(ok1 and ok2),
@@ -255,8 +255,9 @@ class GlmmModel:
     def _u_step(self, theta: np.ndarray, m: Mode):  # type: ignore[no-untyped-def]
         """The factor of the u-only system at the mode's weights (for the conditional variances)."""
         fam, r = self.fam, self.resp
-        d = fam.mu_eta(m.eta)
-        w = r.prior * d * d / fam.variance(m.mu)
+        m = m.whole()
+        d = fam.mu_eta(m.eta_)
+        w = r.prior * d * d / fam.variance(m.mu_)
         return dataclasses.replace(self.pls.solve(theta, w, np.zeros(self.n), with_x=False, factor=True), u=m.u)
 
     def _beta_scale(self, theta: np.ndarray, m: Mode) -> np.ndarray:
@@ -267,8 +268,9 @@ class GlmmModel:
 
     def _rx_vcov(self, theta: np.ndarray, m: Mode) -> np.ndarray:
         fam, r = self.fam, self.resp
-        d = fam.mu_eta(m.eta)
-        w = r.prior * d * d / fam.variance(m.mu)
+        m = m.whole()
+        d = fam.mu_eta(m.eta_)
+        w = r.prior * d * d / fam.variance(m.mu_)
         step = self.pls.solve(theta, w, np.zeros(self.n), with_x=True)
         A = self._beta_scale(theta, Mode(m.beta, m.u, m.eta, m.mu, m.pdev, step, 0, step.logdet))
         return A @ A.T
@@ -301,7 +303,8 @@ class GlmmModel:
         if self.fam.name != "binomial":
             return
         edge = 1e3 * np.finfo(float).eps
-        if np.any((m.mu <= edge) | (m.mu >= 1 - edge)):
+        blocks = (m.block(slice(lo, lo + ROW_BLOCK))[1] for lo in range(0, self.n, ROW_BLOCK))
+        if any(np.any((mu <= edge) | (mu >= 1 - edge)) for mu in blocks):
             raise NotConvergedError(
                 "Fitted probabilities of 0 or 1 occurred: a predictor (or a combination of them) separates the "
                 "outcomes completely, so some fixed effects have no finite maximum-likelihood estimate. Remove or "
