@@ -58,8 +58,8 @@ def _prepare(path: str, opts: ModelOptions, family: str, link: str | None, nagq:
     frame = table.frame
     cells = frame.shape[0] * frame.shape[1]
     y, prior = glmm_response(frame, spec, fam)
-    if frame[spec.response].dtype != np.float64 or spec.failures:  # else y holds the column's own values
-        frame[spec.response] = y
+    if y.dtype != frame[spec.response].dtype or spec.failures:  # else y holds the column's own values
+        frame[spec.response] = y  # the column read goes: y is the one copy kept
     # X alone (y stays apart: the fit keeps y, not X), and the frame's columns go as X takes them
     design = build_design(spec, frame, set(opts.factor), with_y=False, consume=True)
     source, dropped, notes = table.source, table.dropped_rows, list(table.notes)
@@ -158,7 +158,7 @@ def glmm_response(frame: pd.DataFrame, spec: ModelSpec, fam: Family) -> tuple[np
                 f"row {int(np.argmax(bad)) + 1} holds {v[bad][0]:g}. For counts of successes out of trials write "
                 "cbind(successes, failures)."
             )
-        return v, unit_weights(v.size)
+        return v.astype(np.int32), unit_weights(v.size)  # 0 and 1 in half the memory (see GlmmModel)
     from mmcli.data import level_order
 
     labels, codes = level_order(col)
@@ -167,7 +167,7 @@ def glmm_response(frame: pd.DataFrame, spec: ModelSpec, fam: Family) -> tuple[np
             f"The binomial response '{name}' must have two levels (the first, in R's order, is failure); it has "
             f"{len(labels)}: {', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}."
         )
-    return codes.astype(float), unit_weights(codes.size)
+    return codes.astype(np.int32), unit_weights(codes.size)
 
 
 def _check_counts(v: np.ndarray, what: str) -> None:

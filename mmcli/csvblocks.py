@@ -22,12 +22,12 @@ if TYPE_CHECKING:
 BLOCK_ROWS = 1 << 16  # rows parsed at a time: their strings take a few MB, and pandas' cost per block is small
 
 
-MMAP_THRESHOLD = 4 << 20
+MMAP_THRESHOLD = 2 << 20
 """Allocations of at least this many bytes get pages of their own from the system (glibc's mmap threshold),
 which go back to it when the array is freed. glibc's default threshold rises to the size of the largest
 mapped block freed so far (up to 32 MiB): after the first freed column, column-sized arrays come from the
 heap, whose freed middle stays resident, and the peak grows by every array freed before the next is made.
-Fixed at 4 MiB, the full-length arrays of a large data set are mapped, while the block temporaries of the
+Fixed at 2 MiB, the full-length arrays of a large data set are mapped, while the block temporaries of the
 numeric passes (65536 rows of a few columns) stay on the heap, where their reuse costs no page faults."""
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
 from mmcli.fixed import FixedPart, model_matrix
-from mmcli.formula import ModelSpec, OffsetTerm, TensorTerm
+from mmcli.formula import ModelSpec, Num, OffsetTerm, TensorTerm
 from mmcli.formula.syntax import deep_trees, names_in
 from mmcli.lmm import LmmModel, ReTerm, general_term, indicator_term
 
@@ -109,15 +109,16 @@ def categorical_columns(spec: ModelSpec, frame: pd.DataFrame, factors: set[str])
     return out
 
 
-def response(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """The response as floats; a constant one is an error (there is no variance to split into components)."""
-    y = frame[name].to_numpy(dtype=float)
+def response(frame: pd.DataFrame, name: str, *, as_float: bool = True) -> np.ndarray:
+    """The response as floats (as it is held, without ``as_float``); a constant one is an error (there is no
+    variance to split into components)."""
+    y = frame[name].to_numpy()
     if y.size and np.all(y == y[0]):
         raise DataError(
-            f"The response '{name}' is constant (every value is {y[0]:g}): there is nothing to model. "
+            f"The response '{name}' is constant (every value is {float(y[0]):g}): there is nothing to model. "
             "Check that the right column is named as the response."
         )
-    return y
+    return y.astype(float, copy=False) if as_float else y
 
 
 def offset_values(frame: pd.DataFrame, offsets: Sequence[OffsetTerm]) -> np.ndarray | None:
@@ -232,7 +233,11 @@ def _build_design(
             tagged.append((general_term(next(gnames), ms.term, ms.Zr), len(smooths) - 1))
     for rt in spec.random:
         codes, labels = group_codes(frame, rt.factors)
-        T, part = model_matrix(rt.terms, frame, cats)
+        if all(isinstance(t, Num) for _, t in rt.terms):  # (1 | g): its names from no rows, no n-vector of ones
+            T, part = model_matrix(rt.terms, frame.iloc[:0], cats)
+            T = np.broadcast_to(np.ones((1, 1)), (len(frame), T.shape[1]))
+        else:
+            T, part = model_matrix(rt.terms, frame, cats)
         if part.names == ["(Intercept)"]:
             T = np.broadcast_to(np.ones((1, 1)), T.shape)  # a view of one number: no n-vector of ones
         if T.shape[1] == 0:
@@ -240,7 +245,7 @@ def _build_design(
         tagged.append((indicator_term(rt.group, part.names, codes.astype(np.int32, copy=False), labels, T), -1))
     order = lme4_order([t.nlevels for t, _ in tagged])
     tagged = [tagged[i] for i in order]
-    y = response(frame, spec.response)
+    y = response(frame, spec.response, as_float=with_y)  # checked in any case
     if has_smooths:
         XY = np.column_stack([*xcols, y] if with_y else xcols)
     else:

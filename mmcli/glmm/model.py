@@ -84,7 +84,7 @@ class GlmmModel:
             )
         self.n, self.p, self.fam, self.nagq = n, X.shape[1], fam, nagq
         self.prior = unit_weights(n) if prior is None else np.asarray(prior, dtype=float)
-        self.resp = Response(fam, np.asarray(y, dtype=float), self.prior, offset)
+        self.resp = Response(fam, _compact(y, fam, self.prior), self.prior, offset)
         self.pls = WeightedPls(X, self.terms)
         self.pirls = Pirls(self.pls, self.resp)
         self.rule = gh_rule(nagq) if nagq > 1 else None
@@ -310,6 +310,15 @@ class GlmmModel:
                 "outcomes completely, so some fixed effects have no finite maximum-likelihood estimate. Remove or "
                 "merge the separating predictor's levels."
             )
+
+
+def _compact(y: np.ndarray, fam: Family, prior: np.ndarray) -> np.ndarray:
+    """y as floats; a binomial response of 0s and 1s (one trial per row) as int32, the same numbers in half the
+    memory: every operation on it (with floats, or a ufunc of it alone) gives float64."""
+    y = np.asarray(y)
+    if fam.name == "binomial" and np.all(prior == 1.0) and np.all((y == 0) | (y == 1)):
+        return y if y.dtype == np.int32 else y.astype(np.int32)
+    return np.asarray(y, dtype=float)
 
 
 def hessian(f: Callable[[np.ndarray], float], x: np.ndarray, h: np.ndarray) -> np.ndarray:
