@@ -66,7 +66,9 @@ def _prepare(path: str, opts: ModelOptions, family: str, link: str | None, nagq:
     del table, frame
     if cells >= GC_MIN_CELLS:  # pandas objects hold reference cycles: free a large frame before the fit
         release_memory()
-    model = GlmmModel(design.X, y, design.terms, fam, prior=prior, offset=design.offset, xnames=design.xnames, nagq=nagq)
+    model = GlmmModel(
+        design.X, y, design.terms, fam, prior=prior, offset=design.offset, xnames=design.xnames, nagq=nagq
+    )
     return _Prepared(model, spec, design.ngroups, source, dropped, notes)
 
 

@@ -53,7 +53,7 @@ class _Grown:
 
     def __init__(self, rows: int, kinds: list[type]):
         self.size = max(rows, 1)
-        self.arrays = [np.empty(self.size, dtype=k) for k in kinds]
+        self.arrays: list[np.ndarray] = [np.empty(self.size, dtype=k) for k in kinds]
         self.at = 0
 
     def room(self, m: int) -> int:

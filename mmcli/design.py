@@ -208,7 +208,9 @@ def _build_design(
         raise ModelError("Each smooth can appear once: remove the repeated s(...) term.")
     has_smooths = bool(spec.smooths or spec.tensors)
     release = _fixed_only(spec, weights) if consume else set()
-    Xp, fixed = model_matrix(spec.fixed_terms, frame, cats, extra=0 if has_smooths or not with_y else 1, release=release)
+    Xp, fixed = model_matrix(
+        spec.fixed_terms, frame, cats, extra=0 if has_smooths or not with_y else 1, release=release
+    )
     smooths, tagged, xcols, xnames = [], [], [Xp], list(fixed.names)
     if spec.smooths:  # scipy comes with the bases: a model without smooths does not pay for its import
         from mmcli.smooths import smooth_construct, smooth_to_mixed

@@ -10,8 +10,8 @@ Stateful transforms (scale, center, poly) keep what they learned from the fitted
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from collections.abc import Container
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

@@ -173,7 +173,9 @@ def test_design_consumes_the_fixed_columns() -> None:
     from mmcli.formula import parse_formula
 
     spec = parse_formula("count ~ x + offset(log(exposure)) + (1 | g)")
-    table = data.load(str(REFERENCE_DIR / "glmm_binary.csv"), numeric=["count", "exposure"], categorical=["g"], other=["x"])
+    table = data.load(
+        str(REFERENCE_DIR / "glmm_binary.csv"), numeric=["count", "exposure"], categorical=["g"], other=["x"]
+    )
     kept = build_design(spec, table.frame.copy(), set())
     frame = table.frame.copy()
     plain = build_design(spec, frame, set(), with_y=False, consume=True)
