@@ -199,19 +199,26 @@ def _interrupt_flag() -> Iterator[list[bool]]:
             signal.signal(signal.SIGINT, previous)
 
 
-def read_csv(source: Source, **kw: Any) -> pd.DataFrame:
-    """pandas.read_csv on the source, with :data:`PARSE`; an interrupt always ends as KeyboardInterrupt."""
-    import pandas as pd
-
+@contextlib.contextmanager
+def _parsing() -> Iterator[None]:
+    """A read by pandas: an interrupt during it always ends as KeyboardInterrupt, never as a parse error."""
     with _interrupt_flag() as hit:
         try:
-            frame = pd.read_csv(source.handle(), **{**PARSE, **kw})
+            yield
         except BaseException:
             if hit[0]:
                 raise KeyboardInterrupt from None
             raise
         if hit[0]:
             raise KeyboardInterrupt
+
+
+def read_csv(source: Source, **kw: Any) -> pd.DataFrame:
+    """pandas.read_csv on the source, with :data:`PARSE`; an interrupt always ends as KeyboardInterrupt."""
+    import pandas as pd
+
+    with _parsing():
+        frame = pd.read_csv(source.handle(), **{**PARSE, **kw})
     return frame
 
 
@@ -219,16 +226,8 @@ def read_csv_blocks(source: Source, rows: int, **kw: Any) -> Iterator[pd.DataFra
     """pandas.read_csv on the source, as :func:`read_csv`, ``rows`` rows at a time."""
     import pandas as pd
 
-    with _interrupt_flag() as hit:
-        try:
-            with pd.read_csv(source.handle(), chunksize=rows, **{**PARSE, **kw}) as reader:
-                yield from reader
-        except BaseException:
-            if hit[0]:
-                raise KeyboardInterrupt from None
-            raise
-        if hit[0]:
-            raise KeyboardInterrupt
+    with _parsing(), pd.read_csv(source.handle(), chunksize=rows, **{**PARSE, **kw}) as reader:
+        yield from reader
 
 
 # --------------------------------------------------------------------------------------------------
