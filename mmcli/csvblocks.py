@@ -10,6 +10,7 @@ sorts as R does). The strings of one block are freed before the next is parsed. 
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -91,18 +92,20 @@ def read_blocks(
     out = _Grown(rows, [np.float64] * len(floats) + [np.int32] * len(groups))
     labels: list[dict[str, int]] = [{} for _ in groups]
     position = {c: j for j, c in enumerate(usecols)}
-    for block in csvread.read_csv_blocks(src, BLOCK_ROWS, usecols=usecols, dtype=dtype, na_values=na):
-        at = out.room(len(block))
-        end = at + len(block)
-        for j, i in enumerate(floats):
-            out.arrays[j][at:end] = block.iloc[:, position[i]].to_numpy(dtype=np.float64)
-        for j, i in enumerate(groups):
-            codes, uniques = pd.factorize(block.iloc[:, position[i]], use_na_sentinel=True)
-            seen = labels[j]
-            # the block's own codes -> the file's; the appended -1 maps a missing cell (code -1) to -1
-            lut = np.array([seen.setdefault(str(u), len(seen)) for u in uniques.tolist()] + [-1], dtype=np.int32)
-            out.arrays[len(floats) + j][at:end] = lut[codes]
-        del block
+    blocks = csvread.read_csv_blocks(src, BLOCK_ROWS, usecols=usecols, dtype=dtype, na_values=na)
+    with contextlib.closing(blocks):  # pandas' reader is closed at once, whatever ends the loop
+        for block in blocks:
+            at = out.room(len(block))
+            end = at + len(block)
+            for j, i in enumerate(floats):
+                out.arrays[j][at:end] = block.iloc[:, position[i]].to_numpy(dtype=np.float64)
+            for j, i in enumerate(groups):
+                codes, uniques = pd.factorize(block.iloc[:, position[i]], use_na_sentinel=True)
+                seen = labels[j]
+                # the block's own codes -> the file's; the appended -1 maps a missing cell (code -1) to -1
+                lut = np.array([seen.setdefault(str(u), len(seen)) for u in uniques.tolist()] + [-1], dtype=np.int32)
+                out.arrays[len(floats) + j][at:end] = lut[codes]
+            del block
     arrays = out.final()
     data: dict[str, object] = {columns[i]: arrays[j] for j, i in enumerate(floats)}
     for j, i in enumerate(groups):

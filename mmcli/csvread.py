@@ -16,7 +16,7 @@ import shlex
 import signal
 import stat
 import sys
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Container, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -205,6 +205,8 @@ def _parsing() -> Iterator[None]:
     with _interrupt_flag() as hit:
         try:
             yield
+        except GeneratorExit:  # a read in blocks closed early (by an error or an interrupt outside pandas)
+            raise
         except BaseException:
             if hit[0]:
                 raise KeyboardInterrupt from None
@@ -222,7 +224,7 @@ def read_csv(source: Source, **kw: Any) -> pd.DataFrame:
     return frame
 
 
-def read_csv_blocks(source: Source, rows: int, **kw: Any) -> Iterator[pd.DataFrame]:
+def read_csv_blocks(source: Source, rows: int, **kw: Any) -> Generator[pd.DataFrame, None, None]:
     """pandas.read_csv on the source, as :func:`read_csv`, ``rows`` rows at a time."""
     import pandas as pd
 

@@ -77,3 +77,28 @@ def test_any_expected_row_count(tmp_path, monkeypatch, rows) -> None:
     codes, uniques = pd.factorize(whole["g"])  # the labels in order of first appearance, -1 where missing
     assert list(frame["g"].cat.categories) == list(uniques)
     assert frame["g"].cat.codes.tolist() == codes.tolist()
+
+
+def test_interrupt_between_blocks(tmp_path, monkeypatch) -> None:
+    """Ctrl-C while a block is turned into codes (outside pandas' reader) ends as KeyboardInterrupt, and the reader
+    left behind closes quietly: no 'Exception ignored' traceback after the 'Interrupted.' line."""
+    import gc
+    import signal
+    import sys
+
+    path = _csv(tmp_path)
+    monkeypatch.setattr(csvblocks, "BLOCK_ROWS", 4)
+    ignored: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    real = pd.factorize
+
+    def interrupted(*a, **k):
+        signal.raise_signal(signal.SIGINT)  # the default handler: KeyboardInterrupt, here, between two blocks
+        return real(*a, **k)
+
+    monkeypatch.setattr(pd, "factorize", interrupted)
+    src = csvread.open_source(path)
+    with pytest.raises(KeyboardInterrupt):
+        csvblocks.read_blocks(src, ["y", "x", "g", "z"], [0], [2], {0: ["NA"], 2: ["NA"]}, 1)
+    gc.collect()
+    assert ignored == []
