@@ -209,13 +209,12 @@ def release_memory() -> None:
     """Hand freed memory (the CSV parser's buffers, a data frame's columns) back to the operating system (glibc
     keeps it otherwise), so that the arrays built next do not stack on top of it: this lowers the peak memory of
     large fits."""
-    import contextlib
-    import ctypes
     import gc
 
+    from mmcli.memory import trim_heap
+
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim_heap()
 
 
 HUGE = 1e154  # the squares of larger numbers (sums of squares, variances) overflow double precision

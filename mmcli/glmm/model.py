@@ -29,6 +29,7 @@ from mmcli.glmm.newton import NewtonResult, hessian_from_gradient, newton
 from mmcli.glmm.pirls import ROW_BLOCK, Mode, Pirls, Response, gh_rule
 from mmcli.glmm.results import GlmmFit
 from mmcli.lmm import OptimizerRecord, ReTerm, WeightedPls, aliased_columns, lower_bounds
+from mmcli.memory import trim_heap
 
 STAGE1_TOL = 1e-4  # stage 1 only finds the start of stage 2
 STAGE2_TOL = 1e-7  # absolute on the deviance; x to 1e-2 sqrt(tol): theta and beta in standard-error units
@@ -177,6 +178,7 @@ class GlmmModel:
             ranef, cond = [(th * m.u)[:, None]], [(th * th / (m.step.L0 * m.step.L0))[:, None, None]]
         else:
             ranef, cond = self.pls.ranef(theta, self._u_step(theta, m))
+        trim_heap()  # the passes' freed blocks go back before the fitted eta is made: the peak of a large fit
         nt = self._newton
         rec = OptimizerRecord(
             "NLopt LN_BOBYQA (stage 1: theta; stage 2: theta and beta)"
