@@ -3,16 +3,16 @@ notes come back with the result."""
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmcli.commands import ModelOptions, Outcome, Progress, _load_model_data
+from mmcli.data import release_memory
 from mmcli.errors import DataError, UsageError
 from mmcli.formula import ModelSpec
-from mmcli.glmm import GlmmModel
+from mmcli.glmm import GlmmModel, unit_weights
 from mmcli.report import (
     dropped_columns_note,
     finite,
@@ -56,22 +56,20 @@ def _prepare(path: str, opts: ModelOptions, family: str, link: str | None, nagq:
         raise UsageError(f"The model '{spec.text}' has no random-effects term: add one, e.g. '+ (1 | group)'.")
     table = _load_model_data(path, spec, opts, response_as_read=fam.name == "binomial" and not spec.failures)
     frame = table.frame
-    y, prior = glmm_response(frame, spec, fam)
-    frame[spec.response] = y
-    design = build_design(spec, frame, set(opts.factor))
-    prepared = _Prepared(
-        GlmmModel(design.X, y, design.terms, fam, prior=prior, offset=design.offset, xnames=design.xnames, nagq=nagq),
-        spec,
-        design.ngroups,
-        table.source,
-        table.dropped_rows,
-        list(table.notes),
-    )
     cells = frame.shape[0] * frame.shape[1]
-    del table, frame, design
+    y, prior = glmm_response(frame, spec, fam)
+    if y.dtype != frame[spec.response].dtype or spec.failures:  # else y holds the column's own values
+        frame[spec.response] = y  # the column read goes: y is the one copy kept
+    # X alone (y stays apart: the fit keeps y, not X), and the frame's columns go as X takes them
+    design = build_design(spec, frame, set(opts.factor), with_y=False, consume=True)
+    source, dropped, notes = table.source, table.dropped_rows, list(table.notes)
+    del table, frame
     if cells >= GC_MIN_CELLS:  # pandas objects hold reference cycles: free a large frame before the fit
-        gc.collect()
-    return prepared
+        release_memory()
+    model = GlmmModel(
+        design.X, y, design.terms, fam, prior=prior, offset=design.offset, xnames=design.xnames, nagq=nagq
+    )
+    return _Prepared(model, spec, design.ngroups, source, dropped, notes)
 
 
 def check_family_response(opts: ModelOptions, spec: ModelSpec, fam: Family) -> None:
@@ -104,6 +102,7 @@ def run_glmm(
     ``ranef``, the conditional modes as `mmcli ranef` reports them."""
     pre = _prepare(path, opts, family, link, nagq)
     fit = pre.model.fit(progress)
+    del pre.model  # X is not needed for the report: its memory goes before the residuals are formed
     d = glmm_dict(fit, formula=pre.spec.text, ngroups=pre.ngroups, data=pre.source, dropped_rows=pre.dropped_rows)
     d["offset"] = [str(o) for o in pre.spec.offsets]
     if fitted:
@@ -134,7 +133,7 @@ def glmm_response(frame: pd.DataFrame, spec: ModelSpec, fam: Family) -> tuple[np
     if fam.name == "poisson":
         v = col.to_numpy(dtype=float)
         _check_counts(v, f"The Poisson response '{name}'")
-        return v, np.ones(v.size)
+        return v, unit_weights(v.size)
     if spec.failures:
         s = col.to_numpy(dtype=float)
         f = frame[spec.failures[0]].to_numpy(dtype=float)
@@ -161,7 +160,7 @@ def glmm_response(frame: pd.DataFrame, spec: ModelSpec, fam: Family) -> tuple[np
                 f"row {int(np.argmax(bad)) + 1} holds {v[bad][0]:g}. For counts of successes out of trials write "
                 "cbind(successes, failures)."
             )
-        return v, np.ones(v.size)
+        return v.astype(np.int32), unit_weights(v.size)  # 0 and 1 in half the memory (see GlmmModel)
     from mmcli.data import level_order
 
     labels, codes = level_order(col)
@@ -170,7 +169,7 @@ def glmm_response(frame: pd.DataFrame, spec: ModelSpec, fam: Family) -> tuple[np
             f"The binomial response '{name}' must have two levels (the first, in R's order, is failure); it has "
             f"{len(labels)}: {', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}."
         )
-    return codes.astype(float), np.ones(codes.size)
+    return codes.astype(np.int32), unit_weights(codes.size)
 
 
 def _check_counts(v: np.ndarray, what: str) -> None:
@@ -210,7 +209,7 @@ def glmm_dict(fit: GlmmFit, *, formula: str, ngroups: dict[str, int], data: str,
         "vcov": plain(fit.vcov),
         "vcov_source": "hessian" if fit.hessian_vcov else "factor",
         "fixed_correlation": plain(fit.corr_fixed),
-        "scaled_residuals": plain(quantiles_type7(fit.pearson_residuals)),
+        "scaled_residuals": plain(quantiles_type7(fit.pearson_residuals, overwrite=True)),  # a new vector
         "singular": fit.singular,
         "converged": fit.converged,
         "optimizer": optimizer_dict(fit.optimizer),

@@ -33,6 +33,7 @@ class Layout:
     index: dict[str, int]  # the position of each column, for look-ups in constant time
     problem: str | None = None  # the error for that line
     lines: np.ndarray | None = None  # the file's line of each data row, when it is not simply row + 2
+    rows: int = 0  # the number of data rows (0 when not counted)
 
     def check(self) -> None:
         """Raise the error for a line with too many or too few fields (after the columns are known to exist,
@@ -72,7 +73,8 @@ def _layout(source: Source, raw: Bytes, scan: _Scan) -> Layout:
     if problem is None and len(index) < len(names):
         dup = sorted(c for c, n in Counter(names).items() if n > 1)
         raise DataError(f"File '{source.name}' has duplicated column names: {', '.join(dup)}.")
-    return Layout(columns=names, index=index, problem=problem, lines=lines)
+    rows = scan.rows if lines is None else lines.size
+    return Layout(columns=names, index=index, problem=problem, lines=lines, rows=rows)
 
 
 def _wrong_count(source: Source, line: int, n: int, k: int) -> str:

@@ -16,7 +16,7 @@ import shlex
 import signal
 import stat
 import sys
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Container, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -199,20 +199,37 @@ def _interrupt_flag() -> Iterator[list[bool]]:
             signal.signal(signal.SIGINT, previous)
 
 
-def read_csv(source: Source, **kw: Any) -> pd.DataFrame:
-    """pandas.read_csv on the source, with :data:`PARSE`; an interrupt always ends as KeyboardInterrupt."""
-    import pandas as pd
-
+@contextlib.contextmanager
+def _parsing() -> Iterator[None]:
+    """A read by pandas: an interrupt during it always ends as KeyboardInterrupt, never as a parse error."""
     with _interrupt_flag() as hit:
         try:
-            frame = pd.read_csv(source.handle(), **{**PARSE, **kw})
+            yield
+        except GeneratorExit:  # a read in blocks closed early (by an error or an interrupt outside pandas)
+            raise
         except BaseException:
             if hit[0]:
                 raise KeyboardInterrupt from None
             raise
         if hit[0]:
             raise KeyboardInterrupt
+
+
+def read_csv(source: Source, **kw: Any) -> pd.DataFrame:
+    """pandas.read_csv on the source, with :data:`PARSE`; an interrupt always ends as KeyboardInterrupt."""
+    import pandas as pd
+
+    with _parsing():
+        frame = pd.read_csv(source.handle(), **{**PARSE, **kw})
     return frame
+
+
+def read_csv_blocks(source: Source, rows: int, **kw: Any) -> Generator[pd.DataFrame, None, None]:
+    """pandas.read_csv on the source, as :func:`read_csv`, ``rows`` rows at a time."""
+    import pandas as pd
+
+    with _parsing(), pd.read_csv(source.handle(), chunksize=rows, **{**PARSE, **kw}) as reader:
+        yield from reader
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from mmcli import csvread
 from mmcli.arrowcsv import read_fast
+from mmcli.csvblocks import map_large_arrays, read_blocks
 from mmcli.csvlines import Layout, read_layout
 from mmcli.csvread import resolve
 from mmcli.errors import DataError
@@ -44,6 +45,7 @@ __all__ = [
     "load_all",
     "numeric_columns",
     "records",
+    "release_memory",
     "resolve",
     "subset",
 ]
@@ -84,6 +86,7 @@ def _load(
     import pandas as pd
 
     wanted = list(dict.fromkeys(numeric + categorical + other))
+    map_large_arrays()
     lines = None
     if path != "-" and is_parquet(path):
         import numpy as np
@@ -124,7 +127,7 @@ def _load(
         if frame[c].dtype.kind == "f":
             _check_magnitude(frame[c].to_numpy(), c, lines)
     frame, dropped, notes = _drop_incomplete(frame, name)
-    _release_parser_memory()
+    release_memory()
     return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
 
 
@@ -162,6 +165,11 @@ def _read_columns(
     fast_na.update({at[c]: num_na for c in numbers})
     usecols = sorted(at[c] for c in wanted)
     try:
+        if all(t in ("str", "float64") for t in fast.values()) and len(fast) == len(usecols):
+            floats = [at[c] for c in wanted if fast[at[c]] == "float64"]
+            groups = [at[c] for c in wanted if fast[at[c]] == "str"]
+            frame = read_blocks(src, columns, floats, groups, fast_na, layout.rows)  # every column typed
+            return frame[wanted]
         frame = csvread.read_csv(src, usecols=usecols, dtype=fast, na_values=fast_na)
         frame.columns = pd.Index([columns[i] for i in usecols])
         for c in categorical:
@@ -210,16 +218,16 @@ def _drop_incomplete(frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame, int,
     return frame, dropped, notes
 
 
-def _release_parser_memory() -> None:
-    """Hand the CSV parser's freed buffers back to the operating system (glibc keeps them otherwise), so
-    that the arrays built next do not stack on top of them: this lowers the peak memory of large fits."""
-    import contextlib
-    import ctypes
+def release_memory() -> None:
+    """Hand freed memory (the CSV parser's buffers, a data frame's columns) back to the operating system (glibc
+    keeps it otherwise), so that the arrays built next do not stack on top of it: this lowers the peak memory of
+    large fits."""
     import gc
 
+    from mmcli.memory import trim_heap
+
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim_heap()
 
 
 HUGE = 1e154  # the squares of larger numbers (sums of squares, variances) overflow double precision

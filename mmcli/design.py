@@ -13,8 +13,8 @@ import numpy as np
 from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
 from mmcli.fixed import FixedPart, model_matrix
-from mmcli.formula import ModelSpec, OffsetTerm, TensorTerm
-from mmcli.formula.syntax import Num, deep_trees
+from mmcli.formula import ModelSpec, Num, OffsetTerm, TensorTerm
+from mmcli.formula.syntax import deep_trees, names_in
 from mmcli.lmm import LmmModel, ReTerm, general_term, indicator_term
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class Design:
     """y, X (named as R names them), the random-effects terms in lme4's order, the smooths, prior weights and
     the offset: everything the numeric core needs, and what prediction needs to build new rows."""
 
-    XY: np.ndarray  # [X y] in one array: the core reads it in place
+    XY: np.ndarray  # [X y] in one array: the core reads it in place (X alone when ``has_y`` is False)
     xnames: list[str]
     terms: list[ReTerm]  # lme4's order (smooths' random parts included)
     fixed: FixedPart  # the parametric columns, the first len(fixed.names) of X
@@ -47,13 +47,15 @@ class Design:
     weights: np.ndarray | None = None
     offset: np.ndarray | None = None
     offsets: tuple[OffsetTerm, ...] = ()
+    has_y: bool = True
 
     @property
     def X(self) -> np.ndarray:
-        return self.XY[:, :-1]
+        return self.XY[:, :-1] if self.has_y else self.XY
 
     @property
     def y(self) -> np.ndarray:
+        assert self.has_y, "a design built without its response"
         return self.XY[:, -1]
 
     @property
@@ -107,15 +109,16 @@ def categorical_columns(spec: ModelSpec, frame: pd.DataFrame, factors: set[str])
     return out
 
 
-def response(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """The response as floats; a constant one is an error (there is no variance to split into components)."""
-    y = frame[name].to_numpy(dtype=float)
+def response(frame: pd.DataFrame, name: str, *, as_float: bool = True) -> np.ndarray:
+    """The response as floats (as it is held, without ``as_float``); a constant one is an error (there is no
+    variance to split into components)."""
+    y = frame[name].to_numpy()
     if y.size and np.all(y == y[0]):
         raise DataError(
-            f"The response '{name}' is constant (every value is {y[0]:g}): there is nothing to model. "
+            f"The response '{name}' is constant (every value is {float(y[0]):g}): there is nothing to model. "
             "Check that the right column is named as the response."
         )
-    return y
+    return y.astype(float, copy=False) if as_float else y
 
 
 def offset_values(frame: pd.DataFrame, offsets: Sequence[OffsetTerm]) -> np.ndarray | None:
@@ -160,13 +163,37 @@ def lme4_order(nlevels: list[int]) -> list[int]:
     return list(range(len(nlevels)))
 
 
-def build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], *, weights: str | None = None) -> Design:
-    """y, X and the random-effects terms of a model spec on these data (:func:`_build_design`)."""
+def build_design(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    factors: set[str],
+    *,
+    weights: str | None = None,
+    with_y: bool = True,
+    consume: bool = False,
+) -> Design:
+    """y, X and the random-effects terms of a model spec on these data (:func:`_build_design`). Without
+    ``with_y`` the design holds X alone (the caller keeps y: a GLMM's response, whose fit outlives X). With
+    ``consume`` the frame loses each column that only the fixed part uses as soon as X holds it, so that a large
+    data set is not held twice."""
     with deep_trees():
-        return _build_design(spec, frame, factors, weights)
+        return _build_design(spec, frame, factors, weights, with_y, consume)
 
 
-def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weights: str | None) -> Design:
+def _fixed_only(spec: ModelSpec, weights: str | None) -> set[str]:
+    """The columns the fixed part alone uses (none with smooths, whose design reads the frame later)."""
+    if spec.smooths or spec.tensors:
+        return set()
+    fixed = {n for _, t in spec.fixed_terms for n in names_in(t)}
+    others = {spec.response, *spec.failures, *(o.var for o in spec.offsets), *([weights] if weights else [])}
+    for rt in spec.random:
+        others |= {n for _, t in rt.terms for n in names_in(t)} | set(rt.factors)
+    return fixed - others
+
+
+def _build_design(
+    spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weights: str | None, with_y: bool, consume: bool
+) -> Design:
     """y, X and the random-effects terms of a model spec on these data: the parametric columns, then each
     smooth's unpenalized columns (its penalized part becomes a random-effects term, mgcv's smooth2random),
     and the terms in lme4's order."""
@@ -180,7 +207,10 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
     if len({(s.variables, s.by) for s in spec.smooths}) < len(spec.smooths):
         raise ModelError("Each smooth can appear once: remove the repeated s(...) term.")
     has_smooths = bool(spec.smooths or spec.tensors)
-    Xp, fixed = model_matrix(spec.fixed_terms, frame, cats, extra=0 if has_smooths else 1)
+    release = _fixed_only(spec, weights) if consume else set()
+    Xp, fixed = model_matrix(
+        spec.fixed_terms, frame, cats, extra=0 if has_smooths or not with_y else 1, release=release
+    )
     smooths, tagged, xcols, xnames = [], [], [Xp], list(fixed.names)
     if spec.smooths:  # scipy comes with the bases: a model without smooths does not pay for its import
         from mmcli.smooths import smooth_construct, smooth_to_mixed
@@ -205,22 +235,26 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
             tagged.append((general_term(next(gnames), ms.term, ms.Zr), len(smooths) - 1))
     for rt in spec.random:
         codes, labels = group_codes(frame, rt.factors)
-        tnames = ["(Intercept)"]  # (1 | g): no n x 1 matrix of ones is built
-        if not _intercept_only(rt.terms):
+        if all(isinstance(t, Num) for _, t in rt.terms):  # (1 | g): its names from no rows, no n-vector of ones
+            T, part = model_matrix(rt.terms, frame.iloc[:0], cats)
+            T = np.broadcast_to(np.ones((1, 1)), (len(frame), T.shape[1]))
+        else:
             T, part = model_matrix(rt.terms, frame, cats)
-            tnames = part.names
-        if tnames == ["(Intercept)"]:
-            T = np.broadcast_to(np.ones((1, 1)), (len(frame), 1))  # a view of one number: no n-vector of ones
+        if part.names == ["(Intercept)"]:
+            T = np.broadcast_to(np.ones((1, 1)), T.shape)  # a view of one number: no n-vector of ones
+        tnames = part.names
         if T.shape[1] == 0:
             raise ModelError(f"The random-effects term {rt} has no columns.")
         tagged.append((indicator_term(rt.group, tnames, codes.astype(np.int32, copy=False), labels, T), -1))
     order = lme4_order([t.nlevels for t, _ in tagged])
     tagged = [tagged[i] for i in order]
+    y = response(frame, spec.response, as_float=with_y)  # checked in any case
     if has_smooths:
-        XY = np.column_stack([*xcols, response(frame, spec.response)])
+        XY = np.column_stack([*xcols, y] if with_y else xcols)
     else:
         XY = Xp  # the response goes in its trailing column: no copy of X
-        XY[:, -1] = response(frame, spec.response)
+        if with_y:
+            XY[:, -1] = y
     where = {j: i for i, (_, j) in enumerate(tagged) if j >= 0}
     return Design(
         XY=XY,
@@ -231,12 +265,8 @@ def _build_design(spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weigh
         weights=None if weights is None else frame[weights].to_numpy(dtype=float),
         offset=offset_values(frame, spec.offsets),
         offsets=spec.offsets,
+        has_y=with_y,
     )
-
-
-def _intercept_only(terms: tuple[tuple[str, Any], ...]) -> bool:
-    """Whether a random-effects term's own formula is the intercept alone, as in (1 | g)."""
-    return len(terms) == 1 and terms[0][0] == "+" and isinstance(terms[0][1], Num) and terms[0][1].value == 1.0
 
 
 def by_levels(frame: pd.DataFrame, by: str | None, cats: set[str]) -> list[str | None]:

@@ -10,6 +10,7 @@ Stateful transforms (scale, center, poly) keep what they learned from the fitted
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -212,11 +213,16 @@ def _collect(node: Node, cats: set[str], out: dict[str, Variable]) -> str:
 
 
 def model_matrix(
-    terms: tuple[tuple[str, Node], ...], frame: pd.DataFrame, cats: set[str], extra: int = 0
+    terms: tuple[tuple[str, Node], ...],
+    frame: pd.DataFrame,
+    cats: set[str],
+    extra: int = 0,
+    release: Container[str] = (),
 ) -> tuple[np.ndarray, FixedPart]:
     """The model matrix of signed terms (a fixed part, or a random-effects term's own formula), with R's column
     names, and how to build it again for new rows. ``extra`` trailing columns are left for the caller to fill
-    (the response, without a copy of X)."""
+    (the response, without a copy of X). Columns named in ``release`` are dropped from the frame once X holds
+    them (numeric columns taken as they are: the common case of a large data set)."""
     n = len(frame)
     intercept = not any(
         (s == "-" and isinstance(t, Num) and t.value == 1) or (s == "+" and isinstance(t, Num) and t.value == 0)
@@ -228,8 +234,12 @@ def model_matrix(
         names = (["(Intercept)"] if intercept else []) + [quote_name(p) for p in plain]
         check_allocation(n * (len(names) + extra) * 8, "the model matrix")
         out = np.empty((n, len(names) + extra), order="F")  # columns contiguous: each is read whole, in place
-        for i, nm in enumerate(names):
-            out[:, i] = 1.0 if nm == "(Intercept)" else frame[plain[i - intercept]].to_numpy(dtype=float)
+        for i, c in enumerate(plain, start=int(intercept)):
+            out[:, i] = frame[c].to_numpy(dtype=float)
+            if c in release:
+                del frame[c]  # its memory goes now, before the next column is copied
+        if intercept:
+            out[:, 0] = 1.0
         return out, FixedPart(names, plain, intercept)
     from formulaic import model_matrix as fm
 

@@ -17,6 +17,7 @@ from mmcli.csvread import NAN_WORDS
 if TYPE_CHECKING:
     import pandas as pd
 
+_GATHER_ROWS = 1 << 16  # rows renumbered at a time
 _TEXT_SORT_BYTES = 64 << 20  # labels sorted as one fixed-width numpy array up to this size, else by Python
 
 
@@ -56,10 +57,10 @@ def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
     cat = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype(str).astype("category")
     raw_codes = cat.cat.codes.to_numpy()
     all_cats = cat.cat.categories
-    if raw_codes.size and raw_codes.min() >= 0:  # no missing cell: no masked copy of the codes
-        counts = np.bincount(raw_codes, minlength=len(all_cats))
-    else:
-        counts = np.bincount(raw_codes[raw_codes >= 0], minlength=len(all_cats))
+    counts = np.zeros(len(all_cats), dtype=np.int64)
+    for lo in range(0, raw_codes.size, _GATHER_ROWS):  # bincount too turns its input into intp
+        block = raw_codes[lo : lo + _GATHER_ROWS]
+        counts += np.bincount(block[block >= 0], minlength=len(all_cats))
     used = np.flatnonzero(counts)
     if used.size < len(all_cats):  # categories left unused by dropped rows
         remap = np.full(len(all_cats), -1, dtype=np.int64)
@@ -70,7 +71,9 @@ def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
     order, labels = _r_sorted(cats)
     rank = np.empty(len(cats), dtype=np.int32)
     rank[order] = np.arange(len(cats), dtype=np.int32)
-    codes: np.ndarray = rank[raw_codes]
+    codes = np.empty(raw_codes.size, dtype=np.int32)
+    for lo in range(0, raw_codes.size, _GATHER_ROWS):  # numpy turns an index array into intp: a block at a time
+        codes[lo : lo + _GATHER_ROWS] = rank[raw_codes[lo : lo + _GATHER_ROWS]]
     # labels equal after stripping or as numbers ("1" and "1.0") are one level
     if len(set(labels)) < len(labels):
         uniq = list(dict.fromkeys(labels))

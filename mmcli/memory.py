@@ -40,6 +40,16 @@ def _meminfo(key: str) -> int:
     return 0
 
 
+def trim_heap() -> None:
+    """Hand the free pages of the heap back to the operating system (glibc's malloc_trim; nothing to do elsewhere
+    than glibc), before a large array is made: what a computation freed then does not add to the peak."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def human(nbytes: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
         if nbytes < 1000 or unit == "PB":

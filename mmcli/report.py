@@ -45,16 +45,17 @@ SELECT_MIN_ROWS = 1 << 17
 by partitioning a copy of the whole vector (which costs a 10^7-row fit about 0.3 s)."""
 
 
-def quantiles_type7(x: np.ndarray) -> list[float]:
+def quantiles_type7(x: np.ndarray, *, overwrite: bool = False) -> list[float]:
     """R's quantile(x) (type 7): min, 1st quartile, median, 3rd quartile, max. With h = (n - 1) p, the value
     is x_(j) + g (x_(j+1) - x_(j)) for j = floor(h), g = h - j, of the sorted x (Hyndman and Fan 1996); for
     g >= 1/2 it is computed from the upper end, x_(j+1) - (1 - g)(x_(j+1) - x_(j)), as numpy does, so that
-    the numbers equal np.quantile's."""
+    the numbers equal np.quantile's. ``overwrite`` lets a short x be reordered in place (no copy of a vector
+    that is not used again); a long one is never copied."""
     x = np.asarray(x, dtype=float)
     n = x.size
     ends = [float(x.min()), float(x.max())] if n else []
     if n < SELECT_MIN_ROWS or not all(map(math.isfinite, ends)):  # NaN or inf: numpy's rules
-        return [float(v) for v in np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0])]
+        return [float(v) for v in np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0], overwrite_input=overwrite)]
     out = ends[:1]
     for p in (0.25, 0.5, 0.75):
         h = (n - 1) * p

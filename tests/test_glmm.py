@@ -21,6 +21,10 @@ from conftest import (
     run_in_process,
 )
 
+from mmcli import csvblocks, data
+from mmcli.commands import ModelOptions
+from mmcli.commands_glmm import glmm_model
+
 MODELS = {m["name"]: m for m in load_reference("glmm")["models"]}
 EXTRA = {"cbpp": ["--factor", "period"], "cbpp_agq25": ["--factor", "period"], "grouseticks": ["--factor", "YEAR"]}
 
@@ -133,3 +137,50 @@ def test_deviance_at_glmer_estimates(name: str) -> None:
     )
     dev = model.deviance(np.array(ref["theta"]), np.array(ref["fixef"]))
     assert dev == pytest.approx(ref["deviance_at_estimates"], abs=OPT_DEV)
+
+
+def test_blocks_of_rows_give_the_same_fit(monkeypatch) -> None:
+    """A grouping column read a few rows at a time (labels first met in later blocks) gives the fit of the file
+    read in one block, number for number, and so glmer's."""
+    ref = MODELS["poisson_offset"]
+    whole = fitted("poisson_offset")
+    monkeypatch.setattr(csvblocks, "BLOCK_ROWS", 50)
+    calls: list[int] = []
+    monkeypatch.setattr(data, "read_blocks", lambda *a, **k: calls.append(1) or csvblocks.read_blocks(*a, **k))
+    blocks = run_in_process(args(ref)).json()
+    assert calls, "the block read was not taken"
+    for d in (whole, blocks):
+        d["optimizer"].pop("seconds")
+    assert blocks == {k: v for k, v in whole.items() if k != "fitted"}
+    assert blocks["deviance"] <= ref["deviance"] + GLMM_DEV
+
+
+def test_binary_response_held_as_int32() -> None:
+    """A 0/1 response is held as int32 (half the memory of floats): numpy promotes every operation on it to
+    float64, so the deviance at glmer's estimates is glmer's (as for the float response of a cbind model)."""
+    ref = MODELS["binary_probit"]
+    opts = ModelOptions(formula=ref["formula"])
+    model = glmm_model(str(REFERENCE_DIR / ref["data"]), opts, family="binomial", link=ref["link"])
+    assert model.resp.y.dtype == np.int32 and model.prior.strides == (0,)  # unit prior weights: a view of one 1
+    theta, beta = np.asarray(ref["theta"], dtype=float), np.asarray(ref["fixef"], dtype=float)
+    assert model.deviance(theta, beta) == pytest.approx(ref["deviance_at_estimates"], abs=OPT_DEV)
+
+
+def test_design_consumes_the_fixed_columns() -> None:
+    """With ``consume``, the frame loses the columns only the fixed part uses, once X holds them; the response,
+    the offset's and the grouping columns stay; X is the one built without consuming, and without y."""
+    from mmcli.design import build_design
+    from mmcli.formula import parse_formula
+
+    spec = parse_formula("count ~ x + offset(log(exposure)) + (1 | g)")
+    table = data.load(
+        str(REFERENCE_DIR / "glmm_binary.csv"), numeric=["count", "exposure"], categorical=["g"], other=["x"]
+    )
+    kept = build_design(spec, table.frame.copy(), set())
+    frame = table.frame.copy()
+    plain = build_design(spec, frame, set(), with_y=False, consume=True)
+    assert list(frame.columns) == ["count", "exposure", "g"]
+    assert not plain.has_y and plain.X.shape == (len(frame), 2) and kept.has_y
+    np.testing.assert_array_equal(plain.X, kept.X)
+    np.testing.assert_array_equal(plain.offset, kept.offset)
+    assert [t.nlevels for t in plain.terms] == [t.nlevels for t in kept.terms]

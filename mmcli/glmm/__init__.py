@@ -11,8 +11,8 @@ Gauss-Hermite quadrature, glmer's two-stage optimization.
 - results: the fitted model
 """
 
-from mmcli.glmm.family import Family, family
+from mmcli.glmm.family import Family, family, unit_weights
 from mmcli.glmm.model import GlmmModel
 from mmcli.glmm.results import GlmmFit
 
-__all__ = ["Family", "GlmmFit", "GlmmModel", "family"]
+__all__ = ["Family", "GlmmFit", "GlmmModel", "family", "unit_weights"]

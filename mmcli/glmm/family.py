@@ -147,3 +147,8 @@ def family(name: str, link: str | None = None) -> Family:
             )
         raise UsageError(f"The {name} family has no link '{link}': use {ok}.", param="link")
     return Family(name, link)
+
+
+def unit_weights(n: int) -> np.ndarray:
+    """n prior weights of 1 (one trial per row) as a read-only view of a single number: no n-vector of ones."""
+    return np.broadcast_to(np.ones(1), (n,))

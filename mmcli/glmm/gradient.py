@@ -61,7 +61,7 @@ def laplace_gradient(pirls: Pirls, theta: np.ndarray, m: Mode) -> np.ndarray:
     X, n = pls.X, pls.n
 
     def rows(sl: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        s, w, wo, w1 = _row_terms(resp.fam, resp.y[sl], None if a is None else a[sl], m.eta[sl], m.mu[sl])
+        s, w, wo, w1 = _row_terms(resp.fam, resp.y[sl], None if a is None else a[sl], *m.block(sl))
         return s, w, wo, w1, None if t0 is None else t0[sl]
 
     # pass 1: the level sums

@@ -23,12 +23,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mmcli.errors import ModelError, NotConvergedError, UsageError
-from mmcli.glmm.family import Family
+from mmcli.glmm.family import Family, unit_weights
 from mmcli.glmm.gradient import laplace_gradient
 from mmcli.glmm.newton import NewtonResult, hessian_from_gradient, newton
 from mmcli.glmm.pirls import ROW_BLOCK, Mode, Pirls, Response, gh_rule
 from mmcli.glmm.results import GlmmFit
 from mmcli.lmm import OptimizerRecord, ReTerm, WeightedPls, aliased_columns, lower_bounds
+from mmcli.memory import trim_heap
 
 STAGE1_TOL = 1e-4  # stage 1 only finds the start of stage 2
 STAGE2_TOL = 1e-7  # absolute on the deviance; x to 1e-2 sqrt(tol): theta and beta in standard-error units
@@ -83,8 +84,8 @@ class GlmmModel:
                 param="nagq",
             )
         self.n, self.p, self.fam, self.nagq = n, X.shape[1], fam, nagq
-        self.prior = np.ones(n) if prior is None else np.asarray(prior, dtype=float)
-        self.resp = Response(fam, np.asarray(y, dtype=float), self.prior, offset)
+        self.prior = unit_weights(n) if prior is None else np.asarray(prior, dtype=float)
+        self.resp = Response(fam, _compact(y, fam, self.prior), self.prior, offset)
         self.pls = WeightedPls(X, self.terms)
         self.pirls = Pirls(self.pls, self.resp)
         self.rule = gh_rule(nagq) if nagq > 1 else None
@@ -149,6 +150,7 @@ class GlmmModel:
         beta1 = m1.beta
         # the scaled coordinates of beta: s with beta = beta1 + A s, A A' = stage 1's covariance of beta
         A = self._beta_scale(theta1, m1)
+        del m1  # its full-length eta and mu would live on beside each mode of stage 2
 
         def dev2(x: np.ndarray) -> float:
             return self.deviance(x[:k], beta1 + A @ x[k:])
@@ -176,6 +178,7 @@ class GlmmModel:
             ranef, cond = [(th * m.u)[:, None]], [(th * th / (m.step.L0 * m.step.L0))[:, None, None]]
         else:
             ranef, cond = self.pls.ranef(theta, self._u_step(theta, m))
+        trim_heap()  # the passes' freed blocks go back before the fitted eta is made: the peak of a large fit
         nt = self._newton
         rec = OptimizerRecord(
             "NLopt LN_BOBYQA (stage 1: theta; stage 2: theta and beta)"
@@ -202,8 +205,7 @@ class GlmmModel:
             objective=f,
             ranef=ranef,
             cond_cov=cond,
-            eta=m.eta,
-            mu=m.mu,
+            eta=m.eta_,
             y=self.resp.y,
             prior=self.prior,
             converged=bool(ok1 and ok2),
@@ -255,8 +257,9 @@ class GlmmModel:
     def _u_step(self, theta: np.ndarray, m: Mode):  # type: ignore[no-untyped-def]
         """The factor of the u-only system at the mode's weights (for the conditional variances)."""
         fam, r = self.fam, self.resp
-        d = fam.mu_eta(m.eta)
-        w = r.prior * d * d / fam.variance(m.mu)
+        m = m.whole()
+        d = fam.mu_eta(m.eta_)
+        w = r.prior * d * d / fam.variance(m.mu_)
         return dataclasses.replace(self.pls.solve(theta, w, np.zeros(self.n), with_x=False, factor=True), u=m.u)
 
     def _beta_scale(self, theta: np.ndarray, m: Mode) -> np.ndarray:
@@ -267,8 +270,9 @@ class GlmmModel:
 
     def _rx_vcov(self, theta: np.ndarray, m: Mode) -> np.ndarray:
         fam, r = self.fam, self.resp
-        d = fam.mu_eta(m.eta)
-        w = r.prior * d * d / fam.variance(m.mu)
+        m = m.whole()
+        d = fam.mu_eta(m.eta_)
+        w = r.prior * d * d / fam.variance(m.mu_)
         step = self.pls.solve(theta, w, np.zeros(self.n), with_x=True)
         A = self._beta_scale(theta, Mode(m.beta, m.u, m.eta, m.mu, m.pdev, step, 0, step.logdet))
         return A @ A.T
@@ -301,12 +305,22 @@ class GlmmModel:
         if self.fam.name != "binomial":
             return
         edge = 1e3 * np.finfo(float).eps
-        if np.any((m.mu <= edge) | (m.mu >= 1 - edge)):
+        blocks = (m.block(slice(lo, lo + ROW_BLOCK))[1] for lo in range(0, self.n, ROW_BLOCK))
+        if any(np.any((mu <= edge) | (mu >= 1 - edge)) for mu in blocks):
             raise NotConvergedError(
                 "Fitted probabilities of 0 or 1 occurred: a predictor (or a combination of them) separates the "
                 "outcomes completely, so some fixed effects have no finite maximum-likelihood estimate. Remove or "
                 "merge the separating predictor's levels."
             )
+
+
+def _compact(y: np.ndarray, fam: Family, prior: np.ndarray) -> np.ndarray:
+    """y as floats; a binomial response of 0s and 1s (one trial per row) as int32, the same numbers in half the
+    memory: every operation on it (with floats, or a ufunc of it alone) gives float64."""
+    y = np.asarray(y)
+    if fam.name == "binomial" and np.all(prior == 1.0) and np.all((y == 0) | (y == 1)):
+        return y if y.dtype == np.int32 else y.astype(np.int32)
+    return np.asarray(y, dtype=float)
 
 
 def hessian(f: Callable[[np.ndarray], float], x: np.ndarray, h: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ deviance residuals).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,16 +38,50 @@ MAX_HALVINGS = 30
 
 @dataclass(frozen=True, eq=False)
 class Mode:
-    """The conditional mode at one theta (and beta): everything the deviance and the results need."""
+    """The conditional mode at one theta (and beta): everything the deviance and the results need. The mode of
+    one scalar term keeps no full-length vector: eta and mu are None, and ``rows`` forms them over a block of
+    rows (:meth:`block`), or over all rows when a computation needs them whole (:meth:`whole`)."""
 
     beta: np.ndarray
     u: np.ndarray
-    eta: np.ndarray
-    mu: np.ndarray
+    eta: np.ndarray | None
+    mu: np.ndarray | None
     pdev: float  # sum of deviance residuals + ||u||^2
     step: PlsStep  # the factor at the weights of the mode
     iterations: int
     logdet: float  # log |Lambda'Z'W Z Lambda + I| at the weights of the mode itself
+    rows: Callable[[slice], tuple[np.ndarray, np.ndarray]] | None = None  # (eta, mu) of a block of rows
+    n: int = 0  # the number of rows, with ``rows``
+
+    def block(self, sl: slice) -> tuple[np.ndarray, np.ndarray]:
+        """eta and mu over the rows ``sl``."""
+        if self.eta is not None and self.mu is not None:
+            return self.eta[sl], self.mu[sl]
+        assert self.rows is not None
+        return self.rows(sl)
+
+    def whole(self) -> Mode:
+        """The mode with eta and mu stored (two full-length vectors)."""
+        if self.eta is not None and self.mu is not None:
+            return self
+        return dataclasses.replace(self, eta=self._formed(0), mu=self._formed(1), rows=None)
+
+    @property
+    def eta_(self) -> np.ndarray:
+        """eta over all rows (formed when not stored: one full-length vector)."""
+        return self.eta if self.eta is not None else self._formed(0)
+
+    @property
+    def mu_(self) -> np.ndarray:
+        """mu over all rows (formed when not stored: one full-length vector)."""
+        return self.mu if self.mu is not None else self._formed(1)
+
+    def _formed(self, which: int) -> np.ndarray:
+        out = np.empty(self.n)
+        for lo in range(0, self.n, ROW_BLOCK):
+            sl = slice(lo, lo + ROW_BLOCK)
+            out[sl] = self.block(sl)[which]
+        return out
 
 
 class Response:
@@ -231,7 +267,7 @@ class Pirls:
         assert m.step.L0 is not None
         sd = 1.0 / m.step.L0
         nl = blk.nlevels
-        fixed = m.eta - self.pls.z_lambda(theta, m.u)
+        fixed = m.eta_ - self.pls.z_lambda(theta, m.u)
 
         def devc(u: np.ndarray) -> np.ndarray:
             eta = fixed + self.pls.z_lambda(theta, u)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from mmcli.glmm.family import Family
+from mmcli.glmm.pirls import ROW_BLOCK
 from mmcli.lmm import SINGULAR_TOL, OptimizerRecord, ReTerm, lower_bounds, templates
 from mmcli.lmm.results import LikelihoodSummary
 
@@ -30,7 +32,6 @@ class GlmmFit(LikelihoodSummary):
     ranef: list[np.ndarray]  # per term, (nlevels, p): conditional modes b
     cond_cov: list[np.ndarray]  # per term, (nlevels, p, p)
     eta: np.ndarray  # the linear predictor, offset included
-    mu: np.ndarray  # the fitted means (probabilities for binomial)
     y: np.ndarray  # the response (a proportion for binomial)
     prior: np.ndarray  # prior weights (trials for binomial)
     converged: bool
@@ -76,13 +77,24 @@ class GlmmFit(LikelihoodSummary):
         diag = lower_bounds(self.terms) == 0.0
         return bool(np.any(self.theta[diag] < SINGULAR_TOL))
 
+    @cached_property
+    def mu(self) -> np.ndarray:
+        """The fitted means g^-1(eta) (probabilities for binomial), formed when first asked for: after the model
+        matrix is freed, in a large fit."""
+        return self.family.linkinv(self.eta)
+
     @property
     def pearson_residuals(self) -> np.ndarray:
-        """(y - mu) sqrt(a / V(mu)): R's residuals(type = "pearson"), which summary scales."""
-        s = np.divide(self.prior, self.family.variance(self.mu))  # a new vector (Poisson's variance is mu itself)
-        np.sqrt(s, out=s)  # in place from here: two full-length vectors in all
-        r = np.subtract(self.y, self.mu)
-        r *= s
+        """(y - mu) sqrt(a / V(mu)): R's residuals(type = "pearson"), which summary scales. Formed a block of
+        rows at a time: the residuals are the one full-length vector made."""
+        fam, r = self.family, np.empty(self.n)
+        for lo in range(0, self.n, ROW_BLOCK):
+            sl = slice(lo, lo + ROW_BLOCK)
+            mu = self.__dict__["mu"][sl] if "mu" in self.__dict__ else fam.linkinv(self.eta[sl])
+            s = np.divide(self.prior[sl], fam.variance(mu))  # a new block (Poisson's variance is mu itself)
+            np.sqrt(s, out=s)
+            np.subtract(self.y[sl], mu, out=r[sl])
+            r[sl] *= s
         return r
 
     def term_covariances(self) -> list[np.ndarray]:

@@ -170,14 +170,15 @@ class ScalarPirls:
         )
 
     def _mode(self, th: float, b: np.ndarray, u: np.ndarray, sm: _Sums, LXX: np.ndarray, it: int) -> Mode:
-        """The mode, with eta and mu written once and the log-determinant at the mode's weights."""
-        n, fam = self.pls.n, self.resp.fam
-        eta, mu = np.empty(n), np.empty(n)
-        for lo in range(0, n, ROW_BLOCK):
-            sl = slice(lo, lo + ROW_BLOCK)
-            eta[sl] = self._eta(sl, th, b, u)
-            mu[sl] = fam.linkinv(eta[sl])
+        """The mode and the log-determinant at the mode's weights. eta and mu are not stored: the mode forms
+        them over a block of rows when asked, so that no full-length vector lives between evaluations."""
+        linkinv = self.resp.fam.linkinv
+
+        def rows(sl: slice) -> tuple[np.ndarray, np.ndarray]:
+            eta = self._eta(sl, th, b, u)
+            return eta, linkinv(eta)
+
         M = 1.0 + th * th * sm.A
         logdet = float(np.sum(np.log(M)))
         step = PlsStep(np.zeros(0), u, logdet, LXX, np.sqrt(M))
-        return Mode(b, u, eta, mu, sm.pdev, step, it, logdet)
+        return Mode(b, u, None, None, sm.pdev, step, it, logdet, rows=rows, n=self.pls.n)
