@@ -92,7 +92,10 @@ def read_parquet(
     try:
         # grouping columns of text come as the file's own dictionary encoding: no string per row is made
         text = [c for c in categorical if _is_text(_schema(path).field(c).type)]
-        table = pq.read_table(path, columns=wanted, read_dictionary=text)
+        if os.path.isfile(path):  # one file: its number columns come as one chunk each (no copy to concatenate)
+            table = pq.ParquetFile(path, read_dictionary=text).read(columns=wanted)
+        else:
+            table = pq.read_table(path, columns=wanted, read_dictionary=text)
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"File '{path}' is not a readable Parquet file: {str(e).splitlines()[0]}") from None
     missing = pa.array(na_tokens(na), type=pa.string())
