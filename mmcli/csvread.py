@@ -279,12 +279,12 @@ def dictionary_codes(col: Any) -> tuple[np.ndarray, list[Any]]:
             distinct.append(c.dictionary)
         which.append(len(distinct) - 1)
     merged, maps = distinct[0], [None]
-    if len(distinct) > 1:  # each dictionary's own codes 0..k-1, unified: the unified codes are its map
-        probe = pa.chunked_array(
-            [pa.DictionaryArray.from_arrays(pa.array(np.arange(len(d), dtype=np.int32)), d) for d in distinct]
-        ).unify_dictionaries()
-        merged = probe.chunk(0).dictionary
-        maps = [c.indices.to_numpy(zero_copy_only=False).astype(np.int32) for c in probe.chunks]
+    if len(distinct) > 1:  # the dictionaries end to end, encoded once: each one's slice of the codes is its map
+        enc = pa.concat_arrays(distinct).dictionary_encode(null_encoding="encode")
+        merged = enc.dictionary
+        every = enc.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        ends = np.cumsum([len(d) for d in distinct])
+        maps = np.split(every, ends[:-1])
     codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
     at = 0
     for c, k in zip(chunks, which):
