@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from mmcli.csvread import na_tokens, resolve
+from mmcli.csvread import dictionary_codes, na_tokens, resolve
 from mmcli.errors import DataError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 SUFFIXES = (".parquet", ".pq", ".parq")
@@ -98,6 +99,8 @@ def read_parquet(
                 read["table"] = pq.ParquetFile(path, read_dictionary=text, pre_buffer=False).read(columns=wanted)
             else:
                 read["table"] = pq.read_table(path, columns=wanted, read_dictionary=text)
+            grouping = {c: read["table"].column(c) for c in text}  # codes made here too: numpy and pyarrow only
+            read["codes"] = {c: dictionary_codes(v) for c, v in grouping.items() if pa.types.is_dictionary(v.type)}
         except BaseException as e:  # handed to the caller's thread
             read["error"] = e
 
@@ -112,7 +115,7 @@ def read_parquet(
         reader.join()
         if "error" in read:
             raise read["error"]
-        table = read.pop("table")
+        table, coded = read.pop("table"), read.pop("codes")
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"File '{path}' is not a readable Parquet file: {str(e).splitlines()[0]}") from None
     missing = pa.array(na_tokens(na), type=pa.string())
@@ -120,8 +123,8 @@ def read_parquet(
     for c in wanted:
         col = table.column(c)
         t = col.type
-        if c in categorical and pa.types.is_dictionary(t) and _is_text(t.value_type):
-            cols[c] = _text_codes(col, na_tokens(na))
+        if c in coded and pa.types.is_dictionary(t) and _is_text(t.value_type):
+            cols[c] = _text_codes(coded.pop(c), na_tokens(na))
             continue
         if pa.types.is_dictionary(t):
             col, t = col.cast(t.value_type), t.value_type
@@ -163,15 +166,15 @@ def _is_text(t: Any) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
-def _text_codes(col: Any, na: list[str]) -> Any:
-    """A dictionary-encoded text column as a categorical: R's missing-value cells of a CSV (NA, the empty
-    cell, the ``--na`` tokens) and nulls are missing; the labels alone are looked at, not the rows."""
+def _text_codes(coded: tuple[np.ndarray, list[Any]], na: list[str]) -> Any:
+    """A dictionary-encoded text column (its codes and labels, :func:`mmcli.csvread.dictionary_codes`) as a
+    categorical: R's missing-value cells of a CSV (NA, the empty cell, the ``--na`` tokens) and nulls are
+    missing; the labels alone are looked at, not the rows."""
     import numpy as np
 
     from mmcli.arrowcsv import categorical
-    from mmcli.csvread import dictionary_codes
 
-    codes, labels = dictionary_codes(col)
+    codes, labels = coded
     gone = [i for i, v in enumerate(labels) if v is None or v in na]
     if gone:
         keep = np.ones(len(labels), dtype=bool)
