@@ -82,13 +82,15 @@ def _load(
     fast_ok: bool,
 ) -> Table:
     wanted = list(dict.fromkeys(numeric + categorical + other))
-    lines: np.ndarray | range | None = None
+    lines = None
     if path != "-" and is_parquet(path):
+        import numpy as np
+
         from mmcli.parquet import read_parquet
 
         name = path
         frame, columns = read_parquet(path, wanted, categorical, na)
-        lines = range(1, len(frame) + 1)  # the messages' "line" of a Parquet row is its number (no n-vector)
+        lines = np.arange(1, len(frame) + 1)  # the messages' "line" of a Parquet row is its number
     else:
         src = csvread.open_source(path)
         fast = None
@@ -223,12 +225,12 @@ def _release_parser_memory() -> None:
 HUGE = 1e154  # the squares of larger numbers (sums of squares, variances) overflow double precision
 
 
-def _line(lines: np.ndarray | range | None, i: int) -> int:
+def _line(lines: np.ndarray | None, i: int) -> int:
     """The file's line of data row i (from 0)."""
     return int(lines[i]) if lines is not None else i + 2
 
 
-def _check_magnitude(values: np.ndarray, col: str, lines: np.ndarray | range | None) -> None:
+def _check_magnitude(values: np.ndarray, col: str, lines: np.ndarray | None) -> None:
     """Infinite values, and numbers too large for a sum of squares, are errors."""
     import numpy as np
 
@@ -261,7 +263,7 @@ def _text_cells(s: pd.Series) -> tuple[list[str], int]:
     return list(values[odd]), int(counts.to_numpy()[~odd].sum())
 
 
-def _as_numeric(s: pd.Series, col: str, lines: np.ndarray | range | None) -> pd.Series:
+def _as_numeric(s: pd.Series, col: str, lines: np.ndarray | None) -> pd.Series:
     """A column that must hold numbers. A text cell is an error that names its line and, when the column holds
     numbers, offers the text as a missing-value token (``--na``), since R reads only NA as missing."""
     import shlex
