@@ -279,6 +279,9 @@ def _block_size(source: Source) -> int:
     return int(min(max(source_size(source) // 16, 1 << 20), 1 << 24))
 
 
+_LARGE_TEXT_BYTES = 1 << 30  # dictionaries this large together are joined with 64-bit offsets
+
+
 def dictionary_codes(col: Any) -> tuple[np.ndarray, list[Any]]:
     """A dictionary-encoded (chunked) Arrow column as int32 codes (-1 where null) and its labels, with no Python
     object per row. The chunks' dictionaries are merged into one (labels in order of first appearance) and
@@ -295,13 +298,16 @@ def dictionary_codes(col: Any) -> tuple[np.ndarray, list[Any]]:
         if not (distinct and c.dictionary.equals(distinct[-1])):
             distinct.append(c.dictionary)
         which.append(len(distinct) - 1)
-    merged, maps = distinct[0], [None]
-    if len(distinct) > 1:  # each dictionary's own codes 0..k-1, unified: the unified codes are its map
-        probe = pa.chunked_array(
-            [pa.DictionaryArray.from_arrays(pa.array(np.arange(len(d), dtype=np.int32)), d) for d in distinct]
-        ).unify_dictionaries()
-        merged = probe.chunk(0).dictionary
-        maps = [c.indices.to_numpy(zero_copy_only=False).astype(np.int32) for c in probe.chunks]
+    merged = distinct[0]
+    maps: list[np.ndarray | None] = [None]
+    if len(distinct) > 1:  # the dictionaries end to end, encoded once: each one's slice of the codes is its map
+        if sum(d.nbytes for d in distinct) >= _LARGE_TEXT_BYTES and pa.types.is_string(distinct[0].type):
+            distinct = [d.cast(pa.large_string()) for d in distinct]  # past 2 GiB of text: 64-bit offsets
+        enc = pa.concat_arrays(distinct).dictionary_encode(null_encoding="encode")
+        merged = enc.dictionary
+        every = enc.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        ends = np.cumsum([len(d) for d in distinct])
+        maps = list(np.split(every, ends[:-1]))
     codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
     at = 0
     for c, k in zip(chunks, which):

@@ -83,8 +83,6 @@ def _load(
     na: tuple[str, ...] | list[str],
     fast_ok: bool,
 ) -> Table:
-    import pandas as pd
-
     wanted = list(dict.fromkeys(numeric + categorical + other))
     map_large_arrays()
     lines = None
@@ -110,6 +108,8 @@ def _load(
                 resolve(c, columns, layout.index)
             layout.check()
             frame = _read_columns(src, layout, wanted, numeric, categorical, other, na)
+    import pandas as pd  # after a Parquet read, which imports it while pyarrow reads
+
     n_all = len(frame)
     if n_all == 0:
         raise DataError(f"File '{name}' has a header but no data rows.")

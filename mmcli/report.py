@@ -79,8 +79,10 @@ def _order_statistics(x: np.ndarray, k: int, m: int) -> np.ndarray:
     lo_at, hi_at = (k * s) // n - margin, ((k + m) * s) // n + margin
     lo = sample[lo_at] if lo_at >= 0 else -np.inf
     hi = sample[hi_at] if hi_at < s else np.inf
-    below = int(np.count_nonzero(x < lo))
-    band = x[(x >= lo) & (x <= hi)]
+    inside = x >= lo  # finite values: the others are below
+    below = n - int(np.count_nonzero(inside))
+    inside &= x <= hi
+    band = x[inside]
     if below <= k and k + m <= below + band.size:
         band.partition(list(range(k - below, k - below + m)))
         return band[k - below : k - below + m]

@@ -112,3 +112,30 @@ def test_dictionary_columns_over_row_groups(tmp_path, monkeypatch) -> None:
     lc, cc = data.level_order(tc.frame["g"])
     assert lp == lc and len(lp) == 40 and np.array_equal(cp, cc)
     assert np.array_equal(tp.frame["y"].to_numpy(), tc.frame["y"].to_numpy())
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_dictionaries_merged_in_order_of_first_appearance(monkeypatch, wide) -> None:
+    """Chunks with different dictionaries (and null rows, and a null label): one label list in order of first
+    appearance, each row's code pointing at its own label, -1 where null; the same with 64-bit text offsets
+    (the path of dictionaries past 1 GiB together, forced here by a threshold of 0)."""
+    from mmcli import csvread
+
+    if wide:
+        monkeypatch.setattr(csvread, "_LARGE_TEXT_BYTES", 0)
+    rng = np.random.default_rng(11)
+    labels = np.array([f"k{i}" for i in range(60)], dtype=object)
+    chunks, rows = [], []
+    for _ in range(5):
+        v = list(labels[rng.integers(0, 60, 200)])
+        for j in rng.integers(0, 200, 7):
+            v[j] = None
+        rows += v
+        chunks.append(pa.array(v).dictionary_encode())
+    dictionary = pa.array(["k1", None, "k2"])  # a dictionary holding a null label: its rows are missing too
+    chunks.append(pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, None], pa.int32()), dictionary))
+    rows += ["k1", None, "k2", None]
+    codes, got = csvread.dictionary_codes(pa.chunked_array(chunks))
+    expected = list(dict.fromkeys(r for r in rows if r is not None))
+    assert [g for g in got if g is not None] == expected
+    assert [None if c < 0 or got[c] is None else got[c] for c in codes] == rows

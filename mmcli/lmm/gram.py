@@ -286,7 +286,7 @@ def _indicator_grams(
 def _all_ones(T: np.ndarray) -> bool:
     """Whether a one-column template is all ones (a broadcast view of one 1.0 is read at its one row)."""
     col = T[:, 0]
-    if col.size and col.strides[0] == 0:
+    if col.size and (col.strides[0] == 0 or col[0] != 1.0):  # a column of data: most often settled at its first row
         return bool(col[0] == 1.0)
     return bool(np.all(col == 1.0))
 

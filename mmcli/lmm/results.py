@@ -169,11 +169,14 @@ def _add_by_level(fitted: np.ndarray, T: np.ndarray, codes: np.ndarray, bb: np.n
     """fitted += Z b for an indicator block (row i: T_i . b_(level i)), in row blocks (no n-vector temporaries;
     the same numbers as over all rows at once)."""
     block = transform.BLOCK_ROWS
+    ones = bb.shape[1] == 1 and T.shape[0] > 0 and T.strides[0] == 0 and T[0, 0] == 1.0  # (1 | g): b_level alone
     for start in range(0, fitted.size, block):
         rows = slice(start, start + block)
         at = codes[rows]
         if bb.shape[1] > 1:
             fitted[rows] += np.einsum("ij,ij->i", T[rows], bb[at])
+        elif ones:
+            fitted[rows] += bb[at, 0]
         else:
             fitted[rows] += T[rows, 0] * bb[at, 0]
 
