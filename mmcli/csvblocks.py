@@ -91,7 +91,7 @@ def read_blocks(
     usecols = sorted([*floats, *groups])
     dtype = {i: "float64" for i in floats} | {i: "str" for i in groups}
     out = _Grown(rows, [np.float64] * len(floats) + [np.int32] * len(groups))
-    labels: list[dict[str, int]] = [{} for _ in groups]
+    labels: list[pd.Index] = [pd.Index([], dtype=object) for _ in groups]  # the file's labels so far, in order
     position = {c: j for j, c in enumerate(usecols)}
     blocks = csvread.read_csv_blocks(src, BLOCK_ROWS, usecols=usecols, dtype=dtype, na_values=na)
     with contextlib.closing(blocks):  # pandas' reader is closed at once, whatever ends the loop
@@ -102,14 +102,29 @@ def read_blocks(
                 out.arrays[j][at:end] = block.iloc[:, position[i]].to_numpy(dtype=np.float64)
             for j, i in enumerate(groups):
                 codes, uniques = pd.factorize(block.iloc[:, position[i]], use_na_sentinel=True)
-                seen = labels[j]
+                labels[j], to_file = _known(labels[j], np.asarray(uniques, dtype=object))
                 # the block's own codes -> the file's; the appended -1 maps a missing cell (code -1) to -1
-                lut = np.array([seen.setdefault(str(u), len(seen)) for u in uniques.tolist()] + [-1], dtype=np.int32)
+                lut = np.append(to_file, -1).astype(np.int32)
                 out.arrays[len(floats) + j][at:end] = lut[codes]
             del block
     arrays = out.final()
     data: dict[str, object] = {columns[i]: arrays[j] for j, i in enumerate(floats)}
     for j, i in enumerate(groups):
-        cats = pd.Index(list(labels[j]), dtype=object)
+        cats = labels[j]
         data[columns[i]] = pd.Categorical.from_codes(arrays[len(floats) + j], categories=cats)
     return pd.DataFrame(data, copy=False)
+
+
+def _known(seen: pd.Index, uniques: np.ndarray) -> tuple[pd.Index, np.ndarray]:
+    """The file's code of each of a block's labels: its place among the labels seen so far, or the next free
+    codes for new ones in the block's order (one hashed look-up per label, no Python loop); and the labels seen
+    so far with the new ones appended."""
+    import pandas as pd
+
+    block = pd.Index(uniques, dtype=object)
+    at = seen.get_indexer(block)
+    new = at < 0
+    if new.any():
+        at[new] = len(seen) + np.arange(int(new.sum()))
+        seen = seen.append(block[new])
+    return seen, at
