@@ -43,21 +43,15 @@ def threads_for(order: int) -> int | None:
 
 
 @contextlib.contextmanager
-def blas_threads(order: int, scipy_lapack: bool = False) -> Iterator[None]:
-    """Run the block with the BLAS thread count of :func:`threads_for` (threadpoolctl, in-process).
-    ``scipy_lapack``: the block calls scipy.linalg's LAPACK, which loads its own OpenBLAS; it is loaded first,
-    since a limit reaches only the libraries loaded when it is set (one imported inside the block would run with
-    the process's threads: on a busy machine a 3,000-order factorization then took 10 times longer)."""
+def blas_threads(order: int) -> Iterator[None]:
+    """Run the block with the BLAS thread count of :func:`threads_for` (threadpoolctl, in-process). A limit
+    reaches only the BLAS libraries loaded when it is set: a caller whose block loads another (scipy's LAPACK
+    brings its own OpenBLAS) loads it before entering."""
     n = threads_for(order)
     if n is None:
         yield
         return
     from threadpoolctl import threadpool_limits
-
-    if scipy_lapack:
-        from mmcli.lmm._lazy import lapack
-
-        lapack()
 
     with threadpool_limits(limits=n, user_api="blas"):
         yield

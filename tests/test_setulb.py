@@ -1,5 +1,5 @@
 """L-BFGS-B driven without importing scipy.optimize (mmcli.lmm.setulb), and scipy's LAPACK without importing
-scipy.linalg (mmcli.lmm._compiled): the same points, the same optima, and a small fit that loads neither package.
+scipy.linalg (mmcli.lmm.compiled): the same points, the same optima, and a small fit that loads neither package.
 
 The direct driver and ``scipy.optimize.minimize(method="L-BFGS-B")`` call the same compiled routine with the same
 settings, so they must visit the same points: the counts are compared exactly and the optima to rounding."""
@@ -15,7 +15,7 @@ import pytest
 from conftest import OPT_DEV, OPT_PAR, ROOT, ROUNDING, load_reference
 from test_gradient import model_for
 
-from mmcli.lmm import _compiled, setulb
+from mmcli.lmm import compiled, setulb
 from mmcli.lmm.optimizer import use_optimizer
 
 
@@ -112,15 +112,15 @@ def test_direct_driver_stops_at_its_iteration_limit():
 def test_lapack_functions_are_scipy_linalgs_own():
     import scipy.linalg.lapack
 
-    module = _compiled.extension("scipy.linalg", "_flapack")
+    module = compiled.extension("scipy.linalg", "_flapack")
     assert module is not None
     assert module.dpotrf is scipy.linalg.lapack.dpotrf and module.dtrtrs is scipy.linalg.lapack.dtrtrs
 
 
 CHILD = """
 import json, sys
-from mmcli.lmm import _compiled
-from mmcli.lmm._lazy import lapack
+from mmcli.lmm import compiled
+from mmcli.lmm.compiled import lapack
 before = {m: m in sys.modules for m in ("scipy.linalg", "scipy.optimize")}
 L = lapack()
 from mmcli.cli import main
@@ -131,7 +131,7 @@ except SystemExit:
 WATCHED = ("scipy.linalg", "scipy.optimize", "scipy.sparse", "scipy.stats", "scipy.special")
 loaded = sorted(m for m in WATCHED if m in sys.modules)
 import scipy.linalg.lapack, scipy.optimize
-L2 = _compiled.extension("scipy.optimize", "_lbfgsb")
+L2 = compiled.extension("scipy.optimize", "_lbfgsb")
 sys.stderr.write(json.dumps({"loaded": loaded, "same": L.dpotrf is scipy.linalg.lapack.dpotrf,
     "bound": scipy.optimize._lbfgsb is L2, "lapack_attr": scipy.linalg._flapack.dpotrf is L.dpotrf}))
 """

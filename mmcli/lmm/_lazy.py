@@ -2,7 +2,7 @@
 with one grouping factor needs neither (numpy's LAPACK does its few small factorizations).
 
 ``sla.lapack`` is scipy's compiled LAPACK module itself (``scipy.linalg._flapack``, the functions
-``scipy.linalg.lapack`` exports), loaded without importing scipy.linalg (:mod:`mmcli.lmm._compiled`); the rest
+``scipy.linalg.lapack`` exports), loaded without importing scipy.linalg (:mod:`mmcli.lmm.compiled`); the rest
 of ``sla`` imports scipy.linalg."""
 
 from __future__ import annotations
@@ -24,19 +24,9 @@ class _LazyModule:
 class _LazyLinalg(_LazyModule):
     @property
     def lapack(self) -> ModuleType:
+        from mmcli.lmm.compiled import lapack
+
         return lapack()
-
-
-def lapack() -> ModuleType:
-    """scipy's LAPACK wrappers: the compiled module when it loads, else ``scipy.linalg.lapack``."""
-    from mmcli.lmm._compiled import extension
-
-    module = extension("scipy.linalg", "_flapack")
-    if module is not None:
-        return module
-    import scipy.linalg.lapack
-
-    return scipy.linalg.lapack
 
 
 if TYPE_CHECKING:
@@ -46,4 +36,4 @@ else:
     sla = _LazyLinalg("scipy.linalg")
     sp = _LazyModule("scipy.sparse")
 
-__all__ = ["lapack", "sla", "sp"]
+__all__ = ["sla", "sp"]

@@ -13,6 +13,7 @@ import numpy as np
 from mmcli.errors import DataError, ModelError
 from mmcli.lmm import rank as rank_module
 from mmcli.lmm.anova_start import anova_start
+from mmcli.lmm.compiled import lapack
 from mmcli.lmm.criterion import Dof, criterion
 from mmcli.lmm.dense import DENSE_MAX_ROWS, DenseProblem
 from mmcli.lmm.factor import update_L, workspace
@@ -174,7 +175,12 @@ class LmmModel:
             return theta, fval, rec.evaluations, ok
 
         runs: list[OptimizerRecord] = []
-        with blas_threads(self.dense_size, scipy_lapack=self._gram is not None and self._gram.qR > 0):
+        if self._gram is not None and self._gram.qR > 0:
+            # scipy's LAPACK (with its own OpenBLAS) factors the dense block: loaded before the thread limit is
+            # set, which reaches only the libraries loaded then (loaded inside, it ran with the process's
+            # threads: on a busy machine a 3,000-order factorization took 10 times longer)
+            lapack()
+        with blas_threads(self.dense_size):
             theta, fval, _, ok = run(*self._start(name))
             g_end = runs[0].gradient_end
             grad = np.array(g_end) if g_end and np.array_equal(theta, runs[0].theta_end) else None

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mmcli.lmm._compiled import extension
+from mmcli.lmm.compiled import extension
 
 SIGNATURE = "setulb(m,x,l,u,nbd,f,g,factr,pgtol,wa,iwa,task,lsave,isave,dsave,maxls,ln_task)"
 MAX_LINE_SEARCH = 20  # scipy's default maxls
@@ -39,7 +39,7 @@ _REASON = {
 
 
 def load() -> Callable[..., Any] | None:
-    """scipy's compiled ``setulb`` (:mod:`mmcli.lmm._compiled`), or None when it cannot be loaded or its signature
+    """scipy's compiled ``setulb`` (:mod:`mmcli.lmm.compiled`), or None when it cannot be loaded or its signature
     is not :data:`SIGNATURE`."""
     module = extension("scipy.optimize", "_lbfgsb")
     fn = getattr(module, "setulb", None)

@@ -56,3 +56,13 @@ def _load(package: str, name: str) -> ModuleType | None:
     except (ImportError, OSError, ValueError):
         return None
     return None
+
+
+def lapack() -> ModuleType:
+    """scipy's LAPACK wrappers: the compiled module when it loads, else ``scipy.linalg.lapack``."""
+    module = extension("scipy.linalg", "_flapack")
+    if module is not None:
+        return module
+    import scipy.linalg.lapack
+
+    return scipy.linalg.lapack
