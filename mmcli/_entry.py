@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from mmcli import signals
@@ -20,6 +21,28 @@ def keep_pyarrow_away(args: list[str]) -> None:
 def main() -> None:
     signals.install(signals.exit_at_once)
     keep_pyarrow_away(sys.argv[1:])
+    # pyarrow's allocator (mimalloc) may back its large buffers by 2 MiB pages: a 10^7-row read then spends
+    # about half as much time in the kernel mapping memory (read when pyarrow loads, so set before that)
+    os.environ.setdefault("MIMALLOC_ALLOW_LARGE_OS_PAGES", "1")
     from mmcli.cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+    except SystemExit as e:
+        leave(e)
+
+
+def leave(e: SystemExit) -> None:
+    """End the process once its output is out: freeing a large fit's memory object by object at exit costs
+    about 0.1 s at 10^7 rows and gains nothing. The ordinary exit where anything else may still need it (a
+    Dask cluster's shutdown, child processes) or where the streams cannot be flushed."""
+    code = e.code
+    if not (code is None or isinstance(code, int)) or "distributed" in sys.modules or "multiprocessing" in sys.modules:
+        raise e
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # a stream closed or gone: Python's own exit deals with it, as ever
+            raise e from None
+    os._exit(code or 0)

@@ -6,10 +6,14 @@ not read as the careful path does, a column of unknown type, a refused line) ret
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import threading
 from typing import TYPE_CHECKING
 
 from mmcli import csvread
 from mmcli.csvlines import read_header
+from mmcli.levels import r_order
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,40 +30,51 @@ def read_fast(
 ) -> tuple[pd.DataFrame, list[str]] | None:
     """The columns by pyarrow with the header alone checked here: pyarrow refuses a line with another number
     of fields, a text cell in a number column and bytes that are not UTF-8, and then (None) the careful path
-    scans the file and reads it with pandas, whose messages name the line. A quote after a blank is text to
-    pyarrow but quotes to pandas: a label that starts so sends the read to the careful path too (a file with
-    no double quote at all has no such label, and is read without tracking quotes across blocks)."""
-    import pandas as pd
-
+    scans the file and reads it with pandas, whose messages name the line. ``other`` columns (numbers or
+    text) take the type pyarrow infers: a column of text sends the read to the careful path, which makes it a
+    factor. A quote after a blank is text to pyarrow but quotes to pandas: a label that starts so sends the read
+    to the careful path too (a file with no double quote at all has no such label, and is read without tracking
+    quotes across blocks). pandas, which the frame needs, is imported on a thread while pyarrow parses."""
     head = read_header(src)
     if head is None or not all(c in head.index for c in wanted) or set(numeric) & set(categorical):
         return None
     at = head.index
-    numbers = list(numeric)
-    if other:
-        num_na = csvread.numeric_na_tokens(na)
-        try:
-            cols = sorted(at[c] for c in other)
-            sample = csvread.read_csv(src, usecols=cols, nrows=200, na_values={i: num_na for i in cols})
-        except (UnicodeDecodeError, pd.errors.ParserError, ValueError):
-            return None
-        numbers += [head.columns[i] for i, t in zip(cols, sample.dtypes) if t.kind in "fiu"]
-        if not set(other) <= set(numbers):
-            return None
     quoted = csvread.has_quote(src)
+    try:
+        import pyarrow.csv  # noqa: F401  (loaded here, before the thread below imports what pandas needs)
+    except ImportError:
+        return None
+    importing = _import_meanwhile("pandas")
     got = csvread.read_arrow(
         src,
         len(head.columns),
-        [at[c] for c in numbers],
+        [at[c] for c in numeric],
         [at[c] for c in categorical],
         csvread.na_tokens(na),
         quoted=quoted,
+        order=r_order,
+        inferred=[at[c] for c in other if c not in numeric and c not in categorical],
     )
+    importing.join()
     if got is None:
         return None
     if quoted and any(str(v).lstrip().startswith('"') for c in categorical for v in got[at[c]][1]):
         return None
+    numbers = [c for c in wanted if c not in categorical]
     return arrow_frame(got, wanted, numbers, at), head.columns
+
+
+def _import_meanwhile(module: str) -> threading.Thread:
+    """Import a module on a thread (its own import, when it comes, waits for this one to finish): the
+    interpreter runs the import while pyarrow, which does not hold it, parses."""
+
+    def run() -> None:
+        with contextlib.suppress(BaseException):  # an error shows again where the module is next imported
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def arrow_frame(got: dict, wanted: list[str], numbers: list[str], at: dict[str, int]) -> pd.DataFrame:

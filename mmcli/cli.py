@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from mmcli import output
+from mmcli import emit, output
 from mmcli.cli_dask import dask_option
 from mmcli.cli_gamm import gamm_predict_options, ranef_reml_option
 from mmcli.cli_glmm import family_options
@@ -161,12 +161,11 @@ def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: 
       mmcli fit cake.csv "angle ~ recipe * temperature + (1 | recipe:replicate)" --factor temperature
       mmcli fit trials.csv "y ~ dose + offset(log(exposure)) + (1 | centre)" --weights n
     """
-    from mmcli import render
     from mmcli.commands import run_fit
 
-    with render.progress() as cb:
+    with emit.progress() as cb:
         out = run_fit(data, _model(formula, **kw), reml=reml, method=method, progress=cb, ddf=ddf)
-    _emit(out, fmt, render.print_fit)
+    _emit(out, fmt, _table("print_fit"))
 
 
 @cli.command()
@@ -190,7 +189,7 @@ def ranef(fmt: str, data: str, formula: str | None, reml: bool, method: str, plo
     from mmcli.commands import run_ranef
 
     _check_plot_path(plot_path)
-    with render.progress() as cb:
+    with emit.progress() as cb:
         out = run_ranef(data, _model(formula, **kw), reml=reml, method=method, progress=cb)
     _plot(plot_path, "plot_caterpillar", out.data["ranef"])
     _emit(out, fmt, lambda d: render.print_ranef(d["ranef"]))
@@ -284,23 +283,33 @@ def gamm(
     _emit(out, fmt, lambda d: render.print_gamm(d, predictions=predict_path is not None))
 
 
+def _table(name: str) -> Callable[[dict[str, Any]], None]:
+    """A table printer of :mod:`mmcli.render`, imported (with rich) only when a table is printed."""
+
+    def show(d: dict[str, Any]) -> None:
+        from mmcli import render
+
+        getattr(render, name)(d)
+
+    return show
+
+
 def _emit(out: Any, fmt: str, table: Callable[[dict[str, Any]], None]) -> None:
     """Notes to standard error, the result in the chosen format, and exit 3 when the optimizer did not
     converge (the result is still printed). A number that is not finite is written as null or NA, with a note."""
-    from mmcli import render
     from mmcli.report import non_finite_note
 
     if fmt == "csv":
-        rows, where = render.without_non_finite([{c: r.get(c) for c in out.csv_columns} for r in out.csv_rows])
+        rows, where = emit.without_non_finite([{c: r.get(c) for c in out.csv_columns} for r in out.csv_rows])
     else:
-        data, where = render.without_non_finite(out.data)
+        data, where = emit.without_non_finite(out.data)
     for msg in [*out.notes, non_finite_note(where, "null" if fmt == "json" else "NA")]:
         if msg:
-            render.note(msg)
+            emit.note(msg)
     if fmt == "json":
-        render.write_json(data)
+        emit.write_json(data)
     elif fmt == "csv":
-        render.write_csv(rows, out.csv_columns)
+        emit.write_csv(rows, out.csv_columns)
     else:
         table(data)
     if not out.converged:
@@ -321,13 +330,13 @@ def _plot(path: str | None, name: str, what: Any) -> None:
     plot module writes a temporary file and renames it, so nothing half-written is left)."""
     if not path:
         return
-    from mmcli import plot, render
+    from mmcli import plot
 
     try:
         getattr(plot, name)(what, path)
     except OSError as e:
         raise UsageError(f"Cannot write '{path}': {e.strerror or e}. Choose another file name or directory.") from None
-    render.note(f"plot written to {path}")
+    emit.note(f"plot written to {path}")
 
 
 def _parse_numbers(value: str, option: str) -> list[float]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from mmcli import emit
 from mmcli.errors import UsageError
 
 
@@ -69,7 +70,7 @@ def _run_glmm(command: str, family: str, link: str | None, nagq: int, fitted: bo
     kw.pop("ddf", None)  # z tests, as glmer's summary
     plot_path = kw.pop("plot_path", None)
     _check_plot_path(plot_path)
-    with render.progress() as cb:
+    with emit.progress() as cb:
         out = run_glmm(
             data,
             _model(formula, **kw),

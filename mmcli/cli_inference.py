@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from mmcli import emit
 from mmcli.cli import DDF_OPTION, NA_OPTION, _emit, _model, cli, model_options, output_options, split_list
 from mmcli.cli_speed import speed_options
 
@@ -37,10 +38,10 @@ def predict(
       mmcli predict sleepstudy.csv "Reaction ~ Days + (Days | Subject)" --newdata new.csv --re-form population
       mmcli predict pastes.csv "strength ~ 1 + (1 | batch/cask)" --newdata casks.csv --format csv
     """
-    from mmcli import render, render_inference
+    from mmcli import render_inference
     from mmcli.predict import run_predict
 
-    with render.progress() as cb:
+    with emit.progress() as cb:
         out = run_predict(
             data, _model(formula, **kw), newdata=newdata, re_form=re_form, reml=reml, method=method, progress=cb
         )
@@ -87,10 +88,10 @@ def anova(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf
       mmcli anova cake.csv "angle ~ recipe * temperature + (1 | recipe:replicate)" --factor temperature --reml
       mmcli anova oats.csv "yield ~ nitro * Variety + (1 | Block/Variety)" --reml --ddf kenward-roger --json
     """
-    from mmcli import render, render_inference
+    from mmcli import render_inference
     from mmcli.commands import run_anova
 
-    with render.progress() as cb:
+    with emit.progress() as cb:
         out = run_anova(data, _model(formula, **kw), reml=reml, method=method, ddf=ddf, progress=cb)
     _emit(out, fmt, render_inference.print_anova)
 
@@ -118,14 +119,12 @@ def confint(fmt: str, data: str, formula: str | None, reml: bool, method: str, *
       mmcli confint dyestuff.csv "Yield ~ 1 + (1 | Batch)" --method wald --reml --level 0.9
       mmcli confint penicillin.csv "diameter ~ 1 + (1|plate) + (1|sample)" --method boot --nsim 1000 --seed 1
     """
-    from mmcli import render, render_inference
+    from mmcli import render_inference
     from mmcli.commands import run_confint
 
     ci = {k: kw.pop(k) for k in ("level", "nsim", "seed")}
     with (
-        render_inference.counter("bootstrap refits", ci["nsim"])
-        if method.lower() == "boot"
-        else render.progress() as cb
+        render_inference.counter("bootstrap refits", ci["nsim"]) if method.lower() == "boot" else emit.progress() as cb
     ):
         out = run_confint(data, _model(formula, **kw), method=method.lower(), reml=reml, progress=cb, **ci)
     _emit(out, fmt, render_inference.print_confint)

@@ -16,7 +16,7 @@ import shlex
 import signal
 import stat
 import sys
-from collections.abc import Container, Generator, Iterator, Sequence
+from collections.abc import Callable, Container, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -282,11 +282,14 @@ def _block_size(source: Source) -> int:
 _LARGE_TEXT_BYTES = 1 << 30  # dictionaries this large together are joined with 64-bit offsets
 
 
-def dictionary_codes(col: Any) -> tuple[np.ndarray, list[Any]]:
+def dictionary_codes(
+    col: Any, order: Callable[[list[Any]], np.ndarray | None] | None = None
+) -> tuple[np.ndarray, list[Any]]:
     """A dictionary-encoded (chunked) Arrow column as int32 codes (-1 where null) and its labels, with no Python
     object per row. The chunks' dictionaries are merged into one (labels in order of first appearance) and
     each chunk's codes mapped to it. Consecutive chunks often share a dictionary (a Parquet row group's pages):
-    each distinct dictionary is looked up once."""
+    each distinct dictionary is looked up once. ``order`` (given the merged labels, a permutation of them or
+    None) sorts the labels, in the same pass that copies or maps the codes."""
     import pyarrow as pa
 
     chunks = [c for c in col.chunks if len(c)]
@@ -308,6 +311,13 @@ def dictionary_codes(col: Any) -> tuple[np.ndarray, list[Any]]:
         every = enc.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
         ends = np.cumsum([len(d) for d in distinct])
         maps = list(np.split(every, ends[:-1]))
+    labels = merged.to_pylist()
+    perm = order(labels) if order is not None else None
+    if perm is not None:  # each map composed with the rank of the sorted labels
+        rank = np.empty(len(labels), dtype=np.int32)
+        rank[perm] = np.arange(len(labels), dtype=np.int32)
+        maps = [rank if m is None else rank[m] for m in maps]
+        labels = [labels[i] for i in perm]
     codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
     at = 0
     for c, k in zip(chunks, which):
@@ -318,7 +328,7 @@ def dictionary_codes(col: Any) -> tuple[np.ndarray, list[Any]]:
         else:  # a null row (-1) stays -1: the map's last entry is appended for it
             codes[at : at + len(c)] = np.append(m, np.int32(-1))[idx]
         at += len(c)
-    return codes, merged.to_pylist()
+    return codes, labels
 
 
 def has_quote(source: Source) -> bool:
@@ -347,6 +357,8 @@ def read_arrow(
     na: list[str],
     *,
     quoted: bool = True,
+    order: Callable[[list[Any]], np.ndarray | None] | None = None,
+    inferred: Sequence[int] = (),
 ) -> dict[int, Any] | None:
     """The columns at the given positions, read by pyarrow's multithreaded CSV reader: ``floats`` as float64
     arrays (NaN where missing), ``groups`` as (codes, labels) with code -1 where missing; ``na`` are the missing
@@ -355,7 +367,10 @@ def read_arrow(
     parser refuses the file (a blank after a separator, a text cell in a number column, ...): the caller then
     reads with pandas, whose messages name the offending line. The header must be the file's first line.
     ``quoted=False`` (the file holds no double quote: :func:`has_quote`) lets the reader split its blocks at
-    any line break. The memory pyarrow's pool keeps after the read is handed back to the system."""
+    any line break. ``order`` sorts each grouping column's labels (:func:`dictionary_codes`). ``inferred``
+    columns take the type pyarrow infers from the first block: numbers come as float64 arrays like ``floats``;
+    any other type (text, dates, true/false) returns None, and so does a later block that does not fit the
+    inferred type. The memory pyarrow's pool keeps after the read is handed back to the system."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pacsv
@@ -363,14 +378,15 @@ def read_arrow(
         return None
     names = [f"c{i}" for i in range(ncols)]
     types = {names[i]: pa.float64() for i in floats}
-    types.update({names[i]: pa.string() for i in groups})  # encoded after the parse (see below)
+    # grouping columns as bytes, encoded after the parse (see below): UTF-8 is checked once per distinct label
+    types.update({names[i]: pa.binary() for i in groups})
     try:
         table = pacsv.read_csv(
             source.handle(),
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=_block_size(source)),
             parse_options=pacsv.ParseOptions(newlines_in_values=quoted),
             convert_options=pacsv.ConvertOptions(
-                include_columns=[names[i] for i in sorted({*floats, *groups})],
+                include_columns=[names[i] for i in sorted({*floats, *groups, *inferred})],
                 column_types=types,
                 null_values=list(na),
                 strings_can_be_null=True,
@@ -381,13 +397,24 @@ def read_arrow(
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
         return None
     out: dict[int, Any] = {}
-    for i in floats:
+    for i in inferred:
+        t = table.column(names[i]).type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            return None
+    for i in [*floats, *inferred]:
         col = table.column(names[i])
+        if not pa.types.is_float64(col.type):
+            col = col.cast(pa.float64())
         out[i] = col.to_numpy() if col.null_count == 0 else col.fill_null(float("nan")).to_numpy()
     for i in groups:
         # one hash table over the whole column: about a third of the CPU time of the parser's dictionary
         # encoding, which builds one per block and leaves a hundred dictionaries to unify
-        out[i] = dictionary_codes(table.column(names[i]).dictionary_encode())
+        enc = table.column(names[i]).dictionary_encode()
+        try:
+            enc = enc.cast(pa.dictionary(enc.type.index_type, pa.string()))
+        except (pa.ArrowInvalid, UnicodeDecodeError):  # bytes that are not UTF-8: the careful read names the line
+            return None
+        out[i] = dictionary_codes(enc, order)
     del table
     pa.default_memory_pool().release_unused()
     return out

@@ -85,15 +85,13 @@ def _load(
 ) -> Table:
     wanted = list(dict.fromkeys(numeric + categorical + other))
     map_large_arrays()
-    lines = None
+    lines: np.ndarray | range | None = None
     if path != "-" and is_parquet(path):
-        import numpy as np
-
         from mmcli.parquet import read_parquet
 
         name = path
         frame, columns = read_parquet(path, wanted, categorical, na)
-        lines = np.arange(1, len(frame) + 1)  # the messages' "line" of a Parquet row is its number
+        lines = range(1, len(frame) + 1)  # the messages' "line" of a Parquet row is its number
     else:
         src = csvread.open_source(path)
         fast = None
@@ -197,20 +195,30 @@ def _drop_incomplete(frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame, int,
     import pandas as pd
 
     n_all = len(frame)
-    complete = np.ones(n_all, dtype=bool)
+    complete = None  # made on the first column that has a missing value (most data sets have none)
+
+    def drop(rows: np.ndarray) -> None:
+        nonlocal complete
+        if complete is None:
+            complete = ~rows
+        else:
+            complete &= ~rows
+
     for c in frame.columns:  # column by column: no frame of n x k flags
         s = frame[c]
         if isinstance(s.dtype, pd.CategoricalDtype):
-            complete &= s.cat.codes.to_numpy() >= 0
+            codes = np.asarray(s.array.codes)
+            if codes.size and codes.min() < 0:  # one pass without a temporary finds whether any is missing
+                drop(codes < 0)
         elif s.dtype.kind == "f":
             v = s.to_numpy()
-            if v.size and np.isnan(v.min()):  # one pass without a temporary finds whether any is missing
-                complete &= ~np.isnan(v)
+            if v.size and np.isnan(v.min()):
+                drop(np.isnan(v))
         else:
-            complete &= s.notna().to_numpy()
-    dropped = int(n_all - complete.sum())
+            drop(s.isna().to_numpy())
+    dropped = 0 if complete is None else int(n_all - complete.sum())
     notes = []
-    if dropped:
+    if dropped and complete is not None:
         frame = frame.loc[complete].reset_index(drop=True)
         notes.append(f"Dropped {dropped} of {n_all} rows with a missing value in a used column.")
     if len(frame) == 0:
@@ -233,12 +241,12 @@ def release_memory() -> None:
 HUGE = 1e154  # the squares of larger numbers (sums of squares, variances) overflow double precision
 
 
-def _line(lines: np.ndarray | None, i: int) -> int:
+def _line(lines: np.ndarray | range | None, i: int) -> int:
     """The file's line of data row i (from 0)."""
     return int(lines[i]) if lines is not None else i + 2
 
 
-def _check_magnitude(values: np.ndarray, col: str, lines: np.ndarray | None) -> None:
+def _check_magnitude(values: np.ndarray, col: str, lines: np.ndarray | range | None) -> None:
     """Infinite values, and numbers too large for a sum of squares, are errors."""
     import numpy as np
 
@@ -271,7 +279,7 @@ def _text_cells(s: pd.Series) -> tuple[list[str], int]:
     return list(values[odd]), int(counts.to_numpy()[~odd].sum())
 
 
-def _as_numeric(s: pd.Series, col: str, lines: np.ndarray | None) -> pd.Series:
+def _as_numeric(s: pd.Series, col: str, lines: np.ndarray | range | None) -> pd.Series:
     """A column that must hold numbers. A text cell is an error that names its line and, when the column holds
     numbers, offers the text as a missing-value token (``--na``), since R reads only NA as missing."""
     import shlex

@@ -8,7 +8,7 @@ integer codes, renumbered once by a gather.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ def nan_levels_missing(s: pd.Series) -> pd.Series:
 
     if not isinstance(s.dtype, pd.CategoricalDtype):
         return s
+    words = set(NAN_WORDS)
+    if not any(str(c).strip().lower() in words for c in s.cat.categories.tolist()):  # the common case: no NaN
+        return s
     cats = pd.Series(s.cat.categories.astype(str))
     nan = cats.str.strip().str.lower().isin(NAN_WORDS)
     if nan.any() and (~nan).any() and pd.to_numeric(cats[~nan], errors="coerce").notna().all():
@@ -51,29 +54,37 @@ def nan_levels_missing(s: pd.Series) -> pd.Series:
 
 def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
     """Levels of a categorical column sorted as R's factor() sorts them: numerically when every value is a
-    number, else by text. Returns the labels (as R prints them) and the integer code of each row."""
+    number, else by text. Returns the labels (as R prints them) and the integer code of each row. Categories
+    already in that order (as a large file's reader leaves them: :func:`r_order`) keep their codes, with no
+    pass to renumber the rows."""
     import pandas as pd
 
     cat = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype(str).astype("category")
-    raw_codes = cat.cat.codes.to_numpy()
+    raw_codes = np.asarray(cat.array.codes)  # the categorical's own codes: no copy
     all_cats = cat.cat.categories
-    counts = np.zeros(len(all_cats), dtype=np.int64)
+    k = len(all_cats)
+    counts = np.zeros(k, dtype=np.int64)
+    complete = raw_codes.size == 0 or int(raw_codes.min()) >= 0
     for lo in range(0, raw_codes.size, _GATHER_ROWS):  # bincount too turns its input into intp
         block = raw_codes[lo : lo + _GATHER_ROWS]
-        counts += np.bincount(block[block >= 0], minlength=len(all_cats))
+        counts += np.bincount(block if complete else block[block >= 0], minlength=k)
     used = np.flatnonzero(counts)
-    if used.size < len(all_cats):  # categories left unused by dropped rows
-        remap = np.full(len(all_cats), -1, dtype=np.int64)
-        remap[used] = np.arange(used.size)
+    if used.size < k:  # categories left unused by dropped rows
+        remap = np.full(k + 1, -1, dtype=np.int32)  # the last entry: a missing row's code -1 stays -1
+        remap[used] = np.arange(used.size, dtype=np.int32)
         raw_codes = remap[raw_codes]
         all_cats = all_cats[used]
     cats = [c.strip() if type(c) is str else str(c).strip() for c in all_cats.tolist()]
     order, labels = _r_sorted(cats)
-    rank = np.empty(len(cats), dtype=np.int32)
-    rank[order] = np.arange(len(cats), dtype=np.int32)
-    codes = np.empty(raw_codes.size, dtype=np.int32)
-    for lo in range(0, raw_codes.size, _GATHER_ROWS):  # numpy turns an index array into intp: a block at a time
-        codes[lo : lo + _GATHER_ROWS] = rank[raw_codes[lo : lo + _GATHER_ROWS]]
+    if np.array_equal(order, np.arange(order.size)):
+        codes = raw_codes.astype(np.int32, copy=False)
+    else:
+        rank = np.empty(len(cats) + 1, dtype=np.int32)
+        rank[order] = np.arange(len(cats), dtype=np.int32)
+        rank[-1] = -1
+        codes = np.empty(raw_codes.size, dtype=np.int32)
+        for lo in range(0, raw_codes.size, _GATHER_ROWS):  # numpy turns an index array into intp: a block at a time
+            codes[lo : lo + _GATHER_ROWS] = rank[raw_codes[lo : lo + _GATHER_ROWS]]
     # labels equal after stripping or as numbers ("1" and "1.0") are one level
     if len(set(labels)) < len(labels):
         uniq = list(dict.fromkeys(labels))
@@ -83,15 +94,29 @@ def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
     return labels, codes
 
 
+def r_order(labels: list[Any]) -> np.ndarray | None:
+    """The permutation that puts a reader's labels in :func:`level_order`'s order (missing ones, None, last),
+    or None when they are in it already. A reader that renumbers its codes anyway (a merge of dictionaries)
+    renumbers them into this order in the same pass, and :func:`level_order` then has nothing to renumber."""
+    present = [i for i, v in enumerate(labels) if v is not None]
+    cats = [labels[i].strip() if type(labels[i]) is str else str(labels[i]).strip() for i in present]
+    order = _r_sorted(cats)[0]
+    if len(present) == len(labels):
+        return None if np.array_equal(order, np.arange(order.size)) else order
+    return np.concatenate([np.asarray(present)[order], [i for i, v in enumerate(labels) if v is None]]).astype(np.intp)
+
+
 def _r_sorted(cats: list[str]) -> tuple[np.ndarray, list[str]]:
     """The order of the labels as R's factor() sorts them, and the labels as R prints them."""
-    import pandas as pd
 
     def numbers(values: list[str]) -> pd.Series:
+        import pandas as pd
+
         return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
 
-    # one label that is not a number settles it: the whole list is not parsed then
-    if cats and numbers(cats[:1]).notna().all():
+    # one label that is not a number settles it: the whole list is not parsed then (nor pandas imported, when
+    # even Python's float(), which reads more than pandas does, refuses it: a reader's thread sorts so)
+    if cats and _float_or_none(cats[0]) is not None and numbers(cats[:1]).notna().all():
         num = numbers(cats)
         if num.notna().all():
             vals = num.to_numpy(dtype=float)
@@ -105,6 +130,13 @@ def _r_sorted(cats: list[str]) -> tuple[np.ndarray, list[str]]:
     else:
         order = np.array(sorted(range(len(cats)), key=lambda i: cats[i]), dtype=np.int64)
     return order, [cats[i] for i in order]
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _r_number(x: float, raw: str) -> str:

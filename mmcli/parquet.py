@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmcli.csvread import dictionary_codes, na_tokens, resolve
 from mmcli.errors import DataError
+from mmcli.levels import r_order
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,7 +101,9 @@ def read_parquet(
             else:
                 read["table"] = pq.read_table(path, columns=wanted, read_dictionary=text)
             grouping = {c: read["table"].column(c) for c in text}  # codes made here too: numpy and pyarrow only
-            read["codes"] = {c: dictionary_codes(v) for c, v in grouping.items() if pa.types.is_dictionary(v.type)}
+            read["codes"] = {
+                c: dictionary_codes(v, r_order) for c, v in grouping.items() if pa.types.is_dictionary(v.type)
+            }
         except BaseException as e:  # handed to the caller's thread
             read["error"] = e
 

@@ -56,37 +56,50 @@ def quantiles_type7(x: np.ndarray, *, overwrite: bool = False) -> list[float]:
     ends = [float(x.min()), float(x.max())] if n else []
     if n < SELECT_MIN_ROWS or not all(map(math.isfinite, ends)):  # NaN or inf: numpy's rules
         return [float(v) for v in np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0], overwrite_input=overwrite)]
+    hs = [(n - 1) * p for p in (0.25, 0.5, 0.75)]
+    pairs = _order_statistics(x, [int(h) for h in hs], 2)
     out = ends[:1]
-    for p in (0.25, 0.5, 0.75):
-        h = (n - 1) * p
-        j = int(h)
-        a, b = _order_statistics(x, j, 2)
-        g = h - j
+    for h, (a, b) in zip(hs, pairs):
+        g = h - int(h)
         out.append(float(a + (b - a) * g if g < 0.5 else b - (b - a) * (1.0 - g)))
     return [*out, ends[1]]
 
 
-def _order_statistics(x: np.ndarray, k: int, m: int) -> np.ndarray:
-    """The (k+1)-th to (k+m)-th smallest of x (finite values; k + m <= x.size). A strided sample of about 2^16
-    values brackets them; one pass counts the values below the bracket and takes those inside it, and only
-    those are partitioned. Exact whatever the sample: when the bracket misses (a sample unlike the data), the
-    whole vector is partitioned instead."""
+_SELECT_BLOCK = 1 << 15  # values looked at a block at a time, while the block is in the cache
+
+
+def _order_statistics(x: np.ndarray, ks: list[int], m: int) -> list[np.ndarray]:
+    """For each k of ks, the (k+1)-th to (k+m)-th smallest of x (finite values; k + m <= x.size). A strided
+    sample of about 2^16 values brackets each; one pass over x, block by block, counts the values below each
+    bracket and takes those inside it, and only those are partitioned. Exact whatever the sample: when a
+    bracket misses (a sample unlike the data), the whole vector is partitioned instead."""
     n = x.size
     step = max(n >> 16, 1)
     sample = np.sort(x[::step])
     s = sample.size
     margin = 4 * int(np.sqrt(s)) + 8  # about 8 standard deviations of a sample quantile's rank
-    lo_at, hi_at = (k * s) // n - margin, ((k + m) * s) // n + margin
-    lo = sample[lo_at] if lo_at >= 0 else -np.inf
-    hi = sample[hi_at] if hi_at < s else np.inf
-    inside = x >= lo  # finite values: the others are below
-    below = n - int(np.count_nonzero(inside))
-    inside &= x <= hi
-    band = x[inside]
-    if below <= k and k + m <= below + band.size:
-        band.partition(list(range(k - below, k - below + m)))
-        return band[k - below : k - below + m]
-    return np.partition(x, list(range(k, k + m)))[k : k + m]
+    brackets = []
+    for k in ks:
+        lo_at, hi_at = (k * s) // n - margin, ((k + m) * s) // n + margin
+        brackets.append((sample[lo_at] if lo_at >= 0 else -np.inf, sample[hi_at] if hi_at < s else np.inf))
+    below = [0] * len(ks)
+    parts: list[list[np.ndarray]] = [[] for _ in ks]
+    for start in range(0, n, _SELECT_BLOCK):
+        v = x[start : start + _SELECT_BLOCK]
+        for q, (lo, hi) in enumerate(brackets):
+            inside = v >= lo  # finite values: the others are below
+            below[q] += v.size - int(np.count_nonzero(inside))
+            inside &= v <= hi
+            parts[q].append(v[inside])
+    out = []
+    for k, b, part in zip(ks, below, parts):
+        band = np.concatenate(part)
+        if b <= k and k + m <= b + band.size:
+            band.partition(list(range(k - b, k - b + m)))
+            out.append(band[k - b : k - b + m])
+        else:
+            out.append(np.partition(x, list(range(k, k + m)))[k : k + m])
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

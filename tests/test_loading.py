@@ -184,3 +184,41 @@ def test_quote_scan_across_windows(tmp_path, monkeypatch, where) -> None:
     path.write_bytes(bytes(body))
     assert csvread.has_quote(csvread.open_source(str(path))) is (where is not None)
     assert csvread.has_quote(csvread.Source("<stdin>", data=bytes(body))) is (where is not None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixed-effect columns take the type pyarrow infers; grouping labels are checked as UTF-8 once each
+# --------------------------------------------------------------------------------------------------
+
+
+def test_inferred_columns_equal_the_careful_read(tmp_path, monkeypatch) -> None:
+    """Integers (read as int64 by pyarrow) and decimals with missing cells come as the careful path's floats;
+    a fixed-effect column of text sends the read to the careful path (where it becomes a factor)."""
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "y,k,x,g\n" + "".join(f"{i * 0.5},{i % 7},{'NA' if i % 5 == 0 else i / 3},g{i % 4}\n" for i in range(60))
+    )
+    fast, careful = _both(path, monkeypatch, numeric=["y"], categorical=["g"], other=["k", "x"])
+    _same(fast, careful, ["g"])
+    for c in ["y", "k", "x"]:
+        assert fast.frame[c].dtype == np.float64 and careful.frame[c].dtype == np.float64
+        assert np.array_equal(fast.frame[c].to_numpy(), careful.frame[c].to_numpy(), equal_nan=True)
+    text = tmp_path / "t.csv"
+    text.write_text("y,k,g\n" + "".join(f"{i},{'ab'[i % 2]},g{i % 3}\n" for i in range(30)))
+    monkeypatch.setattr(data, "ARROW_MIN_BYTES", 0)
+    seen = _spy_arrow(monkeypatch)
+    got = data.load(str(text), numeric=["y"], categorical=["g"], other=["k"])
+    assert len(seen) == 1 and got.frame["k"].tolist()[:2] == ["a", "b"]  # tried, then read the careful way
+
+
+def test_a_label_that_is_not_utf8_is_the_careful_error(tmp_path, monkeypatch) -> None:
+    """Grouping columns are parsed as bytes: a label that is not UTF-8 is found among the distinct labels,
+    and the careful read then gives its message (where the bad byte is), as without the fast read."""
+    path = tmp_path / "b.csv"
+    path.write_bytes(b"y,g\n1,a\n2,b\n3,caf\xe9\n4,a\n")
+    monkeypatch.setattr(data, "ARROW_MIN_BYTES", 0)
+    seen = _spy_arrow(monkeypatch)
+    code, _, err = run_in_process(["fit", path, "y ~ 1 + (1 | g)"])
+    assert seen and code == 1 and "is not UTF-8 text (invalid continuation byte at byte 17)" in err
+    monkeypatch.setattr(csvread, "read_arrow", lambda *a, **k: None)
+    assert run_in_process(["fit", path, "y ~ 1 + (1 | g)"])[2] == err

@@ -417,7 +417,7 @@ def test_ascii_locale_error_names_the_columns_in_utf8(tmp_path: Path) -> None:
 
 
 def test_without_non_finite_counts_each_field() -> None:
-    from mmcli.render import without_non_finite
+    from mmcli.emit import without_non_finite
 
     d = {
         "sigma": float("nan"),
@@ -437,14 +437,14 @@ def test_without_non_finite_counts_each_field() -> None:
 
 
 def test_renderers_write_null_and_na(capsys: pytest.CaptureFixture[str]) -> None:
-    from mmcli import render
+    from mmcli import emit
 
-    render.write_csv(
+    emit.write_csv(
         [{"x": 1.0, "fit": float("nan"), "se": None}, {"x": 2, "fit": -math.inf, "se": 0.5}], ["x", "fit", "se"]
     )
     assert capsys.readouterr().out == "x,fit,se\n1.0,NA,NA\n2,NA,0.5\n"
     with pytest.raises(ValueError):  # the guard: JSON never holds NaN
-        render.write_json({"x": float("nan")})
+        emit.write_json({"x": float("nan")})
 
 
 def _spline_with_far_predictions(tmp_path: Path) -> list[str]:
@@ -513,7 +513,7 @@ HOSTILE = ['=HYPERLINK("http://x","y")', "=1+1", "@SUM(A1)", "+1+1", "-1+1", "-1
 
 
 def test_csv_cell() -> None:
-    from mmcli.render import csv_cell
+    from mmcli.emit import csv_cell
 
     assert csv_cell("=1+1") == '"\'=1+1"'
     assert csv_cell('=HYPERLINK("http://x","y")') == '"\'=HYPERLINK(""http://x"",""y"")"'

@@ -26,7 +26,7 @@ def aliased_columns_r(
     n, p = X.shape
     if p == 0:
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros((0, 0))
-    scale = column_norms(X)
+    scale = column_norms(X, XtX)
     scale[scale == 0] = 1.0
     if n >= GRAM_R_MIN_ROWS:
         Rg = _clearly_full_rank_r(X, scale, XtX)
@@ -46,7 +46,7 @@ def _clearly_full_rank_r(X: np.ndarray, scale: np.ndarray, XtX: np.ndarray | Non
     be aliased: a column's residual after the others is at least the smallest singular value, >= 1/cond, far
     above RANK_TOL, and the error of this R (about cond^2 eps) is far below it. Else None (then TSQR)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        G = (X.T @ X if XtX is None else XtX) / np.outer(scale, scale)
+        G = (cross_product(X) if XtX is None else XtX) / np.outer(scale, scale)
     if not np.all(np.isfinite(G)):
         return None
     try:
@@ -59,11 +59,31 @@ def _clearly_full_rank_r(X: np.ndarray, scale: np.ndarray, XtX: np.ndarray | Non
     return np.asarray(R)
 
 
-def column_norms(X: np.ndarray) -> np.ndarray:
+TALL_DOT_MAX_COLUMNS = 6  # up to this many columns, X'X of a column-major X is taken column pair by column pair
+
+
+def cross_product(X: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
+    """X'X (or X'v): for a tall column-major X with a few columns, by one dot product per pair of columns, each
+    reading two contiguous columns (2.5 times faster at 10^7 rows than the matrix product, which reads X in
+    row panels); otherwise by the matrix product."""
+    n, p = X.shape
+    if not (X.flags.f_contiguous and p <= TALL_DOT_MAX_COLUMNS and n >= 1 << 16):
+        return X.T @ X if v is None else X.T @ v
+    if v is not None:
+        return np.array([X[:, i] @ v for i in range(p)])
+    G = np.empty((p, p))
+    for i in range(p):
+        for j in range(i, p):
+            G[i, j] = G[j, i] = X[:, i] @ X[:, j]
+    return G
+
+
+def column_norms(X: np.ndarray, XtX: np.ndarray | None = None) -> np.ndarray:
     """The Euclidean norm of each column, without underflow or overflow of the squares (a column of
-    magnitude 1e-200 has a norm, not 0): columns far from unit scale are divided by their largest entry."""
-    with np.errstate(under="ignore", over="ignore"):
-        norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    magnitude 1e-200 has a norm, not 0): columns far from unit scale are divided by their largest entry.
+    ``XtX``: X'X when the caller has it, whose diagonal holds the squares' sums (no pass over X)."""
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+        norms = np.sqrt(np.einsum("ij,ij->j", X, X) if XtX is None else np.diag(XtX).copy())
     for j in np.flatnonzero(~np.isfinite(norms) | (norms < 1e-140) | (norms > 1e140)):
         top = float(np.max(np.abs(X[:, j])))
         if top > 0 and np.isfinite(top):

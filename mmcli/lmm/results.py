@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmcli.lmm import transform
 from mmcli.lmm._lazy import sla, sp
 from mmcli.lmm.criterion import Dof, criterion, sigma_hat
 from mmcli.lmm.factor import Factor, inverse_in_place, update_L
@@ -149,36 +148,41 @@ def _assemble(
     vcov = sigma**2 * (LXXinv.T @ LXXinv)
     ranef: list[np.ndarray] = [np.zeros(0)] * len(g.terms)
     cond_cov: list[np.ndarray] = [np.zeros(0)] * len(g.terms)
-    fitted = X @ beta
+    levels: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # indicator blocks: (T, codes, b by level)
+    general = None  # Z b of the other blocks, over all rows
     for b, T, ub, Cu in zip(g.blocks, f.templates, u_blocks, cov_u_blocks):
         bb = ub @ T.T  # b_level = T u_level
         Cb = np.einsum("ij,ljk,mk->lim", T, Cu, T) * sigma**2
         if b.indicator and b.codes is not None and b.T is not None:  # Z b by level codes, without forming Z
-            _add_by_level(fitted, b.T, b.codes, bb)
+            levels.append((b.T, b.codes, bb))
         else:
-            fitted += b.Z @ bb.ravel()
+            zb = b.Z @ bb.ravel()
+            general = zb if general is None else general + zb
         for ti, off in zip(b.terms, b.offsets):
             pt = g.terms[ti].p
             ranef[ti] = bb[:, off : off + pt]
             cond_cov[ti] = Cb[:, off : off + pt, off : off + pt]
+
+    def fitted(rows: slice, out: np.ndarray) -> None:
+        """X~ beta + Z~ b on a block of rows, written into out."""
+        np.matmul(X[rows], beta, out=out)
+        for T, codes, bb in levels:
+            _add_by_level(out, T[rows], codes[rows], bb)
+        if general is not None:
+            out += general[rows]
+
     objective = criterion(f.logdetZ, f.logdetX, f.pwrss, dof)
     return WorkingFit(theta, sigma, beta, vcov, objective, ranef, cond_cov, fitted)
 
 
 def _add_by_level(fitted: np.ndarray, T: np.ndarray, codes: np.ndarray, bb: np.ndarray) -> None:
-    """fitted += Z b for an indicator block (row i: T_i . b_(level i)), in row blocks (no n-vector temporaries;
-    the same numbers as over all rows at once)."""
-    block = transform.BLOCK_ROWS
-    ones = bb.shape[1] == 1 and T.shape[0] > 0 and T.strides[0] == 0 and T[0, 0] == 1.0  # (1 | g): b_level alone
-    for start in range(0, fitted.size, block):
-        rows = slice(start, start + block)
-        at = codes[rows]
-        if bb.shape[1] > 1:
-            fitted[rows] += np.einsum("ij,ij->i", T[rows], bb[at])
-        elif ones:
-            fitted[rows] += bb[at, 0]
-        else:
-            fitted[rows] += T[rows, 0] * bb[at, 0]
+    """fitted += Z b for an indicator block on some rows (row i: T_i . b_(level i))."""
+    if bb.shape[1] > 1:
+        fitted += np.einsum("ij,ij->i", T, bb[codes])
+    elif T.shape[0] and T.strides[0] == 0 and T[0, 0] == 1.0:  # (1 | g): b_level alone
+        fitted += bb[codes, 0]
+    else:
+        fitted += T[:, 0] * bb[codes, 0]
 
 
 def _modes(g: Gram, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

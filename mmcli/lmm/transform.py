@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from mmcli.errors import DataError
 from mmcli.lmm.criterion import Dof
-from mmcli.lmm.rank import column_norms
+from mmcli.lmm.rank import column_norms, cross_product
 from mmcli.lmm.terms import ReTerm, theta_offsets
 
 BLOCK_ROWS = 65536  # row blocks for the n-vector updates (no n x p temporaries)
@@ -43,7 +43,9 @@ class WorkingFit:
     objective: float
     ranef: list[np.ndarray]  # per term, (nlevels, p)
     cond_cov: list[np.ndarray]  # per term, (nlevels, p, p)
-    fitted: np.ndarray  # X~ beta_w + Z~ b_w, on the working rows
+    # X~ beta_w + Z~ b_w on the working rows: the values, or what writes them for a block of rows into an array
+    # (the user's fitted values and residuals are then made block by block, in one pass over the rows)
+    fitted: np.ndarray | Callable[[slice, np.ndarray], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,10 +105,14 @@ class Working:
             cc = np.ones(b.shape[1]) if c is None else c
             ranef.append(b * s / cc)
             cond_cov.append(C * s**2 / np.outer(cc, cc))
-        fitted, resid = wf.fitted, np.empty_like(wf.fitted)
+        fill = None if isinstance(wf.fitted, np.ndarray) else wf.fitted
+        fitted = wf.fitted if isinstance(wf.fitted, np.ndarray) else np.empty(self.y.size)
+        resid = np.empty_like(fitted)
         for start in range(0, resid.size, BLOCK_ROWS):  # row blocks: no n-vector temporaries
             rows = slice(start, start + BLOCK_ROWS)
             r, f = resid[rows], fitted[rows]
+            if fill is not None:
+                fill(rows, f)
             np.subtract(self.y[rows], f, out=r)
             r *= s
             f *= s
@@ -164,8 +170,7 @@ def prepare(
         XtX = None
     terms, tscale = _scale_templates(terms)
     b0 = _least_squares(X, yw, XtX)
-    subtract_xb(yw, X, b0)
-    s = _response_scale(yw)
+    s = subtract_xb(yw, X, b0)
     if not 1e-153 < s < 1e153:  # sigma^2 and vcov must stay representable
         raise DataError(
             f"The response varies on a scale of {s:.3g}: its variance cannot be represented in double "
@@ -221,15 +226,19 @@ def _scale_templates(terms: Sequence[ReTerm]) -> tuple[list[ReTerm], list[np.nda
 def _least_squares(X: np.ndarray, y: np.ndarray, XtX: np.ndarray | None = None) -> np.ndarray:
     """Rough least-squares coefficients from the small normal equations (column-scaled). Only used to centre
     y, so their accuracy does not matter: the fit is exactly invariant to them (yet they are computed the one
-    way, so that a fit's numbers do not depend on whether X'X was at hand)."""
+    way, so that a fit's numbers do not depend on whether X'X was at hand). X'y is formed from y as it is; only
+    when that overflows, from y / max|y|."""
     if X.shape[1] == 0:
         return np.zeros(0)
-    ymax = abs_max(y) or 1.0
-    c = np.sqrt(np.einsum("ij,ij->j", X, X))
+    G = cross_product(X) if XtX is None else XtX
+    c = column_norms(X, G)
     c[c == 0] = 1.0
-    G = (X.T @ X if XtX is None else XtX) / np.outer(c, c)
-    g = (X.T @ (y / ymax)) / c
-    b, *_ = np.linalg.lstsq(G, g, rcond=None)
+    with np.errstate(over="ignore", invalid="ignore"):
+        g, ymax = cross_product(X, y), 1.0
+    if not np.all(np.isfinite(g)):
+        ymax = abs_max(y) or 1.0
+        g = cross_product(X, y / ymax)
+    b, *_ = np.linalg.lstsq(G / np.outer(c, c), g / c, rcond=None)
     return b / c * ymax
 
 
@@ -238,10 +247,25 @@ def abs_max(y: np.ndarray) -> float:
     return max(float(y.max()), -float(y.min())) if y.size else 0.0
 
 
-def subtract_xb(y: np.ndarray, X: np.ndarray, b: np.ndarray, block: int = BLOCK_ROWS) -> None:
-    """y -= X b in place, in row blocks (no n-vector temporary)."""
-    for start in range(0, y.size, block):
-        y[start : start + block] -= X[start : start + block] @ b
+def subtract_xb(y: np.ndarray, X: np.ndarray, b: np.ndarray, block: int = BLOCK_ROWS) -> float:
+    """y -= X b in place, in row blocks (no n-vector temporary); returns :func:`_response_scale` of the new y,
+    from sums taken block by block as the blocks are written (no more passes over y), or, when those sums
+    overflow, from y / max|y| by :func:`_response_scale` itself."""
+    s1 = s2 = 0.0
+    top = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, y.size, block):
+            v = y[start : start + block]
+            v -= X[start : start + block] @ b
+            s1 += float(v.sum())
+            s2 += float(v @ v)
+            if v.size:
+                top = max(top, float(v.max()), -float(v.min()))
+    if y.size == 0 or not (top > 0 and math.isfinite(top)) or not math.isfinite(s2):
+        return _response_scale(y, block)
+    mean = s1 / y.size
+    var = max(s2 / y.size - mean * mean, 0.0)
+    return math.sqrt(var) if var > 1e-24 * top * top else top
 
 
 def _response_scale(y: np.ndarray, block: int = BLOCK_ROWS) -> float:
