@@ -331,6 +331,22 @@ def dictionary_codes(
     return codes, labels
 
 
+HALVES_MIN_ROWS = 1 << 20  # a grouping column this long is dictionary-encoded in two halves at once
+
+
+def _halves(col: Any) -> list[Any]:
+    """A chunked column as two chunked columns of about half its rows each (one when short)."""
+    import pyarrow as pa
+
+    chunks = col.chunks
+    if len(col) < HALVES_MIN_ROWS or len(chunks) < 2:
+        return [col]
+    ends = np.cumsum([len(c) for c in chunks])
+    k = int(np.searchsorted(ends, ends[-1] // 2)) + 1
+    k = min(max(k, 1), len(chunks) - 1)
+    return [pa.chunked_array(chunks[:k], type=col.type), pa.chunked_array(chunks[k:], type=col.type)]
+
+
 def has_quote(source: Source) -> bool:
     """Whether the CSV holds a double quote anywhere: only then can a value hold a line break (or a label start
     with a quote), and only then must pyarrow's reader track quotes across its blocks, which costs it about 40%
@@ -396,25 +412,34 @@ def read_arrow(
         raise KeyboardInterrupt from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
         return None
-    out: dict[int, Any] = {}
     for i in inferred:
         t = table.column(names[i]).type
         if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
             return None
-    for i in [*floats, *inferred]:
-        col = table.column(names[i])
-        if not pa.types.is_float64(col.type):
-            col = col.cast(pa.float64())
-        out[i] = col.to_numpy() if col.null_count == 0 else col.fill_null(float("nan")).to_numpy()
-    for i in groups:
-        # one hash table over the whole column: about a third of the CPU time of the parser's dictionary
-        # encoding, which builds one per block and leaves a hundred dictionaries to unify
-        enc = table.column(names[i]).dictionary_encode()
-        try:
-            enc = enc.cast(pa.dictionary(enc.type.index_type, pa.string()))
-        except (pa.ArrowInvalid, UnicodeDecodeError):  # bytes that are not UTF-8: the careful read names the line
-            return None
-        out[i] = dictionary_codes(enc, order)
+
+    def encode(part: Any) -> Any:
+        # one hash table over the part: about a third of the CPU time of the parser's dictionary encoding,
+        # which builds one per block and leaves a hundred dictionaries to unify
+        return part.dictionary_encode()
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: dict[int, Any] = {}
+    with ThreadPoolExecutor(2) as pool:  # pyarrow encodes without the interpreter's lock: a long grouping column
+        # in two halves at once (their two dictionaries are merged below), while the numbers are copied out
+        coded = {i: [pool.submit(encode, part) for part in _halves(table.column(names[i]))] for i in groups}
+        for i in [*floats, *inferred]:
+            col = table.column(names[i])
+            if not pa.types.is_float64(col.type):
+                col = col.cast(pa.float64())
+            out[i] = col.to_numpy() if col.null_count == 0 else col.fill_null(float("nan")).to_numpy()
+        for i, jobs in coded.items():
+            enc = pa.chunked_array([c for job in jobs for c in job.result().chunks])
+            try:
+                enc = enc.cast(pa.dictionary(enc.type.index_type, pa.string()))
+            except (pa.ArrowInvalid, UnicodeDecodeError):  # not UTF-8: the careful read says where
+                return None
+            out[i] = dictionary_codes(enc, order)
     del table
     pa.default_memory_pool().release_unused()
     return out
