@@ -42,8 +42,7 @@ def nan_levels_missing(s: pd.Series) -> pd.Series:
 
     if not isinstance(s.dtype, pd.CategoricalDtype):
         return s
-    words = set(NAN_WORDS)
-    if not any(str(c).strip().lower() in words for c in s.cat.categories.tolist()):  # the common case: no NaN
+    if "nan" not in "\x00".join(map(str, s.cat.categories.tolist())).lower():  # the common case: no NaN at all
         return s
     cats = pd.Series(s.cat.categories.astype(str))
     nan = cats.str.strip().str.lower().isin(NAN_WORDS)

@@ -178,7 +178,7 @@ def _text_codes(coded: tuple[np.ndarray, list[Any]], na: list[str]) -> Any:
     from mmcli.arrowcsv import categorical
 
     codes, labels = coded
-    gone = [i for i, v in enumerate(labels) if v is None or v in na]
+    gone = [i for i, v in enumerate(labels) if v is None or v in na] if None in labels or set(na) & set(labels) else []
     if gone:
         keep = np.ones(len(labels), dtype=bool)
         keep[gone] = False
