@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -26,6 +27,12 @@ def main() -> None:
     os.environ.setdefault("MIMALLOC_ALLOW_LARGE_OS_PAGES", "1")
     from mmcli.cli import main as cli_main
 
+    # the start-up's objects (click, mmcli's modules) live as long as the process: the collector leaves them
+    # alone, and looks at young objects every 20,000 allocations instead of 700 (pandas' and pyarrow's imports
+    # set off about 160 collections otherwise: 0.1 s of a 10^7-row fit). The explicit collections that free a
+    # data frame's cycles stay where they are.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 10)
     try:
         cli_main()
     except SystemExit as e:

@@ -7,6 +7,7 @@ holds the levels' codes and R's order of them. Only the columns a model uses are
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -121,10 +122,8 @@ def _load(
             frame[c] = _as_numeric(s, c, lines)
     for c in categorical:
         frame[c] = nan_levels_missing(frame[c])
-    for c in wanted:
-        if frame[c].dtype.kind == "f":
-            _check_magnitude(frame[c].to_numpy(), c, lines)
-    frame, dropped, notes = _drop_incomplete(frame, name)
+    whole = {c for c in wanted if frame[c].dtype.kind == "f" and not _check_magnitude(frame[c].to_numpy(), c, lines)}
+    frame, dropped, notes = _drop_incomplete(frame, name, whole)
     release_memory()
     return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
 
@@ -189,8 +188,9 @@ def _first_line(e: Exception) -> str:
     return s.splitlines()[0] if s else type(e).__name__
 
 
-def _drop_incomplete(frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame, int, list[str]]:
-    """Rows with a missing value in a used column are dropped and counted (as lm/lmer's na.omit)."""
+def _drop_incomplete(frame: pd.DataFrame, name: str, whole: Container[str] = ()) -> tuple[pd.DataFrame, int, list[str]]:
+    """Rows with a missing value in a used column are dropped and counted (as lm/lmer's na.omit). ``whole``:
+    columns already known to have no missing value."""
     import numpy as np
     import pandas as pd
 
@@ -205,6 +205,8 @@ def _drop_incomplete(frame: pd.DataFrame, name: str) -> tuple[pd.DataFrame, int,
             complete &= ~rows
 
     for c in frame.columns:  # column by column: no frame of n x k flags
+        if c in whole:
+            continue
         s = frame[c]
         if isinstance(s.dtype, pd.CategoricalDtype):
             codes = np.asarray(s.array.codes)
@@ -246,16 +248,20 @@ def _line(lines: np.ndarray | range | None, i: int) -> int:
     return int(lines[i]) if lines is not None else i + 2
 
 
-def _check_magnitude(values: np.ndarray, col: str, lines: np.ndarray | range | None) -> None:
-    """Infinite values, and numbers too large for a sum of squares, are errors."""
+def _check_magnitude(values: np.ndarray, col: str, lines: np.ndarray | range | None) -> bool:
+    """Infinite values, and numbers too large for a sum of squares, are errors. Returns whether any value is
+    missing (NaN), which the two passes find on the way."""
     import numpy as np
 
-    if values.size and values.min() >= -HUGE and values.max() <= HUGE:  # two passes, no temporaries (NaN: no)
-        return
+    if not values.size:
+        return False
+    low = values.min()  # NaN when any is
+    if low >= -HUGE and values.max() <= HUGE:  # two passes, no temporaries (NaN: no)
+        return False
     with np.errstate(invalid="ignore"):
         bad = np.flatnonzero(np.abs(values) > HUGE)  # NaN (missing) compares False
     if not bad.size:
-        return
+        return bool(np.isnan(low))
     v = float(values[bad[0]])
     where = f" (line {_line(lines, int(bad[0]))} of the file)"
     if np.isinf(v):
