@@ -331,6 +331,24 @@ def dictionary_codes(
     return codes, labels
 
 
+def _numbers_at_the_top(source: Source, names: list[str], cols: list[str], na: list[str]) -> bool:
+    """Whether pyarrow reads the columns ``cols`` of the file's first MiB as numbers (integers or floats)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        reader = pacsv.open_csv(
+            source.handle(),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 20, use_threads=False),
+            convert_options=pacsv.ConvertOptions(include_columns=cols, null_values=list(na), strings_can_be_null=True),
+        )
+        types = list(reader.schema.types)
+        reader.close()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
+        return False
+    return all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types)
+
+
 HALVES_MIN_ROWS = 1 << 20  # a grouping column this long is dictionary-encoded in two halves at once
 
 
@@ -384,16 +402,20 @@ def read_arrow(
     reads with pandas, whose messages name the offending line. The header must be the file's first line.
     ``quoted=False`` (the file holds no double quote: :func:`has_quote`) lets the reader split its blocks at
     any line break. ``order`` sorts each grouping column's labels (:func:`dictionary_codes`). ``inferred``
-    columns take the type pyarrow infers from the first block: numbers come as float64 arrays like ``floats``;
-    any other type (text, dates, true/false) returns None, and so does a later block that does not fit the
-    inferred type. The memory pyarrow's pool keeps after the read is handed back to the system."""
+    columns take the type pyarrow infers from the file's first MiB: numbers are read as float64 like ``floats``;
+    any other type (text, dates, true/false) returns None, and so does a later cell that is not a number (the
+    types are found by a separate look at the top of the file: inferring them in the read itself kept about
+    twice the file's size in memory at 10^7 rows). The memory pyarrow's pool keeps after the read is handed
+    back to the system."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pacsv
     except ImportError:
         return None
     names = [f"c{i}" for i in range(ncols)]
-    types = {names[i]: pa.float64() for i in floats}
+    if inferred and not _numbers_at_the_top(source, names, [names[i] for i in inferred], na):
+        return None
+    types = {names[i]: pa.float64() for i in [*floats, *inferred]}
     # grouping columns as bytes, encoded after the parse (see below): UTF-8 is checked once per distinct label
     types.update({names[i]: pa.binary() for i in groups})
     try:
@@ -412,10 +434,6 @@ def read_arrow(
         raise KeyboardInterrupt from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
         return None
-    for i in inferred:
-        t = table.column(names[i]).type
-        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
-            return None
 
     def encode(part: Any) -> Any:
         # one hash table over the part: about a third of the CPU time of the parser's dictionary encoding,
@@ -430,8 +448,6 @@ def read_arrow(
         coded = {i: [pool.submit(encode, part) for part in _halves(table.column(names[i]))] for i in groups}
         for i in [*floats, *inferred]:
             col = table.column(names[i])
-            if not pa.types.is_float64(col.type):
-                col = col.cast(pa.float64())
             out[i] = col.to_numpy() if col.null_count == 0 else col.fill_null(float("nan")).to_numpy()
         for i, jobs in coded.items():
             enc = pa.chunked_array([c for job in jobs for c in job.result().chunks])
