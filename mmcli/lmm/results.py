@@ -10,6 +10,7 @@ b = Lambda u, and its conditional covariance Lambda C_u Lambda'.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,7 @@ class LmmFit(LikelihoodSummary):
     objective: float  # -2 log-likelihood (ML) or the REML criterion
     ranef: list[np.ndarray]  # per term, (nlevels, p): conditional modes b
     cond_cov: list[np.ndarray]  # per term, (nlevels, p, p)
-    fitted: np.ndarray  # X beta + Z b + offset
+    fitted_values: np.ndarray | Callable[[], np.ndarray]  # X beta + Z b + offset, or what computes them (``fitted``)
     residuals: np.ndarray  # y - fitted
     converged: bool
     optimizer: OptimizerRecord
@@ -80,6 +81,15 @@ class LmmFit(LikelihoodSummary):
     @property
     def npar(self) -> int:
         return len(self.beta) + self.theta.size + 1  # and sigma
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """X beta + Z b + offset, computed on first use when the model left them so (kept from then on)."""
+        f = self.fitted_values
+        if callable(f):
+            f = f()
+            object.__setattr__(self, "fitted_values", f)
+        return f
 
     @property
     def cond_sd(self) -> list[np.ndarray]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,9 +90,25 @@ class Working:
     # ----------------------------------------------------------------------------------------------
     # back
 
+    def _fitted_back(self, rows: slice, f: np.ndarray | None, r: np.ndarray | None) -> None:
+        """Working fitted values f and residuals r (= y~ - f, not yet scaled) of some rows to the user's, in
+        place: r s / sqrt(w); f s + X b0 (X~ b0: the centring), / sqrt(w), + offset."""
+        if r is not None:
+            r *= self.s
+            if self.sqrtw is not None:
+                r /= self.sqrtw[rows]
+        if f is not None:
+            f *= self.s
+            f -= self.X[rows] @ -self.b0
+            if self.sqrtw is not None:
+                f /= self.sqrtw[rows]
+            if self.offset is not None:
+                f += self.offset[rows]
+
     def back(self, wf: WorkingFit, dof: Dof) -> dict:
         """The user's quantities from a working fit: theta, sigma, beta, vcov, objective, ranef, cond_cov,
-        fitted and residuals (as a dict of LmmFit fields)."""
+        fitted and residuals (as a dict of LmmFit fields). The fitted values come as what computes them, when the
+        working fit gives them so (a pass over the rows and an n-vector saved where nobody reads them)."""
         s = self.s
         beta = wf.beta * s + self.b0
         vcov = wf.vcov * s**2
@@ -105,23 +121,28 @@ class Working:
             cc = np.ones(b.shape[1]) if c is None else c
             ranef.append(b * s / cc)
             cond_cov.append(C * s**2 / np.outer(cc, cc))
-        fill = None if isinstance(wf.fitted, np.ndarray) else wf.fitted
-        fitted = wf.fitted if isinstance(wf.fitted, np.ndarray) else np.empty(self.y.size)
-        resid = np.empty_like(fitted)
-        for start in range(0, resid.size, BLOCK_ROWS):  # row blocks: no n-vector temporaries
-            rows = slice(start, start + BLOCK_ROWS)
-            r, f = resid[rows], fitted[rows]
-            if fill is not None:
-                fill(rows, f)
-            np.subtract(self.y[rows], f, out=r)
-            r *= s
-            f *= s
-            f -= self.X[rows] @ -self.b0
-            if self.sqrtw is not None:
-                r /= self.sqrtw[rows]
-                f /= self.sqrtw[rows]
-            if self.offset is not None:
-                f += self.offset[rows]
+        resid = np.empty(self.y.size)
+        fitted: np.ndarray | Callable[[], np.ndarray]
+        if isinstance(wf.fitted, np.ndarray):  # the values given: both from them
+            fitted = wf.fitted
+            for rows in _row_blocks(resid.size):  # row blocks: no n-vector temporaries
+                np.subtract(self.y[rows], fitted[rows], out=resid[rows])
+                self._fitted_back(rows, fitted[rows], resid[rows])
+        else:  # the residuals now (the report's quartiles read them), the fitted values when first asked for
+            fill = wf.fitted
+            for rows in _row_blocks(resid.size):
+                r = resid[rows]
+                fill(rows, r)
+                np.subtract(self.y[rows], r, out=r)
+                self._fitted_back(rows, None, r)
+
+            def fitted() -> np.ndarray:
+                out = np.empty(resid.size)
+                for rows in _row_blocks(out.size):
+                    fill(rows, out[rows])
+                    self._fitted_back(rows, out[rows], None)
+                return out
+
         return {
             "theta": self.theta_from_working(wf.theta),
             "sigma": wf.sigma * s,
@@ -132,9 +153,13 @@ class Working:
             "objective": wf.objective + self.criterion_shift(dof),
             "ranef": ranef,
             "cond_cov": cond_cov,
-            "fitted": fitted,
+            "fitted_values": fitted,
             "residuals": resid,
         }
+
+
+def _row_blocks(n: int) -> Iterator[slice]:
+    return (slice(start, start + BLOCK_ROWS) for start in range(0, n, BLOCK_ROWS))
 
 
 def prepare(
