@@ -121,6 +121,8 @@ def _r_sorted(cats: list[str]) -> tuple[np.ndarray, list[str]]:
             vals = num.to_numpy(dtype=float)
             order = np.argsort(vals, kind="stable")
             return order, [_r_number(float(vals[i]), cats[i]) for i in order]
+    if all(a <= b for a, b in zip(cats, cats[1:])):  # already in order (a reader sorted them): nothing to sort
+        return np.arange(len(cats)), list(cats)
     width = max(map(len, cats), default=0)
     if 4 * width * len(cats) <= _TEXT_SORT_BYTES and "\x00" not in "".join(cats):
         # numpy's fixed-width text sorts by code point, as Python's str does (a trailing NUL would be dropped:
