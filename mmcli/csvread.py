@@ -326,7 +326,7 @@ def dictionary_codes(
         if m is None:
             codes[at : at + len(c)] = idx
         else:  # a null row (-1) stays -1: the map's last entry is appended for it
-            codes[at : at + len(c)] = np.append(m, np.int32(-1))[idx]
+            np.take(np.append(m, np.int32(-1)), idx, out=codes[at : at + len(c)])
         at += len(c)
     return codes, labels
 

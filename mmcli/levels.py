@@ -97,11 +97,12 @@ def r_order(labels: list[Any]) -> np.ndarray | None:
     """The permutation that puts a reader's labels in :func:`level_order`'s order (missing ones, None, last),
     or None when they are in it already. A reader that renumbers its codes anyway (a merge of dictionaries)
     renumbers them into this order in the same pass, and :func:`level_order` then has nothing to renumber."""
+    if None not in labels:  # the common case: every label present
+        order = _r_sorted([v.strip() if type(v) is str else str(v).strip() for v in labels])[0]
+        return None if np.array_equal(order, np.arange(order.size)) else order
     present = [i for i, v in enumerate(labels) if v is not None]
     cats = [labels[i].strip() if type(labels[i]) is str else str(labels[i]).strip() for i in present]
     order = _r_sorted(cats)[0]
-    if len(present) == len(labels):
-        return None if np.array_equal(order, np.arange(order.size)) else order
     return np.concatenate([np.asarray(present)[order], [i for i, v in enumerate(labels) if v is None]]).astype(np.intp)
 
 
