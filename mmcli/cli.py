@@ -165,7 +165,7 @@ def fit(fmt: str, data: str, formula: str | None, reml: bool, method: str, ddf: 
 
     with emit.progress() as cb:
         out = run_fit(data, _model(formula, **kw), reml=reml, method=method, progress=cb, ddf=ddf)
-    _emit(out, fmt, _table("print_fit"))
+    _emit(out, fmt, emit.table("print_fit"))
 
 
 @cli.command()
@@ -281,17 +281,6 @@ def gamm(
     out = run_gamm(data, _model(formula, **kw), reml=reml, predict=predict_path, re_form=re_form)
     _plot(plot_path, "plot_gamm", out.result)
     _emit(out, fmt, lambda d: render.print_gamm(d, predictions=predict_path is not None))
-
-
-def _table(name: str) -> Callable[[dict[str, Any]], None]:
-    """A table printer of :mod:`mmcli.render`, imported (with rich) only when a table is printed."""
-
-    def show(d: dict[str, Any]) -> None:
-        from mmcli import render
-
-        getattr(render, name)(d)
-
-    return show
 
 
 def _emit(out: Any, fmt: str, table: Callable[[dict[str, Any]], None]) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmcli.dictcodes import dictionary_codes, halves
 from mmcli.errors import DataError
 
 if TYPE_CHECKING:
@@ -279,58 +280,6 @@ def _block_size(source: Source) -> int:
     return int(min(max(source_size(source) // 16, 1 << 20), 1 << 24))
 
 
-_LARGE_TEXT_BYTES = 1 << 30  # dictionaries this large together are joined with 64-bit offsets
-
-
-def dictionary_codes(
-    col: Any, order: Callable[[list[Any]], np.ndarray | None] | None = None
-) -> tuple[np.ndarray, list[Any]]:
-    """A dictionary-encoded (chunked) Arrow column as int32 codes (-1 where null) and its labels, with no Python
-    object per row. The chunks' dictionaries are merged into one (labels in order of first appearance) and
-    each chunk's codes mapped to it. Consecutive chunks often share a dictionary (a Parquet row group's pages):
-    each distinct dictionary is looked up once. ``order`` (given the merged labels, a permutation of them or
-    None) sorts the labels, in the same pass that copies or maps the codes."""
-    import pyarrow as pa
-
-    chunks = [c for c in col.chunks if len(c)]
-    if not chunks:
-        return np.zeros(0, dtype=np.int32), []
-    distinct: list[Any] = []
-    which: list[int] = []
-    for c in chunks:
-        if not (distinct and c.dictionary.equals(distinct[-1])):
-            distinct.append(c.dictionary)
-        which.append(len(distinct) - 1)
-    merged = distinct[0]
-    maps: list[np.ndarray | None] = [None]
-    if len(distinct) > 1:  # the dictionaries end to end, encoded once: each one's slice of the codes is its map
-        if sum(d.nbytes for d in distinct) >= _LARGE_TEXT_BYTES and pa.types.is_string(distinct[0].type):
-            distinct = [d.cast(pa.large_string()) for d in distinct]  # past 2 GiB of text: 64-bit offsets
-        enc = pa.concat_arrays(distinct).dictionary_encode(null_encoding="encode")
-        merged = enc.dictionary
-        every = enc.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-        ends = np.cumsum([len(d) for d in distinct])
-        maps = list(np.split(every, ends[:-1]))
-    labels = merged.to_pylist()
-    perm = order(labels) if order is not None else None
-    if perm is not None:  # each map composed with the rank of the sorted labels
-        rank = np.empty(len(labels), dtype=np.int32)
-        rank[perm] = np.arange(len(labels), dtype=np.int32)
-        maps = [rank if m is None else rank[m] for m in maps]
-        labels = [labels[i] for i in perm]
-    codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
-    at = 0
-    for c, k in zip(chunks, which):
-        idx = c.indices.to_numpy(zero_copy_only=False) if c.null_count == 0 else c.indices.fill_null(-1).to_numpy()
-        m = maps[k]
-        if m is None:
-            codes[at : at + len(c)] = idx
-        else:  # a null row (-1) stays -1: the map's last entry is appended for it
-            np.take(np.append(m, np.int32(-1)), idx, out=codes[at : at + len(c)])
-        at += len(c)
-    return codes, labels
-
-
 def _numbers_at_the_top(source: Source, names: list[str], cols: list[str], na: list[str]) -> bool:
     """Whether pyarrow reads the columns ``cols`` of the file's first MiB as numbers (integers or floats)."""
     import pyarrow as pa
@@ -347,22 +296,6 @@ def _numbers_at_the_top(source: Source, names: list[str], cols: list[str], na: l
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
         return False
     return all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types)
-
-
-HALVES_MIN_ROWS = 1 << 20  # a grouping column this long is dictionary-encoded in two halves at once
-
-
-def _halves(col: Any) -> list[Any]:
-    """A chunked column as two chunked columns of about half its rows each (one when short)."""
-    import pyarrow as pa
-
-    chunks = col.chunks
-    if len(col) < HALVES_MIN_ROWS or len(chunks) < 2:
-        return [col]
-    ends = np.cumsum([len(c) for c in chunks])
-    k = int(np.searchsorted(ends, ends[-1] // 2)) + 1
-    k = min(max(k, 1), len(chunks) - 1)
-    return [pa.chunked_array(chunks[:k], type=col.type), pa.chunked_array(chunks[k:], type=col.type)]
 
 
 def has_quote(source: Source) -> bool:
@@ -445,7 +378,7 @@ def read_arrow(
     out: dict[int, Any] = {}
     with ThreadPoolExecutor(2) as pool:  # pyarrow encodes without the interpreter's lock: a long grouping column
         # in two halves at once (their two dictionaries are merged below), while the numbers are copied out
-        coded = {i: [pool.submit(encode, part) for part in _halves(table.column(names[i]))] for i in groups}
+        coded = {i: [pool.submit(encode, part) for part in halves(table.column(names[i]))] for i in groups}
         for i in [*floats, *inferred]:
             col = table.column(names[i])
             out[i] = col.to_numpy() if col.null_count == 0 else col.fill_null(float("nan")).to_numpy()

@@ -113,3 +113,14 @@ def progress_callback(delay: float = 1.0) -> tuple[Callable[[int, float], None] 
             state["status"].stop()
 
     return cb, close
+
+
+def table(name: str) -> Callable[[dict[str, Any]], None]:
+    """A table printer of :mod:`mmcli.render` by name, imported (with rich) only when a table is printed."""
+
+    def show(d: dict[str, Any]) -> None:
+        from mmcli import render
+
+        getattr(render, name)(d)
+
+    return show

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from mmcli.csvread import dictionary_codes, na_tokens, resolve
+from mmcli.csvread import na_tokens, resolve
+from mmcli.dictcodes import dictionary_codes
 from mmcli.errors import DataError
 from mmcli.levels import r_order
 
@@ -170,7 +171,7 @@ def _is_text(t: Any) -> bool:
 
 
 def _text_codes(coded: tuple[np.ndarray, list[Any]], na: list[str]) -> Any:
-    """A dictionary-encoded text column (its codes and labels, :func:`mmcli.csvread.dictionary_codes`) as a
+    """A dictionary-encoded text column (its codes and labels, :func:`mmcli.dictcodes.dictionary_codes`) as a
     categorical: R's missing-value cells of a CSV (NA, the empty cell, the ``--na`` tokens) and nulls are
     missing; the labels alone are looked at, not the rows."""
     import numpy as np

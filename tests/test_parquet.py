@@ -11,6 +11,7 @@ import pytest
 from conftest import EXACT, LMM_CASES, data_path, run_in_process
 
 from mmcli import data, parquet
+from mmcli.levels import r_order
 
 
 def _as_parquet(csv, path, **types) -> None:
@@ -119,10 +120,10 @@ def test_dictionaries_merged_in_order_of_first_appearance(monkeypatch, wide) -> 
     """Chunks with different dictionaries (and null rows, and a null label): one label list in order of first
     appearance, each row's code pointing at its own label, -1 where null; the same with 64-bit text offsets
     (the path of dictionaries past 1 GiB together, forced here by a threshold of 0)."""
-    from mmcli import csvread
+    from mmcli import dictcodes
 
     if wide:
-        monkeypatch.setattr(csvread, "_LARGE_TEXT_BYTES", 0)
+        monkeypatch.setattr(dictcodes, "_LARGE_TEXT_BYTES", 0)
     rng = np.random.default_rng(11)
     labels = np.array([f"k{i}" for i in range(60)], dtype=object)
     chunks, rows = [], []
@@ -135,7 +136,20 @@ def test_dictionaries_merged_in_order_of_first_appearance(monkeypatch, wide) -> 
     dictionary = pa.array(["k1", None, "k2"])  # a dictionary holding a null label: its rows are missing too
     chunks.append(pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, None], pa.int32()), dictionary))
     rows += ["k1", None, "k2", None]
-    codes, got = csvread.dictionary_codes(pa.chunked_array(chunks))
+    codes, got = dictcodes.dictionary_codes(pa.chunked_array(chunks))
     expected = list(dict.fromkeys(r for r in rows if r is not None))
     assert [g for g in got if g is not None] == expected
     assert [None if c < 0 or got[c] is None else got[c] for c in codes] == rows
+    # sorted in R's order (text: by code point, k10 before k2) as the codes are mapped, the null label last
+    codes, got = dictcodes.dictionary_codes(pa.chunked_array(chunks), r_order)
+    assert [g for g in got if g is not None] == sorted(expected) and got[-1] is None
+    assert [None if c < 0 or got[c] is None else got[c] for c in codes] == rows
+
+
+def test_halves_split_a_column_at_about_half_its_rows() -> None:
+    from mmcli import dictcodes
+
+    col = pa.chunked_array([pa.array(["a"] * n) for n in (300_000, 300_000, 500_000, 200_000)])
+    a, b = dictcodes.halves(col)
+    assert (len(a), len(b)) == (600_000, 700_000) and a.num_chunks == 2 and b.num_chunks == 2
+    assert len(dictcodes.halves(pa.chunked_array([pa.array(["a"] * 2_000_000)]))) == 1  # one chunk: not split
