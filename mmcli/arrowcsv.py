@@ -39,12 +39,12 @@ def read_fast(
     if head is None or not all(c in head.index for c in wanted) or set(numeric) & set(categorical):
         return None
     at = head.index
-    quoted = csvread.has_quote(src)
     try:
         import pyarrow.csv  # noqa: F401  (loaded here, before the thread below imports what pandas needs)
     except ImportError:
         return None
     importing = _import_meanwhile("pandas")
+    quoted = csvread.has_quote(src)
     got = csvread.read_arrow(
         src,
         len(head.columns),
