@@ -80,39 +80,36 @@ def write_csv(rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def progress(delay: float = 1.0) -> Iterator[Callable[[int, float], None] | None]:
-    """A progress callback for the optimizer, its status line removed at the end (see progress_callback)."""
-    cb, close = progress_callback(delay)
-    try:
-        yield cb
-    finally:
-        close()
-
-
-def progress_callback(delay: float = 1.0) -> tuple[Callable[[int, float], None] | None, Callable[[], None]]:
-    """A callback for the optimizer that shows a status line on a terminal once a fit takes longer than
-    ``delay`` seconds; nothing at all when standard error is not a terminal."""
+def progress(
+    delay: float = 1.0, label: str = "fitting ...", line: Callable[[int, float], str] | None = None
+) -> Iterator[Callable[[int, float], None] | None]:
+    """A callback for the optimizer (or any loop that calls it with a count) that shows a status line on a
+    terminal once the work takes longer than ``delay`` seconds, removed at the end; nothing at all when standard
+    error is not a terminal. ``line`` words the status from the count and the seconds so far (default: the
+    optimizer's evaluations)."""
     if not sys.stderr.isatty():
-        return None, lambda: None
+        yield None
+        return
     start = time.perf_counter()
     state: dict[str, Any] = {"status": None}
 
-    def cb(evals: int, best: float) -> None:
-        if time.perf_counter() - start < delay:
+    def cb(count: int, _: float) -> None:
+        seconds = time.perf_counter() - start
+        if seconds < delay:
             return
         status = state["status"]
         if status is None:
-            from mmcli.render import err_console  # rich: only once a fit shows its progress
+            from mmcli.render import err_console  # rich: only once a status line is shown
 
-            status = state["status"] = err_console().status("fitting ...")
+            status = state["status"] = err_console().status(label)
             status.start()
-        status.update(f"fitting: {evals} evaluations, {time.perf_counter() - start:.1f} s")
+        status.update(line(count, seconds) if line else f"fitting: {count} evaluations, {seconds:.1f} s")
 
-    def close() -> None:
+    try:
+        yield cb
+    finally:
         if state["status"] is not None:
             state["status"].stop()
-
-    return cb, close
 
 
 def table(name: str) -> Callable[[dict[str, Any]], None]:

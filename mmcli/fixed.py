@@ -20,6 +20,7 @@ from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
 from mmcli.formula import Call, Name, Node, Num, join_terms
 from mmcli.formula.syntax import BinOp, Paren, Unary, deparse, quote_name
+from mmcli.levels import reads_as_float
 from mmcli.memory import check_allocation
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class Variable:
             labels, codes = level_order(frame[col])
             self.levels = labels
             return pd.Categorical.from_codes(codes, categories=labels)  # type: ignore[call-overload]
-        numeric = all(_is_number(v) for v in self.levels)
+        numeric = all(reads_as_float(v) for v in self.levels)
         values = frame[col].astype(str).str.strip().map(lambda v: _r_label(v, numeric))
         unseen = sorted(set(values) - set(self.levels))
         if unseen:
@@ -351,11 +352,3 @@ def _r_label(value: str, numeric: bool) -> str:
     except ValueError:
         return value
     return str(int(x)) if np.isfinite(x) and x.is_integer() and abs(x) < 1e15 else value
-
-
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True

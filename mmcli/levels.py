@@ -73,7 +73,7 @@ def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
         remap[used] = np.arange(used.size, dtype=np.int32)
         raw_codes = remap[raw_codes]
         all_cats = all_cats[used]
-    cats = [c.strip() if type(c) is str else str(c).strip() for c in all_cats.tolist()]
+    cats = _stripped(all_cats.tolist())
     order, labels = _r_sorted(cats)
     if np.array_equal(order, np.arange(order.size)):
         codes = raw_codes.astype(np.int32, copy=False)
@@ -98,11 +98,10 @@ def r_order(labels: list[Any]) -> np.ndarray | None:
     or None when they are in it already. A reader that renumbers its codes anyway (a merge of dictionaries)
     renumbers them into this order in the same pass, and :func:`level_order` then has nothing to renumber."""
     if None not in labels:  # the common case: every label present
-        order = _r_sorted([v.strip() if type(v) is str else str(v).strip() for v in labels])[0]
+        order = _r_sorted(_stripped(labels))[0]
         return None if np.array_equal(order, np.arange(order.size)) else order
     present = [i for i, v in enumerate(labels) if v is not None]
-    cats = [labels[i].strip() if type(labels[i]) is str else str(labels[i]).strip() for i in present]
-    order = _r_sorted(cats)[0]
+    order = _r_sorted(_stripped([labels[i] for i in present]))[0]
     return np.concatenate([np.asarray(present)[order], [i for i, v in enumerate(labels) if v is None]]).astype(np.intp)
 
 
@@ -116,7 +115,7 @@ def _r_sorted(cats: list[str]) -> tuple[np.ndarray, list[str]]:
 
     # one label that is not a number settles it: the whole list is not parsed then (nor pandas imported, when
     # even Python's float(), which reads more than pandas does, refuses it: a reader's thread sorts so)
-    if cats and _float_or_none(cats[0]) is not None and numbers(cats[:1]).notna().all():
+    if cats and reads_as_float(cats[0]) and numbers(cats[:1]).notna().all():
         num = numbers(cats)
         if num.notna().all():
             vals = num.to_numpy(dtype=float)
@@ -134,11 +133,18 @@ def _r_sorted(cats: list[str]) -> tuple[np.ndarray, list[str]]:
     return order, [cats[i] for i in order]
 
 
-def _float_or_none(text: str) -> float | None:
+def _stripped(labels: list[Any]) -> list[str]:
+    """Labels as text without surrounding blanks, as R's levels are compared."""
+    return [v.strip() if type(v) is str else str(v).strip() for v in labels]
+
+
+def reads_as_float(text: str) -> bool:
+    """Whether Python's float() reads the text (it reads everything pandas.to_numeric does, and more)."""
     try:
-        return float(text)
+        float(text)
     except ValueError:
-        return None
+        return False
+    return True
 
 
 def _r_number(x: float, raw: str) -> str:

@@ -4,14 +4,12 @@ shared formatting, the only modules that import rich)."""
 from __future__ import annotations
 
 import contextlib
-import sys
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.text import Text
 
-from mmcli.render import _decimals, _plain_table, _show, err_console, fixed, p_coef, sig
+from mmcli.emit import progress
+from mmcli.render import _decimals, _plain_table, _show, fixed, p_coef, sig
 
 # --------------------------------------------------------------------------------------------------
 # --------------------------------------------------------------------------------------------------
@@ -103,26 +101,6 @@ def print_confint(d: dict[str, Any]) -> None:
     _show(head, sub, t)
 
 
-@contextlib.contextmanager
-def counter(what: str, total: int, delay: float = 1.0) -> Iterator[Callable[[int, float], None] | None]:
+def counter(what: str, total: int, delay: float = 1.0) -> contextlib.AbstractContextManager[Any]:
     """A progress callback that counts done of total (``what: 37 / 500``), on a terminal only, as progress()."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    start = time.perf_counter()
-    state: dict[str, Any] = {"status": None}
-
-    def cb(done: int, _: float) -> None:
-        if time.perf_counter() - start < delay:
-            return
-        status = state["status"]
-        if status is None:
-            status = state["status"] = err_console().status(what)
-            status.start()
-        status.update(f"{what}: {done} / {total}, {time.perf_counter() - start:.1f} s")
-
-    try:
-        yield cb
-    finally:
-        if state["status"] is not None:
-            state["status"].stop()
+    return progress(delay, what, lambda done, seconds: f"{what}: {done} / {total}, {seconds:.1f} s")

@@ -21,7 +21,6 @@ what needs the rows (fitted values and residuals), which it leaves empty.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from mmcli.lmm.gram import Gram, _cross, _indicator_grams
 from mmcli.lmm.model import LmmModel, check_terms
 from mmcli.lmm.rank import aliased_columns_r
 from mmcli.lmm.terms import ReTerm, indicator_term, make_blocks
-from mmcli.lmm.transform import Working, _x_transform
+from mmcli.lmm.transform import Working, _x_transform, scale_from_sums
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,9 +229,7 @@ def response_scale(sp2: SecondPass) -> float:
     m = sp2.ymax
     if not (m > 0 and np.isfinite(m)):
         return 1.0
-    mean = sp2.ysum / m / sp2.n
-    var = max(sp2.ysq / (m * m) / sp2.n - mean * mean, 0.0)
-    return m * math.sqrt(var) if var > 1e-24 else m
+    return scale_from_sums(sp2.n, sp2.ysum / m, sp2.ysq / (m * m), m)
 
 
 class StatsModel(LmmModel):

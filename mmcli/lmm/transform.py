@@ -288,9 +288,7 @@ def subtract_xb(y: np.ndarray, X: np.ndarray, b: np.ndarray, block: int = BLOCK_
                 top = max(top, float(v.max()), -float(v.min()))
     if y.size == 0 or not (top > 0 and math.isfinite(top)) or not math.isfinite(s2):
         return _response_scale(y, block)
-    mean = s1 / y.size
-    var = max(s2 / y.size - mean * mean, 0.0)
-    return math.sqrt(var) if var > 1e-24 * top * top else top
+    return scale_from_sums(y.size, s1 / top, s2 / (top * top), top)
 
 
 def _response_scale(y: np.ndarray, block: int = BLOCK_ROWS) -> float:
@@ -306,8 +304,14 @@ def _response_scale(y: np.ndarray, block: int = BLOCK_ROWS) -> float:
         v = y[start : start + block] / m
         s1 += float(v.sum())
         s2 += float(v @ v)
-    mean = s1 / y.size
-    var = max(s2 / y.size - mean * mean, 0.0)
+    return scale_from_sums(y.size, s1, s2, m)
+
+
+def scale_from_sums(n: int, s1: float, s2: float, m: float) -> float:
+    """The standard deviation of n values from the sum s1 and the sum of squares s2 of the values divided by
+    their largest magnitude m; m itself when they are constant (the spread below 1e-12 of m)."""
+    mean = s1 / n
+    var = max(s2 / n - mean * mean, 0.0)
     return m * math.sqrt(var) if var > 1e-24 else m
 
 
