@@ -6,12 +6,10 @@ not read as the careful path does, a column of unknown type, a refused line) ret
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import threading
 from typing import TYPE_CHECKING
 
 from mmcli import csvread
+from mmcli.columns import Coded, Columns
 from mmcli.csvlines import read_header
 from mmcli.levels import r_order
 
@@ -27,23 +25,23 @@ def read_fast(
     categorical: list[str],
     other: list[str],
     na: tuple[str, ...] | list[str],
-) -> tuple[pd.DataFrame, list[str]] | None:
+) -> tuple[Columns, list[str]] | None:
     """The columns by pyarrow with the header alone checked here: pyarrow refuses a line with another number
     of fields, a text cell in a number column and bytes that are not UTF-8, and then (None) the careful path
     scans the file and reads it with pandas, whose messages name the line. ``other`` columns (numbers or
     text) take the type pyarrow infers: a column of text sends the read to the careful path, which makes it a
     factor. A quote after a blank is text to pyarrow but quotes to pandas: a label that starts so sends the read
     to the careful path too (a file with no double quote at all has no such label, and is read without tracking
-    quotes across blocks). pandas, which the frame needs, is imported on a thread while pyarrow parses."""
+    quotes across blocks). The columns come as :class:`~mmcli.columns.Columns`: numbers and coded text, with
+    no pandas imported."""
     head = read_header(src)
     if head is None or not all(c in head.index for c in wanted) or set(numeric) & set(categorical):
         return None
     at = head.index
     try:
-        import pyarrow.csv  # noqa: F401  (loaded here, before the thread below imports what pandas needs)
+        import pyarrow.csv  # noqa: F401
     except ImportError:
         return None
-    importing = _import_meanwhile("pandas")
     quoted = csvread.has_quote(src)
     got = csvread.read_arrow(
         src,
@@ -55,41 +53,13 @@ def read_fast(
         order=r_order,
         inferred=[at[c] for c in other if c not in numeric and c not in categorical],
     )
-    importing.join()
     if got is None:
         return None
     if quoted and any(str(v).lstrip().startswith('"') for c in categorical for v in got[at[c]][1]):
         return None
-    numbers = [c for c in wanted if c not in categorical]
-    return arrow_frame(got, wanted, numbers, at), head.columns
-
-
-def _import_meanwhile(module: str) -> threading.Thread:
-    """Import a module on a thread (its own import, when it comes, waits for this one to finish): the
-    interpreter runs the import while pyarrow, which does not hold it, parses."""
-
-    def run() -> None:
-        with contextlib.suppress(BaseException):  # an error shows again where the module is next imported
-            importlib.import_module(module)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
-def arrow_frame(got: dict, wanted: list[str], numbers: list[str], at: dict[str, int]) -> pd.DataFrame:
-    """The frame of :func:`csvread.read_arrow`'s columns: numbers as float64, grouping columns categorical
-    (their codes as read: the labels are checked to be distinct, so pandas need not look at the rows)."""
-    import pandas as pd
-
-    cols: dict[str, object] = {}
-    for c in wanted:
-        if c in numbers:
-            cols[c] = got[at[c]]
-        else:
-            codes, labels = got[at[c]]
-            cols[c] = categorical(codes, labels)
-    return pd.DataFrame(cols, copy=False)
+    # the codes as read: the labels are distinct, so nothing need look at the rows
+    cols = {c: Coded(*got[at[c]]) if c in categorical else got[at[c]] for c in wanted}
+    return Columns(cols), head.columns
 
 
 def categorical(codes: np.ndarray, labels: list) -> pd.Categorical:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmcli import data as dataio
+from mmcli.columns import Columns
 from mmcli.errors import DataError, ModelError, UsageError
 from mmcli.formula import ModelSpec, build_formula, parse_formula
 from mmcli.formula.syntax import names_in
@@ -56,10 +57,12 @@ class ModelOptions:
         return parse_formula(text, allow_smooths=smooths)
 
 
-def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions, *, response_as_read: bool = False) -> dataio.Table:
+def _load_model_data(
+    path: str, spec: ModelSpec, opts: ModelOptions, *, response_as_read: bool = False, arrays: bool = False
+) -> dataio.Table:
     """The columns the model uses: the response, smooth variables, weights and offsets numeric; grouping and
     --factor columns categorical; the rest as read (the response too with ``response_as_read``: a binomial
-    response may be text with two levels)."""
+    response may be text with two levels). ``arrays``: the frame may be Columns (:func:`mmcli.data.load`)."""
     used = spec.variables()
     numeric = [] if response_as_read else [spec.response]
     numeric += list(spec.failures) + [v for s in spec.smooths for v in s.variables] + [o.var for o in spec.offsets]
@@ -74,7 +77,7 @@ def _load_model_data(path: str, spec: ModelSpec, opts: ModelOptions, *, response
     groups = [f for t in spec.random for f in t.factors if f not in elsewhere and f not in numeric]
     categorical = list(dict.fromkeys(groups + [f for f in opts.factor if f in used]))
     other = [c for c in used if c not in numeric and c not in categorical]
-    table = dataio.load(path, numeric=numeric, categorical=categorical, other=other, na=opts.na)
+    table = dataio.load(path, numeric=numeric, categorical=categorical, other=other, na=opts.na, arrays=arrays)
     for f in opts.factor:
         if f not in used:
             dataio.resolve(f, list(table.columns))
@@ -93,13 +96,15 @@ def _lmm_outcome(
         raise UsageError(
             f"The model '{spec.text}' has no random-effects term: add one, e.g. '+ (1 | group)', or use --group COL."
         )
-    table = _load_model_data(path, spec, opts)
-    design = build_design(spec, table.frame, set(opts.factor), weights=opts.weights)
+    table = _load_model_data(path, spec, opts, arrays=not anova)  # anova reads the data as a pandas frame
+    design = build_design(spec, table.data, set(opts.factor), weights=opts.weights)
     check_ddf(ddf, reml)
     fixed_terms = _fixed_terms(design, table.frame) if anova else None  # needs the data: before they go
     source, dropped_rows, notes = table.source, table.dropped_rows, list(table.notes)
+    cycles = not isinstance(table.data, Columns)
     del table  # the columns now live in the design: free the frame before the fit
-    gc.collect()  # pandas objects hold reference cycles: without this the frame outlives the fit
+    if cycles:
+        gc.collect()  # pandas objects hold reference cycles: without this the frame outlives the fit
     model = design.model(method, overwrite_y=True)  # y is not used again: its memory holds the working response
     fit = model.fit(reml, progress)
     d = fit_dict(

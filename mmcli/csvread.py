@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmcli.dictcodes import dictionary_codes, halves
+from mmcli.dictcodes import floats as float_values
 from mmcli.errors import DataError
 
 if TYPE_CHECKING:
@@ -376,8 +377,7 @@ def read_arrow(
         # block and leaves a hundred dictionaries to unify
         coded = {i: [pool.submit(part.dictionary_encode) for part in halves(table.column(names[i]))] for i in groups}
         for i in [*floats, *inferred]:
-            col = table.column(names[i])
-            out[i] = col.to_numpy() if col.null_count == 0 else col.fill_null(float("nan")).to_numpy()
+            out[i] = float_values(table.column(names[i]))
         for i, jobs in coded.items():
             enc = pa.chunked_array([c for job in jobs for c in job.result().chunks])
             try:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmcli import csvread
 from mmcli.arrowcsv import read_fast
+from mmcli.columns import Coded, Columns, Frame, floats
 from mmcli.csvblocks import map_large_arrays, read_blocks
 from mmcli.csvlines import Layout, read_layout
 from mmcli.csvread import resolve
 from mmcli.errors import DataError
-from mmcli.levels import factorized, level_order, nan_levels_missing
+from mmcli.levels import factorized, level_order, may_hold_nan, nan_levels_missing
 from mmcli.parquet import ARROW_MIN_BYTES, is_parquet
 
 if TYPE_CHECKING:
@@ -27,14 +28,23 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, eq=False)
 class Table:
-    """The used columns of a CSV, after dropping incomplete rows."""
+    """The used columns of a CSV, after dropping incomplete rows: ``data`` as they are held (Columns only when
+    :func:`load` was asked for arrays), ``frame`` as a pandas frame (made from Columns when first read)."""
 
-    frame: pd.DataFrame
+    data: pd.DataFrame | Columns
     source: str
     columns: tuple[str, ...]  # every column of the file, in order
     dropped_rows: int = 0
     notes: list[str] = field(default_factory=list)
     lines: np.ndarray | None = None  # the file's line of each row as read, when it is not row + 2
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        data = self.data
+        if isinstance(data, Columns):
+            data = data.frame()
+            object.__setattr__(self, "data", data)
+        return data
 
 
 __all__ = [
@@ -59,6 +69,7 @@ def load(
     categorical: list[str],
     other: list[str] | None = None,
     na: tuple[str, ...] | list[str] = (),
+    arrays: bool = False,
 ) -> Table:
     """Read the named columns of a CSV.
 
@@ -66,14 +77,16 @@ def load(
     as text (grouping factors, --factor columns); ``other`` columns keep the type pandas infers (fixed effects:
     numbers stay numeric, text becomes a factor as in R). Missing are NA, the empty cell and the ``na`` tokens,
     in every column; NaN too in a numeric column (R's read.csv rules). A CSV read by the fast path whose data
-    then fail a check is read again by the careful one, so that the message names the right line.
+    then fail a check is read again by the careful one, so that the message names the right line. With
+    ``arrays``, the table's frame is :class:`~mmcli.columns.Columns` (no pandas) when the reader gives the
+    columns so (numbers and coded text) and they need none of pandas' checks; else it is a pandas frame.
     """
     try:
-        return _load(path, numeric, categorical, other or [], na, fast_ok=True)
+        return _load(path, numeric, categorical, other or [], na, fast_ok=True, arrays=arrays)
     except DataError:
         if path == "-" or is_parquet(path) or not categorical:
             raise
-    return _load(path, numeric, categorical, other or [], na, fast_ok=False)
+    return _load(path, numeric, categorical, other or [], na, fast_ok=False, arrays=arrays)
 
 
 def _load(
@@ -83,6 +96,7 @@ def _load(
     other: list[str],
     na: tuple[str, ...] | list[str],
     fast_ok: bool,
+    arrays: bool = False,
 ) -> Table:
     wanted = list(dict.fromkeys(numeric + categorical + other))
     map_large_arrays()
@@ -107,11 +121,25 @@ def _load(
                 resolve(c, columns, layout.index)
             layout.check()
             frame = _read_columns(src, layout, wanted, numeric, categorical, other, na)
-    import pandas as pd  # after a Parquet read, which imports it while pyarrow reads
-
-    n_all = len(frame)
-    if n_all == 0:
+    if len(frame) == 0:
         raise DataError(f"File '{name}' has a header but no data rows.")
+    if isinstance(frame, Columns) and (not arrays or _nan_labels(frame, categorical)):
+        frame = frame.frame()  # NaN levels (R's factor() of numbers reads them as missing) are pandas' work
+    if not isinstance(frame, Columns):  # Columns hold float64 numbers and coded text already
+        _typed(frame, numeric, categorical, other, lines)
+    whole = {c for c in wanted if _is_float(frame[c]) and not _check_magnitude(floats(frame, c), c, lines)}
+    frame, dropped, notes = _drop_incomplete(frame, name, whole)
+    release_memory()
+    return Table(data=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
+
+
+def _typed(
+    frame: pd.DataFrame, numeric: list[str], categorical: list[str], other: list[str], lines: np.ndarray | range | None
+) -> None:
+    """Numeric columns as floats (an error names a text cell's line), columns of numbers read as text as numbers,
+    and NaN levels of a categorical column of numbers missing: in place."""
+    import pandas as pd
+
     for c in numeric:
         frame[c] = _as_numeric(frame[c], c, lines)
     for c in other:
@@ -122,10 +150,16 @@ def _load(
             frame[c] = _as_numeric(s, c, lines)
     for c in categorical:
         frame[c] = nan_levels_missing(frame[c])
-    whole = {c for c in wanted if frame[c].dtype.kind == "f" and not _check_magnitude(frame[c].to_numpy(), c, lines)}
-    frame, dropped, notes = _drop_incomplete(frame, name, whole)
-    release_memory()
-    return Table(frame=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
+
+
+def _nan_labels(frame: Columns, categorical: list[str]) -> bool:
+    """Whether a coded column's labels may read as NaN."""
+    return any(isinstance(v := frame[c], Coded) and may_hold_nan(v.labels) for c in categorical)
+
+
+def _is_float(values: Any) -> bool:
+    """Whether a column (of a pandas frame, or of Columns) holds float numbers."""
+    return not isinstance(values, Coded) and values.dtype.kind == "f"
 
 
 def _read_columns(
@@ -188,11 +222,10 @@ def _first_line(e: Exception) -> str:
     return s.splitlines()[0] if s else type(e).__name__
 
 
-def _drop_incomplete(frame: pd.DataFrame, name: str, whole: Container[str] = ()) -> tuple[pd.DataFrame, int, list[str]]:
+def _drop_incomplete(frame: Frame, name: str, whole: Container[str] = ()) -> tuple[Frame, int, list[str]]:
     """Rows with a missing value in a used column are dropped and counted (as lm/lmer's na.omit). ``whole``:
     columns already known to have no missing value."""
     import numpy as np
-    import pandas as pd
 
     n_all = len(frame)
     complete = None  # made on the first column that has a missing value (most data sets have none)
@@ -208,24 +241,35 @@ def _drop_incomplete(frame: pd.DataFrame, name: str, whole: Container[str] = ())
         if c in whole:
             continue
         s = frame[c]
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            codes = np.asarray(s.array.codes)
+        codes = s.codes if isinstance(s, Coded) else _categorical_codes(s)
+        if codes is not None:
             if codes.size and codes.min() < 0:  # one pass without a temporary finds whether any is missing
                 drop(codes < 0)
-        elif s.dtype.kind == "f":
-            v = s.to_numpy()
+        elif _is_float(s):
+            v = floats(frame, c)
             if v.size and np.isnan(v.min()):
                 drop(np.isnan(v))
-        else:
+        elif not isinstance(s, (Coded, np.ndarray)):
             drop(s.isna().to_numpy())
     dropped = 0 if complete is None else int(n_all - complete.sum())
     notes = []
     if dropped and complete is not None:
-        frame = frame.loc[complete].reset_index(drop=True)
+        frame = frame.rows(complete) if isinstance(frame, Columns) else frame.loc[complete].reset_index(drop=True)
         notes.append(f"Dropped {dropped} of {n_all} rows with a missing value in a used column.")
     if len(frame) == 0:
         raise DataError(f"No complete rows: every row of '{name}' has a missing value in a used column.")
     return frame, dropped, notes
+
+
+def _categorical_codes(values: Any) -> np.ndarray | None:
+    """A pandas categorical column's codes (no copy), or None for any other column."""
+    import numpy as np
+
+    if isinstance(values, np.ndarray):  # a column of Columns: pandas is not imported for it
+        return None
+    import pandas as pd
+
+    return np.asarray(values.array.codes) if isinstance(values.dtype, pd.CategoricalDtype) else None
 
 
 def release_memory() -> None:
@@ -325,7 +369,7 @@ def load_all(path: str, na: tuple[str, ...] | list[str] = ()) -> Table:
         frame, names = read_parquet(path, columns_of(path), [], na)
         if len(frame) == 0:
             raise DataError(f"File '{path}' has no data rows.")
-        return Table(frame=frame, source=path, columns=tuple(names))
+        return Table(data=frame, source=path, columns=tuple(names))
     src = csvread.open_source(path)
     layout = read_layout(src)
     layout.check()
@@ -343,7 +387,7 @@ def load_all(path: str, na: tuple[str, ...] | list[str] = ()) -> Table:
             text, numbers = _text_cells(frame[c])
             if numbers and not text:
                 frame[c] = _as_numeric(frame[c], c, layout.lines)
-    return Table(frame=frame, source=src.name, columns=tuple(layout.columns), lines=layout.lines)
+    return Table(data=frame, source=src.name, columns=tuple(layout.columns), lines=layout.lines)
 
 
 def subset(table: Table, cols: list[str], *, numeric: list[str]) -> Table:
@@ -352,8 +396,8 @@ def subset(table: Table, cols: list[str], *, numeric: list[str]) -> Table:
     for c in numeric:
         frame[c] = _as_numeric(frame[c], c, table.lines)
         _check_magnitude(frame[c].to_numpy(), c, table.lines)
-    frame, dropped, notes = _drop_incomplete(frame, table.source)
-    return Table(frame=frame, source=table.source, columns=table.columns, dropped_rows=dropped, notes=notes)
+    kept, dropped, notes = _drop_incomplete(frame, table.source)
+    return Table(data=kept, source=table.source, columns=table.columns, dropped_rows=dropped, notes=notes)
 
 
 def numeric_columns(table: Table) -> list[str]:

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from mmcli.columns import Coded, Columns, Frame, floats
 from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
-from mmcli.fixed import FixedPart, model_matrix
+from mmcli.fixed import FixedPart, model_matrix, plain_columns
 from mmcli.formula import ModelSpec, Num, OffsetTerm, TensorTerm
 from mmcli.formula.syntax import deep_trees, names_in
 from mmcli.lmm import LmmModel, ReTerm, general_term, indicator_term
+from mmcli.threads import copy_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,21 +100,23 @@ class NewRows:
     offset: np.ndarray | None
 
 
-def categorical_columns(spec: ModelSpec, frame: pd.DataFrame, factors: set[str]) -> set[str]:
+def categorical_columns(spec: ModelSpec, frame: Frame, factors: set[str]) -> set[str]:
     """Columns treated as factors in the fixed part: --factor columns and text columns (as R does)."""
+    out = set(factors)
+    if isinstance(frame, Columns):
+        return out | {c for c in frame.columns if isinstance(frame[c], Coded)}
     import pandas as pd
 
-    out = set(factors)
     for c in frame.columns:
         if not pd.api.types.is_numeric_dtype(frame[c].dtype):  # text (object, pandas 3's str) or category
             out.add(c)
     return out
 
 
-def response(frame: pd.DataFrame, name: str, *, as_float: bool = True) -> np.ndarray:
+def response(frame: Frame, name: str, *, as_float: bool = True) -> np.ndarray:
     """The response as floats (as it is held, without ``as_float``); a constant one is an error (there is no
     variance to split into components)."""
-    y = frame[name].to_numpy()
+    y = floats(frame, name) if isinstance(frame, Columns) else frame[name].to_numpy()
     # most responses differ within their first rows: the whole column is compared only when those do not
     if y.size and np.all(y[:1024] == y[0]) and np.all(y == y[0]):
         raise DataError(
@@ -122,13 +126,13 @@ def response(frame: pd.DataFrame, name: str, *, as_float: bool = True) -> np.nda
     return y.astype(float, copy=False) if as_float else y
 
 
-def offset_values(frame: pd.DataFrame, offsets: Sequence[OffsetTerm]) -> np.ndarray | None:
+def offset_values(frame: Frame, offsets: Sequence[OffsetTerm]) -> np.ndarray | None:
     """The sum of the offset terms, or None without any."""
     if not offsets:
         return None
     total = np.zeros(len(frame))
     for o in offsets:
-        v = frame[o.var].to_numpy(dtype=float)
+        v = floats(frame, o.var)
         if o.log:
             if np.any(v <= 0):
                 raise DataError(f"offset(log({o.var})) needs positive values of '{o.var}'.")
@@ -137,12 +141,14 @@ def offset_values(frame: pd.DataFrame, offsets: Sequence[OffsetTerm]) -> np.ndar
     return total
 
 
-def group_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+def group_codes(frame: Frame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     """The grouping factor a:b:... as level codes and labels ('a1:b2'), in R's order for ':' on factors
     (lexicographic, the first factor varying slowest; combinations absent from the data dropped)."""
     codes, labels = None, None
     for f in factors:
-        lab, cod = level_order(frame[f])
+        values = frame[f]
+        assert not isinstance(values, np.ndarray), f  # Columns' grouping factors are coded (build_design)
+        lab, cod = level_order(values)
         if codes is None:
             codes, labels = cod, lab
             continue
@@ -166,7 +172,7 @@ def lme4_order(nlevels: list[int]) -> list[int]:
 
 def build_design(
     spec: ModelSpec,
-    frame: pd.DataFrame,
+    frame: Frame,
     factors: set[str],
     *,
     weights: str | None = None,
@@ -176,9 +182,25 @@ def build_design(
     """y, X and the random-effects terms of a model spec on these data (:func:`_build_design`). Without
     ``with_y`` the design holds X alone (the caller keeps y: a GLMM's response, whose fit outlives X). With
     ``consume`` the frame loses each column that only the fixed part uses as soon as X holds it, so that a large
-    data set is not held twice."""
+    data set is not held twice. Columns (no pandas) serve a model of numeric columns and grouping factors of
+    text as they are; any other model is built from their pandas frame."""
+    if isinstance(frame, Columns) and not _reads_columns(spec, frame, factors):
+        frame = frame.frame()
     with deep_trees():
         return _build_design(spec, frame, factors, weights, with_y, consume)
+
+
+def _reads_columns(spec: ModelSpec, frame: Columns, factors: set[str]) -> bool:
+    """Whether the design of a model can be built from Columns: no smooth, every term of the fixed part and of
+    each random-effects term a numeric column (or the intercept), every grouping factor coded text."""
+    if spec.smooths or spec.tensors:
+        return False
+    cats = categorical_columns(spec, frame, factors)
+    parts = [spec.fixed_terms, *(rt.terms for rt in spec.random)]
+    plain = [plain_columns(terms, cats) for terms in parts]
+    return all(
+        p is not None and all(c in frame and isinstance(frame[c], np.ndarray) for c in p) for p in plain
+    ) and all(f in frame and isinstance(frame[f], Coded) for rt in spec.random for f in rt.factors)
 
 
 def _fixed_only(spec: ModelSpec, weights: str | None) -> set[str]:
@@ -193,7 +215,7 @@ def _fixed_only(spec: ModelSpec, weights: str | None) -> set[str]:
 
 
 def _build_design(
-    spec: ModelSpec, frame: pd.DataFrame, factors: set[str], weights: str | None, with_y: bool, consume: bool
+    spec: ModelSpec, frame: Frame, factors: set[str], weights: str | None, with_y: bool, consume: bool
 ) -> Design:
     """y, X and the random-effects terms of a model spec on these data: the parametric columns, then each
     smooth's unpenalized columns (its penalized part becomes a random-effects term, mgcv's smooth2random),
@@ -215,12 +237,15 @@ def _build_design(
     smooths, tagged, xcols, xnames = [], [], [Xp], list(fixed.names)
     if spec.smooths:  # scipy comes with the bases: a model without smooths does not pay for its import
         from mmcli.smooths import smooth_construct, smooth_to_mixed
-    pieces = [(s, level) for s in spec.smooths for level in by_levels(frame, s.by, cats)]
+    if has_smooths and isinstance(frame, Columns):  # build_design gives a model with smooths pandas' frame
+        frame = frame.frame()
+    table = cast("pd.DataFrame", frame)  # read below only for smooths
+    pieces = [(s, level) for s in spec.smooths for level in by_levels(table, s.by, cats)]
     # gamm4's names Xr, Xr.0, ...: one per s() (per level of a factor by) and one per penalty of a t2
     gnames = iter(smooth_group_names(len(pieces) + sum(2 ** len(t.vars) for t in spec.tensors)))
     for (s, level), gname in zip(pieces, gnames):
-        x = smooth_input(frame, s.variables, None, None)
-        by = None if s.by is None else smooth_input(frame, (), s.by, level)
+        x = smooth_input(table, s.variables, None, None)
+        by = None if s.by is None else smooth_input(table, (), s.by, level)
         sm = smooth_construct(x, var=s.var, bs=s.bs, k=s.k, vars=s.variables, by=s.by, by_values=by, by_level=level)
         ms = smooth_to_mixed(sm)
         smooths.append((sm, ms, x if by is None else np.column_stack([x, by])))
@@ -229,7 +254,7 @@ def _build_design(
         if ms.rank > 0:
             tagged.append((general_term(gname, ms.term, ms.Zr), len(smooths) - 1))
     for t in spec.tensors:  # t2() as gamm4 takes it: one random-effects term per penalty block
-        for sm, ms, x in t2_design_parts(t, frame, cats):
+        for sm, ms, x in t2_design_parts(t, table, cats):
             smooths.append((sm, ms, x))
             xcols.append(ms.Xf)
             xnames += list(ms.fixed_names)
@@ -237,7 +262,7 @@ def _build_design(
     for rt in spec.random:
         codes, labels = group_codes(frame, rt.factors)
         if all(isinstance(t, Num) for _, t in rt.terms):  # (1 | g): its names from no rows, no n-vector of ones
-            T, part = model_matrix(rt.terms, frame.iloc[:0], cats)
+            T, part = model_matrix(rt.terms, frame.head(0), cats)
             T = np.broadcast_to(np.ones((1, 1)), (len(frame), T.shape[1]))
         else:
             T, part = model_matrix(rt.terms, frame, cats)
@@ -255,7 +280,7 @@ def _build_design(
     else:
         XY = Xp  # the response goes in its trailing column: no copy of X
         if with_y:
-            XY[:, -1] = y
+            copy_rows(XY[:, -1], y)
     where = {j: i for i, (_, j) in enumerate(tagged) if j >= 0}
     return Design(
         XY=XY,
@@ -263,7 +288,7 @@ def _build_design(
         terms=[t for t, _ in tagged],
         fixed=fixed,
         smooths=[SmoothPart(sm, ms, where.get(j, -1), x) for j, (sm, ms, x) in enumerate(smooths)],
-        weights=None if weights is None else frame[weights].to_numpy(dtype=float),
+        weights=None if weights is None else floats(frame, weights),
         offset=offset_values(frame, spec.offsets),
         offsets=spec.offsets,
         has_y=with_y,

@@ -1,5 +1,6 @@
-"""Dictionary-encoded Arrow columns (a large CSV's grouping columns, a Parquet file's text columns) as int32 codes
-and their labels, with no Python object per row."""
+"""Arrow columns as numpy arrays, with no Python object per row and without pandas (which pyarrow's own
+conversions import on first use): dictionary-encoded columns (a large CSV's grouping columns, a Parquet file's
+text columns) as int32 codes and their labels, number columns as float64."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from mmcli.threads import LONG_ROWS, on_two_threads
 
 _LARGE_TEXT_BYTES = 1 << 30  # dictionaries this large together are joined with 64-bit offsets
 
@@ -18,7 +21,9 @@ def dictionary_codes(
     object per row. The chunks' dictionaries are merged into one (labels in order of first appearance) and
     each chunk's codes mapped to it. Consecutive chunks often share a dictionary (a Parquet row group's pages):
     each distinct dictionary is looked up once. ``order`` (given the merged labels, a permutation of them or
-    None) sorts the labels, in the same pass that copies or maps the codes."""
+    None) sorts the labels, in the same pass that copies or maps the codes. A long column takes two threads
+    (pyarrow and numpy work without the interpreter's lock): the dictionaries are merged in two halves, then the
+    halves' two, and the chunks' codes are mapped two at a time."""
     import pyarrow as pa
 
     chunks = [c for c in col.chunks if len(c)]
@@ -30,14 +35,14 @@ def dictionary_codes(
         if not (distinct and c.dictionary.equals(distinct[-1])):
             distinct.append(c.dictionary)
         which.append(len(distinct) - 1)
+    rows = sum(len(c) for c in chunks)
+    parallel = rows >= LONG_ROWS
     merged = distinct[0]
     maps: list[np.ndarray | None] = [None]
-    if len(distinct) > 1:  # the dictionaries end to end, encoded once: each one's slice of the codes is its map
+    if len(distinct) > 1:
         if sum(d.nbytes for d in distinct) >= _LARGE_TEXT_BYTES and pa.types.is_string(distinct[0].type):
             distinct = [d.cast(pa.large_string()) for d in distinct]  # past 2 GiB of text: 64-bit offsets
-        enc = pa.concat_arrays(distinct).dictionary_encode(null_encoding="encode")
-        merged = enc.dictionary
-        every = enc.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        merged, every = _merge(distinct, parallel)
         ends = np.cumsum([len(d) for d in distinct])
         maps = list(np.split(every, ends[:-1]))
     labels = merged.to_pylist()
@@ -47,20 +52,66 @@ def dictionary_codes(
         rank[perm] = np.arange(len(labels), dtype=np.int32)
         maps = [rank if m is None else rank[m] for m in maps]
         labels = [labels[i] for i in perm]
-    codes = np.empty(sum(len(c) for c in chunks), dtype=np.int32)
-    at = 0
-    for c, k in zip(chunks, which):
-        idx = c.indices.to_numpy(zero_copy_only=False) if c.null_count == 0 else c.indices.fill_null(-1).to_numpy()
-        m = maps[k]
+    codes = np.empty(rows, dtype=np.int32)
+    starts = np.cumsum([0] + [len(c) for c in chunks])
+
+    def gather(j: int) -> None:
+        idx, m, out = integers(chunks[j].indices, -1), maps[which[j]], codes[starts[j] : starts[j + 1]]
         if m is None:
-            codes[at : at + len(c)] = idx
+            out[:] = idx
         else:  # a null row (-1) stays -1: the map's last entry is appended for it
-            np.take(np.append(m, np.int32(-1)), idx, out=codes[at : at + len(c)])
-        at += len(c)
+            np.take(np.append(m, np.int32(-1)), idx, out=out)
+
+    on_two_threads(gather, range(len(chunks)), parallel)
     return codes, labels
 
 
-HALVES_MIN_ROWS = 1 << 20  # a grouping column this long is dictionary-encoded in two halves at once
+def _merge(dictionaries: list[Any], parallel: bool) -> tuple[Any, np.ndarray]:
+    """The dictionaries end to end, encoded: the merged labels and each entry's code in them (int32). With two
+    threads, each half is encoded on its own and the halves' two dictionaries then merged."""
+    import pyarrow as pa
+
+    def encode(ds: list[Any]) -> tuple[Any, np.ndarray]:
+        enc = pa.concat_arrays(ds).dictionary_encode(null_encoding="encode")
+        return enc.dictionary, integers(enc.indices)
+
+    h = len(dictionaries) // 2
+    if not parallel or h < 2:
+        merged, every = encode(dictionaries)
+        return merged, every.astype(np.int32, copy=False)
+    (d0, i0), (d1, i1) = on_two_threads(encode, [dictionaries[:h], dictionaries[h:]])
+    merged, top = encode([d0, d1])
+    top = top.astype(np.int32, copy=False)
+    return merged, np.concatenate([top[: len(d0)][i0], top[len(d0) :][i1]])
+
+
+def floats(col: Any) -> np.ndarray:
+    """A (chunked) Arrow column of numbers as float64, NaN where null: a view of its one chunk when it is float64
+    without nulls, else a copy."""
+    import pyarrow as pa
+
+    if not pa.types.is_float64(col.type):
+        col = col.cast(pa.float64())
+    parts = []
+    for c in col.chunks:
+        v = np.frombuffer(c.buffers()[1], dtype=np.float64, count=len(c), offset=c.offset * 8)
+        parts.append(np.where(_valid(c), v, np.nan) if c.null_count else v)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def integers(arr: Any, null: int = -1) -> np.ndarray:
+    """An Arrow integer array as a numpy view of its values (nulls as ``null``, in a copy)."""
+    width = arr.type.bit_width // 8
+    v = np.frombuffer(arr.buffers()[1], dtype=f"<i{width}", count=len(arr), offset=arr.offset * width)
+    return np.where(_valid(arr), v, null) if arr.null_count else v
+
+
+def _valid(arr: Any) -> np.ndarray:
+    """Where an Arrow array (with nulls) holds a value, from its validity bitmap."""
+    bits = np.frombuffer(arr.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bits, count=arr.offset + len(arr), bitorder="little")[arr.offset :].astype(bool)
 
 
 def halves(col: Any) -> list[Any]:
@@ -68,7 +119,7 @@ def halves(col: Any) -> list[Any]:
     import pyarrow as pa
 
     chunks = col.chunks
-    if len(col) < HALVES_MIN_ROWS or len(chunks) < 2:
+    if len(col) < LONG_ROWS or len(chunks) < 2:
         return [col]
     ends = np.cumsum([len(c) for c in chunks])
     k = int(np.argmin(np.abs(ends[:-1] - ends[-1] / 2))) + 1  # after the chunk that ends nearest the middle

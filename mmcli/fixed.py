@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmcli.columns import Columns, Frame, floats
 from mmcli.data import level_order
 from mmcli.errors import DataError, ModelError
 from mmcli.formula import Call, Name, Node, Num, join_terms
 from mmcli.formula.syntax import BinOp, Paren, Unary, deparse, quote_name
 from mmcli.levels import reads_as_float
 from mmcli.memory import check_allocation
+from mmcli.threads import copy_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -213,9 +215,17 @@ def _collect(node: Node, cats: set[str], out: dict[str, Variable]) -> str:
     return _placeholder(i)
 
 
+def plain_columns(terms: tuple[tuple[str, Node], ...], cats: Container[str]) -> list[str] | None:
+    """The columns of signed terms that are each a numeric column, added once (besides numbers: the intercept),
+    in order; None when any term needs the formula library (a factor, a call, an interaction, a removal)."""
+    rest = [(s, t) for s, t in terms if not isinstance(t, Num)]
+    plain = [t.name for s, t in rest if s == "+" and isinstance(t, Name) and t.name not in cats]
+    return plain if len(plain) == len(rest) and len(set(plain)) == len(plain) else None
+
+
 def model_matrix(
     terms: tuple[tuple[str, Node], ...],
-    frame: pd.DataFrame,
+    frame: Frame,
     cats: set[str],
     extra: int = 0,
     release: Container[str] = (),
@@ -229,21 +239,22 @@ def model_matrix(
         (s == "-" and isinstance(t, Num) and t.value == 1) or (s == "+" and isinstance(t, Num) and t.value == 0)
         for s, t in terms
     )
-    rest = [(s, t) for s, t in terms if not isinstance(t, Num)]
-    plain = [t.name for s, t in rest if s == "+" and isinstance(t, Name) and t.name not in cats]
-    if len(plain) == len(rest) and len(set(plain)) == len(plain):  # the common case: no formula library needed
+    plain = plain_columns(terms, cats)
+    if plain is not None:  # the common case: no formula library needed
         names = (["(Intercept)"] if intercept else []) + [quote_name(p) for p in plain]
         check_allocation(n * (len(names) + extra) * 8, "the model matrix")
         out = np.empty((n, len(names) + extra), order="F")  # columns contiguous: each is read whole, in place
         for i, c in enumerate(plain, start=int(intercept)):
-            out[:, i] = frame[c].to_numpy(dtype=float)
+            copy_rows(out[:, i], floats(frame, c))
             if c in release:
                 del frame[c]  # its memory goes now, before the next column is copied
         if intercept:
-            out[:, 0] = 1.0
+            copy_rows(out[:, 0], 1.0)
         return out, FixedPart(names, plain, intercept)
     from formulaic import model_matrix as fm
 
+    if isinstance(frame, Columns):
+        frame = frame.frame()
     variables: dict[str, Variable] = {}
     text = " + ".join(("-" if s == "-" else "") + f"({_collect(t, cats, variables)})" for s, t in terms)
     if not intercept:

@@ -8,11 +8,14 @@ integer codes, renumbered once by a gather.
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmcli.columns import Coded
 from mmcli.csvread import NAN_WORDS
+from mmcli.threads import on_two_threads, row_halves
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +45,7 @@ def nan_levels_missing(s: pd.Series) -> pd.Series:
 
     if not isinstance(s.dtype, pd.CategoricalDtype):
         return s
-    if "nan" not in "\x00".join(map(str, s.cat.categories.tolist())).lower():  # the common case: no NaN at all
+    if not may_hold_nan(s.cat.categories.tolist()):  # the common case: no NaN at all
         return s
     cats = pd.Series(s.cat.categories.astype(str))
     nan = cats.str.strip().str.lower().isin(NAN_WORDS)
@@ -51,29 +54,44 @@ def nan_levels_missing(s: pd.Series) -> pd.Series:
     return s
 
 
-def level_order(values: pd.Series) -> tuple[list[str], np.ndarray]:
-    """Levels of a categorical column sorted as R's factor() sorts them: numerically when every value is a
-    number, else by text. Returns the labels (as R prints them) and the integer code of each row. Categories
-    already in that order (as a large file's reader leaves them: :func:`r_order`) keep their codes, with no
-    pass to renumber the rows."""
-    import pandas as pd
+def may_hold_nan(labels: list[Any]) -> bool:
+    """Whether any label may read as NaN (the text "nan" in any case, inside it): a look at the joined labels."""
+    return "nan" in "\x00".join(map(str, labels)).lower()
 
-    cat = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype(str).astype("category")
-    raw_codes = np.asarray(cat.array.codes)  # the categorical's own codes: no copy
-    all_cats = cat.cat.categories
+
+def level_order(values: pd.Series | Coded) -> tuple[list[str], np.ndarray]:
+    """Levels of a categorical column (or of coded text) sorted as R's factor() sorts them: numerically when
+    every value is a number, else by text. Returns the labels (as R prints them) and the integer code of each
+    row. Categories already in that order (as a large file's reader leaves them: :func:`r_order`) keep their
+    codes, with no pass to renumber the rows."""
+    if isinstance(values, Coded):
+        raw_codes, all_cats = values.codes, list(values.labels)
+    else:
+        import pandas as pd
+
+        cat = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype(str).astype("category")
+        raw_codes = np.asarray(cat.array.codes)  # the categorical's own codes: no copy
+        all_cats = cat.cat.categories.tolist()
     k = len(all_cats)
-    counts = np.zeros(k, dtype=np.int64)
     complete = raw_codes.size == 0 or int(raw_codes.min()) >= 0
-    for lo in range(0, raw_codes.size, _GATHER_ROWS):  # bincount too turns its input into intp
-        block = raw_codes[lo : lo + _GATHER_ROWS]
-        counts += np.bincount(block if complete else block[block >= 0], minlength=k)
+
+    def count(rows: slice) -> np.ndarray:
+        part, out = raw_codes[rows], np.zeros(k, dtype=np.int64)
+        for lo in range(0, part.size, _GATHER_ROWS):  # bincount too turns its input into intp
+            block = part[lo : lo + _GATHER_ROWS]
+            out += np.bincount(block if complete else block[block >= 0], minlength=k)
+        return out
+
+    counts = sum(on_two_threads(count, row_halves(raw_codes.size)), np.zeros(k, dtype=np.int64))
     used = np.flatnonzero(counts)
     if used.size < k:  # categories left unused by dropped rows
         remap = np.full(k + 1, -1, dtype=np.int32)  # the last entry: a missing row's code -1 stays -1
         remap[used] = np.arange(used.size, dtype=np.int32)
         raw_codes = remap[raw_codes]
-        all_cats = all_cats[used]
-    cats = _stripped(all_cats.tolist())
+        all_cats = [all_cats[i] for i in used]
+    if isinstance(values, Coded) and values.levels:  # R's levels, in R's order: nothing to parse or renumber
+        return all_cats, raw_codes.astype(np.int32, copy=False)
+    cats = _stripped(all_cats)
     order, labels = _r_sorted(cats)
     if np.array_equal(order, np.arange(order.size)):
         codes = raw_codes.astype(np.int32, copy=False)
@@ -105,6 +123,10 @@ def r_order(labels: list[Any]) -> np.ndarray | None:
     return np.concatenate([np.asarray(present)[order], [i for i, v in enumerate(labels) if v is None]]).astype(np.intp)
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]{1,15}")
+"""Labels pandas and Python read as the same integer, exactly (below 10^15 in size)."""
+
+
 def _r_sorted(cats: list[str]) -> tuple[np.ndarray, list[str]]:
     """The order of the labels as R's factor() sorts them, and the labels as R prints them."""
 
@@ -113,14 +135,17 @@ def _r_sorted(cats: list[str]) -> tuple[np.ndarray, list[str]]:
 
         return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
 
+    vals = None
+    if cats and all(map(_INTEGER.fullmatch, cats)):  # integer ids: exact as floats, read without pandas
+        vals = np.array([float(c) for c in cats])
     # one label that is not a number settles it: the whole list is not parsed then (nor pandas imported, when
     # even Python's float(), which reads more than pandas does, refuses it: a reader's thread sorts so)
-    if cats and reads_as_float(cats[0]) and numbers(cats[:1]).notna().all():
+    elif cats and reads_as_float(cats[0]) and numbers(cats[:1]).notna().all():
         num = numbers(cats)
-        if num.notna().all():
-            vals = num.to_numpy(dtype=float)
-            order = np.argsort(vals, kind="stable")
-            return order, [_r_number(float(vals[i]), cats[i]) for i in order]
+        vals = num.to_numpy(dtype=float) if num.notna().all() else None
+    if vals is not None:
+        order = np.argsort(vals, kind="stable")
+        return order, [_r_number(float(vals[i]), cats[i]) for i in order]
     if all(a <= b for a, b in zip(cats, cats[1:])):  # already in order (a reader sorted them): nothing to sort
         return np.arange(len(cats)), list(cats)
     width = max(map(len, cats), default=0)

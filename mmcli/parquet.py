@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from mmcli.columns import Coded, Columns
 from mmcli.csvread import na_tokens, resolve
-from mmcli.dictcodes import dictionary_codes
+from mmcli.dictcodes import dictionary_codes, floats
 from mmcli.errors import DataError
 from mmcli.levels import r_order
 
@@ -79,12 +80,13 @@ def columns_of(path: str) -> list[str]:
 
 def read_parquet(
     path: str, wanted: list[str], categorical: list[str], na: tuple[str, ...] | list[str] = ()
-) -> tuple[pd.DataFrame, list[str]]:
-    """The wanted columns of a Parquet file (projection: no other column is read) as a frame, and the file's
-    column names. ``categorical`` columns come as pandas categoricals (from pyarrow's dictionary encoding)."""
+) -> tuple[pd.DataFrame | Columns, list[str]]:
+    """The wanted columns of a Parquet file (projection: no other column is read), and the file's column names.
+    When every wanted column is a number (and not ``categorical``) or text (and ``categorical``), as
+    :class:`~mmcli.columns.Columns`: float64 arrays and coded text, with no pandas imported. Otherwise as a
+    pandas frame, ``categorical`` columns as categoricals (from pyarrow's dictionary encoding)."""
     import threading
 
-    import numpy as np
     import pyarrow as pa
 
     pq = _pyarrow()
@@ -109,26 +111,56 @@ def read_parquet(
             read["error"] = e
 
     try:
+        schema = _schema(path)
+        types = {c: schema.field(c).type for c in wanted}
         # grouping columns of text come as the file's own dictionary encoding: no string per row is made
-        text = [c for c in categorical if _is_text(_schema(path).field(c).type)]
+        text = [c for c in categorical if _is_text(types[c])]
+        integer = [c for c in categorical if pa.types.is_integer(types[c])]
+        arrays = all(c in text or c in integer if c in categorical else _is_number(types[c]) for c in wanted)
         reader = threading.Thread(target=read_table, daemon=True)
-        reader.start()  # pyarrow reads without the interpreter's lock: pandas is imported meanwhile
-        import pandas as pd
-        import pyarrow.compute as pc
-
+        reader.start()  # pyarrow reads without the interpreter's lock: pandas, when needed, is imported meanwhile
+        if not arrays:
+            import pandas  # noqa: F401
         reader.join()
         if "error" in read:
             raise read["error"]
         table, coded = read.pop("table"), read.pop("codes")
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"File '{path}' is not a readable Parquet file: {str(e).splitlines()[0]}") from None
+    if arrays and set(coded) == set(text):
+        values: dict[str, np.ndarray | Coded] = {}
+        for c in wanted:
+            col = table.column(c)
+            if c in text:
+                values[c] = _text_codes(coded.pop(c), na_tokens(na))
+            else:
+                values[c] = _integer_codes(col) if c in integer else floats(col)
+        del table, col
+        pa.default_memory_pool().release_unused()
+        return Columns(values), names
+    return _frame(table, wanted, categorical, coded, na, path), names
+
+
+def _frame(
+    table: Any, wanted: list[str], categorical: list[str], coded: dict[str, Any], na: tuple[str, ...] | list[str],
+    path: str,
+) -> pd.DataFrame:  # fmt: skip
+    """The read columns as a pandas frame (:func:`read_parquet`)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from mmcli.arrowcsv import categorical as categorical_of
+
     missing = pa.array(na_tokens(na), type=pa.string())
     cols: dict[str, Any] = {}
     for c in wanted:
         col = table.column(c)
         t = col.type
         if c in coded and pa.types.is_dictionary(t) and _is_text(t.value_type):
-            cols[c] = _text_codes(coded.pop(c), na_tokens(na))
+            kept = _text_codes(coded.pop(c), na_tokens(na))
+            cols[c] = categorical_of(kept.codes, kept.labels)
             continue
         if pa.types.is_dictionary(t):
             col, t = col.cast(t.value_type), t.value_type
@@ -155,7 +187,7 @@ def read_parquet(
             cols[c] = pd.Series(text.to_pandas(), dtype=object).to_numpy()
     del table, col
     pa.default_memory_pool().release_unused()  # what pyarrow's pool keeps after the read goes back to the system
-    return pd.DataFrame(cols, copy=False), names
+    return pd.DataFrame(cols, copy=False)
 
 
 def _schema(path: str) -> Any:
@@ -170,16 +202,30 @@ def _is_text(t: Any) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
-def _text_codes(coded: tuple[np.ndarray, list[Any]], na: list[str]) -> Any:
-    """A dictionary-encoded text column (its codes and labels, :func:`mmcli.dictcodes.dictionary_codes`) as a
-    categorical: R's missing-value cells of a CSV (NA, the empty cell, the ``--na`` tokens) and nulls are
-    missing; the labels alone are looked at, not the rows."""
+def _is_number(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t))
+
+
+def _integer_codes(col: Any) -> Coded:
+    """A grouping column of integers as codes into its distinct values, sorted as numbers and labelled as R's
+    factor() of an integer column labels them; null is missing. Arrow encodes it (no Python object per row)."""
     import numpy as np
 
-    from mmcli.arrowcsv import categorical
+    codes, values = dictionary_codes(col.dictionary_encode(), lambda v: np.argsort(np.array(v, dtype=np.int64)))
+    return Coded(codes, [str(v) for v in values], levels=True)
+
+
+def _text_codes(coded: tuple[np.ndarray, list[Any]], na: list[str]) -> Coded:
+    """A dictionary-encoded text column (its codes and labels, :func:`mmcli.dictcodes.dictionary_codes`) with
+    R's missing-value cells of a CSV (NA, the empty cell, the ``--na`` tokens) and nulls missing; the labels
+    alone are looked at, not the rows."""
+    import numpy as np
 
     codes, labels = coded
-    gone = [i for i, v in enumerate(labels) if v is None or v in na] if None in labels or set(na) & set(labels) else []
+    nas = set(na)
+    gone = [i for i, v in enumerate(labels) if v is None or v in nas]
     if gone:
         keep = np.ones(len(labels), dtype=bool)
         keep[gone] = False
@@ -187,4 +233,4 @@ def _text_codes(coded: tuple[np.ndarray, list[Any]], na: list[str]) -> Any:
         remap[:-1][keep] = np.arange(int(keep.sum()), dtype=np.int32)
         codes = remap[codes]
         labels = [v for v, k in zip(labels, keep) if k]
-    return categorical(codes, labels)
+    return Coded(codes, labels)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmcli.threads import on_two_threads, row_halves
+
 if TYPE_CHECKING:
     from mmcli.gamm import GammFit
     from mmcli.lmm import LmmFit, OptimizerRecord
@@ -65,14 +67,15 @@ def quantiles_type7(x: np.ndarray, *, overwrite: bool = False) -> list[float]:
     return [*out, ends[1]]
 
 
-_SELECT_BLOCK = 1 << 15  # values looked at a block at a time, while the block is in the cache
+_SELECT_BLOCK = 1 << 17  # values looked at a block at a time, while the block is in the cache
 
 
 def _order_statistics(x: np.ndarray, ks: list[int], m: int) -> list[np.ndarray]:
     """For each k of ks, the (k+1)-th to (k+m)-th smallest of x (finite values; k + m <= x.size). A strided
-    sample of about 2^16 values brackets each; one pass over x, block by block, counts the values below each
-    bracket and takes those inside it, and only those are partitioned. Exact whatever the sample: when a
-    bracket misses (a sample unlike the data), the whole vector is partitioned instead."""
+    sample of about 2^16 values brackets each; one pass over x, block by block (each half of a long x on a
+    thread of its own), counts the values below each bracket and takes those inside it, and only those are
+    partitioned. Exact whatever the sample: when a bracket misses (a sample unlike the data), the whole vector
+    is partitioned instead."""
     n = x.size
     step = max(n >> 16, 1)
     sample = np.sort(x[::step])
@@ -82,15 +85,23 @@ def _order_statistics(x: np.ndarray, ks: list[int], m: int) -> list[np.ndarray]:
     for k in ks:
         lo_at, hi_at = (k * s) // n - margin, ((k + m) * s) // n + margin
         brackets.append((sample[lo_at] if lo_at >= 0 else -np.inf, sample[hi_at] if hi_at < s else np.inf))
-    below = [0] * len(ks)
-    parts: list[list[np.ndarray]] = [[] for _ in ks]
-    for start in range(0, n, _SELECT_BLOCK):
-        v = x[start : start + _SELECT_BLOCK]
-        for q, (lo, hi) in enumerate(brackets):
-            inside = v >= lo  # finite values: the others are below
-            below[q] += v.size - int(np.count_nonzero(inside))
-            inside &= v <= hi
-            parts[q].append(v[inside])
+
+    def scan(rows: slice) -> tuple[list[int], list[list[np.ndarray]]]:
+        below: list[int] = [0] * len(ks)
+        parts: list[list[np.ndarray]] = [[] for _ in ks]
+        part = x[rows]
+        for start in range(0, part.size, _SELECT_BLOCK):
+            v = part[start : start + _SELECT_BLOCK]
+            for q, (lo, hi) in enumerate(brackets):
+                inside = v >= lo  # finite values: the others are below
+                below[q] += v.size - int(np.count_nonzero(inside))
+                inside &= v <= hi
+                parts[q].append(v[inside])
+        return below, parts
+
+    scans = on_two_threads(scan, row_halves(n))
+    below = [sum(b[q] for b, _ in scans) for q in range(len(ks))]
+    parts = [[v for _, p in scans for v in p[q]] for q in range(len(ks))]
     out = []
     for k, b, part in zip(ks, below, parts):
         band = np.concatenate(part)

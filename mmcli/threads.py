@@ -12,8 +12,12 @@ started with (OPENBLAS_NUM_THREADS and friends are respected: the automatic choi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 TWO_THREADS_MIN_ORDER = 4000
 """The smallest order of the dense block for which the process's own BLAS thread count is kept."""
@@ -55,3 +59,37 @@ def blas_threads(order: int) -> Iterator[None]:
 
     with threadpool_limits(limits=n, user_api="blas"):
         yield
+
+
+LONG_ROWS = 1 << 20
+"""Columns of this many rows are worked through on two threads where numpy or pyarrow work without the
+interpreter's lock (a copy, a sum by level, an encoding): each thread takes half the rows or half the columns."""
+
+
+def on_two_threads(fn: Callable[[T], R], items: Iterable[T], parallel: bool = True) -> list[R]:
+    """``fn`` of each item, in order: on two threads when ``parallel`` (and there are two items or more), else
+    in the calling thread. An exception in either thread is raised here."""
+    todo = list(items)
+    if not parallel or len(todo) < 2:
+        return [fn(i) for i in todo]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(fn, todo))
+
+
+def row_halves(n: int) -> list[slice]:
+    """The rows 0..n as two halves (one slice when short of :data:`LONG_ROWS`)."""
+    if n < LONG_ROWS:
+        return [slice(0, n)]
+    return [slice(0, n // 2), slice(n // 2, n)]
+
+
+def copy_rows(out: Any, src: Any) -> None:
+    """``out[:] = src`` for one long column, half the rows on each of two threads (memory is touched for the
+    first time here, and the kernel's zeroing of pages then runs on both cores)."""
+
+    def put(rows: slice) -> None:
+        out[rows] = src if isinstance(src, float) else src[rows]
+
+    on_two_threads(put, row_halves(len(out)))

@@ -14,6 +14,7 @@ import pytest
 from conftest import data_path, run_in_process
 
 from mmcli import csvread, data, parquet
+from mmcli.columns import Columns, floats
 from mmcli.parquet import needs_pyarrow
 
 CSV = """y,x,g,h
@@ -28,11 +29,11 @@ CSV = """y,x,g,h
 """
 
 
-def _both(path, monkeypatch, **cols) -> tuple[data.Table, data.Table]:
+def _both(path, monkeypatch, arrays=False, **cols) -> tuple[data.Table, data.Table]:
     monkeypatch.setattr(data, "ARROW_MIN_BYTES", 0)  # the threaded reader, whatever the file's size
     real, calls = csvread.read_arrow, []
     monkeypatch.setattr(csvread, "read_arrow", lambda *a, **k: calls.append(1) or real(*a, **k))
-    fast = data.load(str(path), **cols)
+    fast = data.load(str(path), arrays=arrays, **cols)
     assert calls, "the fast read was not tried"
     monkeypatch.setattr(csvread, "read_arrow", lambda *a, **k: None)
     careful = data.load(str(path), **cols)
@@ -48,10 +49,15 @@ def _same(a: data.Table, b: data.Table, cols: list[str]) -> None:
         assert la == lb and np.array_equal(ca, cb)
 
 
-def test_fast_read_gives_the_same_levels(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("arrays", [False, True])
+def test_fast_read_gives_the_same_levels(tmp_path, monkeypatch, arrays) -> None:
+    """Also when the fast read's columns are kept as numpy arrays (Columns: no pandas)."""
     path = tmp_path / "d.csv"
     path.write_text(CSV)
-    fast, careful = _both(path, monkeypatch, numeric=["y"], categorical=["g", "h"], other=["x"])
+    fast, careful = _both(path, monkeypatch, arrays, numeric=["y"], categorical=["g", "h"], other=["x"])
+    assert isinstance(fast.data, Columns) == arrays
+    for c in ("y", "x"):
+        assert np.array_equal(floats(fast.data, c), careful.frame[c].to_numpy(dtype=float))
     _same(fast, careful, ["g", "h"])
     assert fast.dropped_rows == 3
     labels, codes = data.level_order(fast.frame["g"])

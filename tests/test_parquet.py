@@ -11,6 +11,7 @@ import pytest
 from conftest import EXACT, LMM_CASES, data_path, run_in_process
 
 from mmcli import data, parquet
+from mmcli.columns import Columns
 from mmcli.levels import r_order
 
 
@@ -29,6 +30,54 @@ def test_same_fit_as_the_csv(tmp_path, case) -> None:
     assert abs(got["loglik"] - ref["loglik"]) <= EXACT * abs(ref["loglik"])
     assert got["theta"] == pytest.approx(ref["theta"], rel=EXACT, abs=EXACT)
     assert got["ngroups"] == ref["ngroups"] and got["nobs"] == ref["nobs"]
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "Reaction ~ Days + I(Days^2) + (1 | Subject)",  # a call in the fixed part: the formula library's frame
+        "Reaction ~ poly(Days, 2) + (Days | Subject)",
+        "Reaction ~ Days + (1 | Subject) + (1 | Days)",  # a grouping factor of numbers, used in the fixed part too
+    ],
+)
+def test_models_beyond_plain_columns_fit_as_from_the_csv(tmp_path, formula) -> None:
+    """A Parquet file of numbers and text loads without pandas; a model whose design needs pandas' frame (a
+    call, a numeric grouping factor) gets it, and the same fit as from the CSV."""
+    csv = data_path("sleepstudy.csv")
+    _as_parquet(csv, tmp_path / "s.parquet")
+    ref = run_in_process(["fit", csv, formula, "--json", "--ddf", "none"]).json()
+    got = run_in_process(["fit", tmp_path / "s.parquet", formula, "--json", "--ddf", "none"]).json()
+    assert abs(got["loglik"] - ref["loglik"]) <= EXACT * abs(ref["loglik"])
+    assert got["ngroups"] == ref["ngroups"] and got["nobs"] == ref["nobs"]
+
+
+def test_columns_hold_what_the_frame_holds(tmp_path) -> None:
+    """Loaded as Columns (numbers as float64, text groups coded: no pandas), a Parquet file's data are those of
+    the pandas frame: the same incomplete rows dropped (a null number, a null or NA label), the same numbers and
+    levels; text labels that may read as NaN go through pandas' checks (a frame, then)."""
+    df = pd.DataFrame(
+        {
+            "y": [1.0, None, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+            "x": [0.5, 1.5, 2.5, None, 4.5, 5.5, 6.5, 7.5, 8.5],
+            "g": ["b", "a", "NA", "a", "b", None, "c", "a", "c"],
+        }
+    )
+    df.to_parquet(tmp_path / "c.parquet", index=False)
+    cols = {"numeric": ["y"], "categorical": ["g"], "other": ["x"]}
+    a = data.load(str(tmp_path / "c.parquet"), arrays=True, **cols)
+    b = data.load(str(tmp_path / "c.parquet"), **cols)
+    assert isinstance(a.data, Columns) and not isinstance(b.data, Columns)
+    assert a.dropped_rows == b.dropped_rows == 4 and len(a.data) == len(b.frame) == 5
+    for c in ("y", "x"):
+        assert np.array_equal(a.data[c], b.frame[c].to_numpy())
+    la, ca = data.level_order(a.data["g"])
+    lb, cb = data.level_order(b.frame["g"])
+    assert la == lb == ["a", "b", "c"] and np.array_equal(ca, cb)
+    # labels of numbers and NaN: NaN is missing, as R's factor() of a numeric column reads it
+    df.assign(g=["1", "2", "NaN", "1", "2", "3", "NaN", "1", "3"]).to_parquet(tmp_path / "n.parquet", index=False)
+    a = data.load(str(tmp_path / "n.parquet"), arrays=True, **cols)
+    assert not isinstance(a.data, Columns) and a.dropped_rows == 4
+    assert data.level_order(a.frame["g"])[0] == ["1", "2", "3"]
 
 
 def _formula(stem: str) -> list[str]:
@@ -56,8 +105,10 @@ def test_only_the_formulas_columns_are_read(tmp_path) -> None:
     assert code == 1 and err.startswith("Error: Column 'notes'") and "Traceback" not in err
 
 
-def test_missing_values_and_levels_as_in_a_csv(tmp_path) -> None:
-    """Nulls, NA and empty text cells are missing; integer group ids are levels in numeric order."""
+@pytest.mark.parametrize("arrays", [False, True])
+def test_missing_values_and_levels_as_in_a_csv(tmp_path, arrays) -> None:
+    """Nulls, NA and empty text cells are missing; integer group ids are levels in numeric order (also read as
+    Columns: integers coded by Arrow, sorted as numbers)."""
     df = pd.DataFrame(
         {
             "y": [1.0, 2.0, None, 4.0, 5.0, 6.5, 7.0, 8.0],
@@ -67,13 +118,14 @@ def test_missing_values_and_levels_as_in_a_csv(tmp_path) -> None:
     )
     df.to_parquet(tmp_path / "m.parquet", index=False)
     df.astype({"g": "Int64"}).to_csv(tmp_path / "m.csv", index=False)
-    tp = data.load(str(tmp_path / "m.parquet"), numeric=["y"], categorical=["g", "h"])
+    tp = data.load(str(tmp_path / "m.parquet"), numeric=["y"], categorical=["g", "h"], arrays=arrays)
     tc = data.load(str(tmp_path / "m.csv"), numeric=["y"], categorical=["g", "h"])
+    assert isinstance(tp.data, Columns) == arrays
     assert tp.dropped_rows == tc.dropped_rows == 4
     for col in ("g", "h"):
-        assert data.level_order(tp.frame[col])[0] == data.level_order(tc.frame[col])[0]
-        assert np.array_equal(data.level_order(tp.frame[col])[1], data.level_order(tc.frame[col])[1])
-    assert data.level_order(tp.frame["g"])[0] == ["1", "2", "9", "10"]
+        assert data.level_order(tp.data[col])[0] == data.level_order(tc.frame[col])[0]
+        assert np.array_equal(data.level_order(tp.data[col])[1], data.level_order(tc.frame[col])[1])
+    assert data.level_order(tp.data["g"])[0] == ["1", "2", "9", "10"]
 
 
 def test_errors_are_one_line(tmp_path) -> None:
@@ -115,15 +167,18 @@ def test_dictionary_columns_over_row_groups(tmp_path, monkeypatch) -> None:
     assert np.array_equal(tp.frame["y"].to_numpy(), tc.frame["y"].to_numpy())
 
 
-@pytest.mark.parametrize("wide", [False, True])
-def test_dictionaries_merged_in_order_of_first_appearance(monkeypatch, wide) -> None:
+@pytest.mark.parametrize("wide,threads", [(False, 1), (True, 1), (False, 2), (True, 2)])
+def test_dictionaries_merged_in_order_of_first_appearance(monkeypatch, wide, threads) -> None:
     """Chunks with different dictionaries (and null rows, and a null label): one label list in order of first
     appearance, each row's code pointing at its own label, -1 where null; the same with 64-bit text offsets
-    (the path of dictionaries past 1 GiB together, forced here by a threshold of 0)."""
+    (the path of dictionaries past 1 GiB together, forced here by a threshold of 0), and on two threads (a
+    long column's path, forced by a threshold of 0 rows: the dictionaries merged in two halves, then the two)."""
     from mmcli import dictcodes
 
     if wide:
         monkeypatch.setattr(dictcodes, "_LARGE_TEXT_BYTES", 0)
+    if threads == 2:
+        monkeypatch.setattr(dictcodes, "LONG_ROWS", 0)
     rng = np.random.default_rng(11)
     labels = np.array([f"k{i}" for i in range(60)], dtype=object)
     chunks, rows = [], []

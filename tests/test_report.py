@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mmcli import threads as threads_module
 from mmcli.report import SELECT_MIN_ROWS, quantiles_type7
 
 N = SELECT_MIN_ROWS + 12_345
@@ -28,8 +29,12 @@ def _cases() -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", list(_cases()))
-def test_quantiles_equal_numpy(name: str) -> None:
+def test_quantiles_equal_numpy(monkeypatch, name: str, threads: int) -> None:
+    """Also with each half of the vector scanned on a thread of its own (a long vector's path, forced here)."""
+    if threads == 2:
+        monkeypatch.setattr(threads_module, "LONG_ROWS", 0)
     x = _cases()[name]
     before = x.copy()
     got = quantiles_type7(x)

@@ -18,6 +18,7 @@ from mmcli.lmm._lazy import sp
 from mmcli.lmm.rank import cross_product
 from mmcli.lmm.terms import Block, ReTerm, make_blocks, theta_offsets
 from mmcli.memory import check_allocation
+from mmcli.threads import on_two_threads, row_halves
 
 PAIRS_LIMIT = 40_000_000
 """The precomputed-pairs Schur update is used when it needs at most this many stored products."""
@@ -266,7 +267,6 @@ def _indicator_grams(
     weighted counts over the level codes (no Z is formed)."""
     p = T.shape[1]
     ones = p == 1 and _all_ones(T)
-    codes = codes.astype(np.intp, copy=False)  # bincount's index type: converted once, not at every call
     A = np.zeros((nl, p, p))
     cols = [X[:, c] for c in range(X.shape[1])] + ([y] if y is not None else [])
     AX = np.empty((len(cols), nl, p))
@@ -278,6 +278,7 @@ def _indicator_grams(
         for c, s in zip(summed, sums):
             AX[c, :, 0] = s
         return A, AX.reshape(len(cols), nl)
+    codes = codes.astype(np.intp, copy=False)  # bincount's index type: converted once, not at every call
     for a in range(p):
         for b in range(a, p):
             s = np.bincount(codes, weights=T[:, a] * T[:, b], minlength=nl)
@@ -289,19 +290,17 @@ def _indicator_grams(
     return A, AX.reshape(len(cols), nl * p)
 
 
-THREADED_SUMS_MIN_ROWS = 1 << 20  # from this many rows, the level sums of two columns are taken at once
-
-
 def _level_sums(codes: np.ndarray, cols: list[np.ndarray | None], nl: int) -> list[np.ndarray]:
-    """Each column summed by level (np.bincount; None: the counts): two columns at a time on two threads for
-    long columns (numpy does not hold the interpreter's lock while it adds: 10^7 rows, a count and three
-    columns, about a third less time)."""
-    if len(cols) < 2 or codes.size < THREADED_SUMS_MIN_ROWS:
-        return [np.bincount(codes, weights=c, minlength=nl) for c in cols]
-    from concurrent.futures import ThreadPoolExecutor
+    """Each column summed by level (np.bincount; None: the counts). Long columns are summed in two halves of
+    their rows on two threads (numpy does not hold the interpreter's lock while it adds), the halves' sums then
+    added: the codes are turned into bincount's index type a half at a time, on both threads too."""
 
-    with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(lambda c: np.bincount(codes, weights=c, minlength=nl), cols))
+    def part(rows: slice) -> list[np.ndarray]:
+        at = codes[rows].astype(np.intp, copy=False)  # converted once per half, not at every call
+        return [np.bincount(at, weights=None if c is None else c[rows], minlength=nl) for c in cols]
+
+    halves = on_two_threads(part, row_halves(codes.size))
+    return halves[0] if len(halves) == 1 else [a + b for a, b in zip(*halves)]
 
 
 def _all_ones(T: np.ndarray) -> bool:

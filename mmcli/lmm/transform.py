@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +28,7 @@ from mmcli.errors import DataError
 from mmcli.lmm.criterion import Dof
 from mmcli.lmm.rank import column_norms, cross_product
 from mmcli.lmm.terms import ReTerm, theta_offsets
+from mmcli.threads import on_two_threads, row_halves
 
 BLOCK_ROWS = 65536  # row blocks for the n-vector updates (no n x p temporaries)
 
@@ -124,23 +125,33 @@ class Working:
         resid = np.empty(self.y.size)
         fitted: np.ndarray | Callable[[], np.ndarray]
         if isinstance(wf.fitted, np.ndarray):  # the values given: both from them
-            fitted = wf.fitted
-            for rows in _row_blocks(resid.size):  # row blocks: no n-vector temporaries
-                np.subtract(self.y[rows], fitted[rows], out=resid[rows])
-                self._fitted_back(rows, fitted[rows], resid[rows])
+            given = wf.fitted
+
+            def both(rows: slice) -> None:
+                np.subtract(self.y[rows], given[rows], out=resid[rows])
+                self._fitted_back(rows, given[rows], resid[rows])
+
+            _by_blocks(resid.size, both)
+            fitted = given
         else:  # the residuals now (the report's quartiles read them), the fitted values when first asked for
             fill = wf.fitted
-            for rows in _row_blocks(resid.size):
+
+            def residuals(rows: slice) -> None:
                 r = resid[rows]
                 fill(rows, r)
                 np.subtract(self.y[rows], r, out=r)
                 self._fitted_back(rows, None, r)
 
+            _by_blocks(resid.size, residuals)
+
             def fitted() -> np.ndarray:
                 out = np.empty(resid.size)
-                for rows in _row_blocks(out.size):
+
+                def values(rows: slice) -> None:
                     fill(rows, out[rows])
                     self._fitted_back(rows, out[rows], None)
+
+                _by_blocks(out.size, values)
                 return out
 
         return {
@@ -158,8 +169,16 @@ class Working:
         }
 
 
-def _row_blocks(n: int) -> Iterator[slice]:
-    return (slice(start, start + BLOCK_ROWS) for start in range(0, n, BLOCK_ROWS))
+def _by_blocks(n: int, fn: Callable[[slice], None]) -> None:
+    """``fn`` on each block of BLOCK_ROWS rows of 0..n (row blocks: no n-vector temporaries), the blocks of each
+    half of a long vector on a thread of their own (numpy's work on a block holds no lock; the halves' rows are
+    apart)."""
+
+    def run(half: slice) -> None:
+        for start in range(half.start, half.stop, BLOCK_ROWS):
+            fn(slice(start, min(start + BLOCK_ROWS, half.stop)))
+
+    on_two_threads(run, row_halves(n))
 
 
 def prepare(
