@@ -6,6 +6,8 @@ against it, and a factorization that takes milliseconds on one thread takes ten 
 docs/methods.md, "BLAS threads"). Two threads pay only for large dense blocks on an otherwise idle machine. So
 below TWO_THREADS_MIN_ORDER the core runs on one thread; at or above it, it keeps the threads the process
 started with (OPENBLAS_NUM_THREADS and friends are respected: the automatic choice only ever lowers the count).
+The console script's ``fit`` starts BLAS on one thread when the environment sets no count (idle OpenBLAS threads
+spin at start too) and gives blocks at or above the threshold the machine's cores (LARGE_BLOCK_THREADS).
 ``--threads N`` sets the count exactly, for the whole of each fit.
 """
 
@@ -21,6 +23,10 @@ R = TypeVar("R")
 
 TWO_THREADS_MIN_ORDER = 4000
 """The smallest order of the dense block for which the process's own BLAS thread count is kept."""
+
+LARGE_BLOCK_THREADS: int | None = None
+"""The BLAS thread count for blocks of at least TWO_THREADS_MIN_ORDER when the process started its BLAS on one
+thread (the console script does so for ``fit``: :func:`mmcli._entry.main`); None keeps the process's own."""
 
 _GIVEN: ContextVar[int | None] = ContextVar("mmcli_threads", default=None)
 
@@ -43,7 +49,7 @@ def threads_for(order: int) -> int | None:
     given = _GIVEN.get()
     if given is not None:
         return given
-    return 1 if order < TWO_THREADS_MIN_ORDER else None
+    return 1 if order < TWO_THREADS_MIN_ORDER else LARGE_BLOCK_THREADS
 
 
 @contextlib.contextmanager

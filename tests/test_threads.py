@@ -114,3 +114,43 @@ print(json.dumps(seen))
     libraries = {path for evaluation in seen for path, _ in evaluation}
     assert seen and any("scipy" in p and "numpy" not in p for p in libraries), libraries
     assert all(k == 1 for evaluation in seen for _, k in evaluation)
+
+
+def test_fit_starts_blas_on_one_thread_and_raises_it_for_large_blocks():
+    """The console script's `fit` starts numpy's OpenBLAS on one thread (its threads spin beside the fit
+    otherwise), and a block of TWO_THREADS_MIN_ORDER or more gets the machine's cores. Not when the environment
+    sets a count, and not for other commands. Each case in a fresh process: the count is read when BLAS loads."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import json, os, sys
+from mmcli._entry import one_blas_thread
+one_blas_thread(sys.argv[1:])
+import numpy as np
+from threadpoolctl import threadpool_info
+from mmcli import threads
+def counts():
+    return sorted({int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"})
+start = counts()
+with threads.blas_threads(threads.TWO_THREADS_MIN_ORDER):
+    large = counts()
+print(json.dumps({"start": start, "large": large, "after": counts(), "cores": os.cpu_count()}))
+"""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    }
+
+    def run(args: list[str], extra: dict[str, str]) -> dict:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], env={**env, **extra}, capture_output=True, text=True, check=True
+        )
+        return json.loads(proc.stdout)
+
+    fit = run(["fit"], {})
+    assert fit["start"] == [1] and fit["after"] == [1] and fit["large"] == [fit["cores"]]
+    given = run(["fit"], {"OPENBLAS_NUM_THREADS": "2"})
+    assert given["start"] == [2] and given["large"] == [2]  # the environment's count is kept
+    other = run(["gamm"], {})
+    assert other["start"] == [fit["cores"]]  # OpenBLAS's own default: a thread per core

@@ -60,9 +60,9 @@ class LmmModel:
         self.weights = _check_vector(weights, n, "prior weights", positive=True)
         offset = _check_vector(offset, n, "offset", positive=False)
         names = list(xnames) if xnames is not None else [f"x{i}" for i in range(X.shape[1])]
-        # X'X once for the rank check, the centring and the Gram matrix of large data (one pass over X each)
-        XtX = rank_module.cross_product(X) if n >= rank_module.GRAM_R_MIN_ROWS and method == "fast" else None
         with blas_threads(X.shape[1] + 1):  # the setup's products are (p + 1)-square: no threads to spin
+            # X'X once for the rank check, the centring and the Gram matrix of large data (one pass over X each)
+            XtX = rank_module.cross_product(X) if n >= rank_module.GRAM_R_MIN_ROWS and method == "fast" else None
             keep, drop, RX = aliased_columns_r(X, XtX=XtX)
         self.dropped_columns = tuple(names[i] for i in drop)
         self.xnames = tuple(names[i] for i in keep)
