@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mmcli import csvread
-from mmcli.columns import Coded, Columns
+from mmcli.columns import Columns
 from mmcli.csvlines import read_header
 from mmcli.levels import r_order
 
@@ -55,10 +55,9 @@ def read_fast(
     )
     if got is None:
         return None
-    if quoted and any(str(v).lstrip().startswith('"') for c in categorical for v in got[at[c]][1]):
+    if quoted and any(str(v).lstrip().startswith('"') for c in categorical for v in got[at[c]].labels):
         return None
-    # the codes as read: the labels are distinct, so nothing need look at the rows
-    cols = {c: Coded(*got[at[c]]) if c in categorical else got[at[c]] for c in wanted}
+    cols = {c: got[at[c]] for c in wanted}  # the codes as read: the labels are distinct, nothing looks at the rows
     return Columns(cols), head.columns
 
 

@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 class Coded:
     """A grouping column as int32 codes into its distinct labels (code -1: missing). ``levels``: the labels are
     R's levels already, as R prints them and in R's order (a column of integers, sorted as numbers), so that
-    nothing need parse them."""
+    nothing need parse them. ``counts``: the rows of each label, when the reader counted them as it made the
+    codes (None once rows are dropped)."""
 
     codes: np.ndarray
     labels: list[Any]
     levels: bool = False
+    counts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.codes.size)

@@ -328,19 +328,18 @@ def read_arrow(
     order: Callable[[list[Any]], np.ndarray | None] | None = None,
     inferred: Sequence[int] = (),
 ) -> dict[int, Any] | None:
-    """The columns at the given positions, read by pyarrow's multithreaded CSV reader: ``floats`` as float64
-    arrays (NaN where missing), ``groups`` as (codes, labels) with code -1 where missing; ``na`` are the missing
-    cells. Grouping columns are read as Arrow text and dictionary-encoded by Arrow, several times cheaper than
-    building a Python string per cell and hashing them. None when pyarrow is not installed or its stricter
-    parser refuses the file (a blank after a separator, a text cell in a number column, ...): the caller then
-    reads with pandas, whose messages name the offending line. The header must be the file's first line.
-    ``quoted=False`` (the file holds no double quote: :func:`has_quote`) lets the reader split its blocks at
-    any line break. ``order`` sorts each grouping column's labels (:func:`dictionary_codes`). ``inferred``
-    columns take the type pyarrow infers from the file's first MiB: numbers are read as float64 like ``floats``;
-    any other type (text, dates, true/false) returns None, and so does a later cell that is not a number (the
-    types are found by a separate look at the top of the file: inferring them in the read itself kept about
-    twice the file's size in memory at 10^7 rows). The memory pyarrow's pool keeps after the read is handed
-    back to the system."""
+    """The columns at the given positions, read by pyarrow's multithreaded CSV reader: ``floats`` as float64 arrays
+    (NaN where missing), ``groups`` as coded text (codes, labels, rows per label; code -1 where missing); ``na`` are
+    the missing cells. Grouping columns are read as Arrow text and dictionary-encoded by Arrow, several times
+    cheaper than building a Python string per cell and hashing them. None when pyarrow is not installed or its
+    stricter parser refuses the file (a blank after a separator, a text cell in a number column, ...): the caller
+    then reads with pandas, whose messages name the offending line. The header must be the file's first line.
+    ``quoted=False`` (the file holds no double quote: :func:`has_quote`) lets the reader split its blocks at any
+    line break. ``order`` sorts each grouping column's labels (:func:`dictionary_codes`). ``inferred`` columns take
+    the type pyarrow infers from the file's first MiB: numbers are read as float64 like ``floats``; any other type
+    (text, dates, true/false) returns None, and so does a later cell that is not a number (the types are found by a
+    separate look at the top of the file: inferring them in the read itself kept about twice the file's size in
+    memory at 10^7 rows). The memory pyarrow's pool keeps after the read is handed back to the system."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pacsv

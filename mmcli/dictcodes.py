@@ -9,26 +9,26 @@ from typing import Any
 
 import numpy as np
 
+from mmcli.columns import Coded
 from mmcli.threads import LONG_ROWS, on_two_threads
 
 _LARGE_TEXT_BYTES = 1 << 30  # dictionaries this large together are joined with 64-bit offsets
 
 
-def dictionary_codes(
-    col: Any, order: Callable[[list[Any]], np.ndarray | None] | None = None
-) -> tuple[np.ndarray, list[Any]]:
-    """A dictionary-encoded (chunked) Arrow column as int32 codes (-1 where null) and its labels, with no Python
-    object per row. The chunks' dictionaries are merged into one (labels in order of first appearance) and
-    each chunk's codes mapped to it. Consecutive chunks often share a dictionary (a Parquet row group's pages):
-    each distinct dictionary is looked up once. ``order`` (given the merged labels, a permutation of them or
-    None) sorts the labels, in the same pass that copies or maps the codes. A long column takes two threads
-    (pyarrow and numpy work without the interpreter's lock): the dictionaries are merged in two halves, then the
-    halves' two, and the chunks' codes are mapped two at a time."""
+def dictionary_codes(col: Any, order: Callable[[list[Any]], np.ndarray | None] | None = None) -> Coded:
+    """A dictionary-encoded (chunked) Arrow column as int32 codes (-1 where null) into its labels, with no
+    Python object per row, and the rows of each label. The chunks' dictionaries are merged into one (labels in
+    order of first appearance) and each chunk's codes mapped to it. Consecutive chunks often share a dictionary
+    (a Parquet row group's pages): each distinct dictionary is looked up once. ``order`` (given the merged
+    labels, a permutation of them or None) sorts the labels, in the same pass that copies or maps the codes and
+    counts them. A long column takes two threads (pyarrow and numpy work without the interpreter's lock): the
+    dictionaries are merged in two halves, then the halves' two, and the chunks' codes are mapped two at a
+    time."""
     import pyarrow as pa
 
     chunks = [c for c in col.chunks if len(c)]
     if not chunks:
-        return np.zeros(0, dtype=np.int32), []
+        return Coded(np.zeros(0, dtype=np.int32), [], counts=np.zeros(0, dtype=np.int64))
     distinct: list[Any] = []
     which: list[int] = []
     for c in chunks:
@@ -55,15 +55,16 @@ def dictionary_codes(
     codes = np.empty(rows, dtype=np.int32)
     starts = np.cumsum([0] + [len(c) for c in chunks])
 
-    def gather(j: int) -> None:
+    def gather(j: int) -> np.ndarray:
         idx, m, out = integers(chunks[j].indices, -1), maps[which[j]], codes[starts[j] : starts[j + 1]]
         if m is None:
             out[:] = idx
         else:  # a null row (-1) stays -1: the map's last entry is appended for it
             np.take(np.append(m, np.int32(-1)), idx, out=out)
+        return np.bincount(out[out >= 0] if chunks[j].null_count else out, minlength=len(labels))
 
-    on_two_threads(gather, range(len(chunks)), parallel)
-    return codes, labels
+    counts = sum(on_two_threads(gather, range(len(chunks)), parallel), np.zeros(len(labels), dtype=np.int64))
+    return Coded(codes, labels, counts=counts)
 
 
 def _merge(dictionaries: list[Any], parallel: bool) -> tuple[Any, np.ndarray]:

@@ -73,16 +73,18 @@ def level_order(values: pd.Series | Coded) -> tuple[list[str], np.ndarray]:
         raw_codes = np.asarray(cat.array.codes)  # the categorical's own codes: no copy
         all_cats = cat.cat.categories.tolist()
     k = len(all_cats)
-    complete = raw_codes.size == 0 or int(raw_codes.min()) >= 0
+    counts = values.counts if isinstance(values, Coded) else None  # counted by the reader: no pass here
+    if counts is None:
+        complete = raw_codes.size == 0 or int(raw_codes.min()) >= 0
 
-    def count(rows: slice) -> np.ndarray:
-        part, out = raw_codes[rows], np.zeros(k, dtype=np.int64)
-        for lo in range(0, part.size, _GATHER_ROWS):  # bincount too turns its input into intp
-            block = part[lo : lo + _GATHER_ROWS]
-            out += np.bincount(block if complete else block[block >= 0], minlength=k)
-        return out
+        def count(rows: slice) -> np.ndarray:
+            part, out = raw_codes[rows], np.zeros(k, dtype=np.int64)
+            for lo in range(0, part.size, _GATHER_ROWS):  # bincount too turns its input into intp
+                block = part[lo : lo + _GATHER_ROWS]
+                out += np.bincount(block if complete else block[block >= 0], minlength=k)
+            return out
 
-    counts = sum(on_two_threads(count, row_halves(raw_codes.size)), np.zeros(k, dtype=np.int64))
+        counts = sum(on_two_threads(count, row_halves(raw_codes.size)), np.zeros(k, dtype=np.int64))
     used = np.flatnonzero(counts)
     if used.size < k:  # categories left unused by dropped rows
         remap = np.full(k + 1, -1, dtype=np.int32)  # the last entry: a missing row's code -1 stays -1

@@ -213,17 +213,17 @@ def _integer_codes(col: Any) -> Coded:
     factor() of an integer column labels them; null is missing. Arrow encodes it (no Python object per row)."""
     import numpy as np
 
-    codes, values = dictionary_codes(col.dictionary_encode(), lambda v: np.argsort(np.array(v, dtype=np.int64)))
-    return Coded(codes, [str(v) for v in values], levels=True)
+    ids = dictionary_codes(col.dictionary_encode(), lambda v: np.argsort(np.array(v, dtype=np.int64)))
+    return Coded(ids.codes, [str(v) for v in ids.labels], levels=True, counts=ids.counts)
 
 
-def _text_codes(coded: tuple[np.ndarray, list[Any]], na: list[str]) -> Coded:
-    """A dictionary-encoded text column (its codes and labels, :func:`mmcli.dictcodes.dictionary_codes`) with
-    R's missing-value cells of a CSV (NA, the empty cell, the ``--na`` tokens) and nulls missing; the labels
-    alone are looked at, not the rows."""
+def _text_codes(coded: Coded, na: list[str]) -> Coded:
+    """A dictionary-encoded text column (:func:`mmcli.dictcodes.dictionary_codes`) with R's missing-value cells
+    of a CSV (NA, the empty cell, the ``--na`` tokens) and nulls missing; the labels alone are looked at, not the
+    rows."""
     import numpy as np
 
-    codes, labels = coded
+    codes, labels, counts = coded.codes, coded.labels, coded.counts
     nas = set(na)
     gone = [i for i, v in enumerate(labels) if v is None or v in nas]
     if gone:
@@ -233,4 +233,5 @@ def _text_codes(coded: tuple[np.ndarray, list[Any]], na: list[str]) -> Coded:
         remap[:-1][keep] = np.arange(int(keep.sum()), dtype=np.int32)
         codes = remap[codes]
         labels = [v for v, k in zip(labels, keep) if k]
-    return Coded(codes, labels)
+        counts = None if counts is None else counts[keep]
+    return Coded(codes, labels, counts=counts)

@@ -191,14 +191,24 @@ def test_dictionaries_merged_in_order_of_first_appearance(monkeypatch, wide, thr
     dictionary = pa.array(["k1", None, "k2"])  # a dictionary holding a null label: its rows are missing too
     chunks.append(pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, None], pa.int32()), dictionary))
     rows += ["k1", None, "k2", None]
-    codes, got = dictcodes.dictionary_codes(pa.chunked_array(chunks))
+    coded = dictcodes.dictionary_codes(pa.chunked_array(chunks))
+    codes, got = coded.codes, coded.labels
     expected = list(dict.fromkeys(r for r in rows if r is not None))
     assert [g for g in got if g is not None] == expected
     assert [None if c < 0 or got[c] is None else got[c] for c in codes] == rows
+    assert (
+        coded.counts is not None
+        and coded.counts.tolist() == np.bincount(codes[codes >= 0], minlength=len(got)).tolist()
+    )
     # sorted in R's order (text: by code point, k10 before k2) as the codes are mapped, the null label last
-    codes, got = dictcodes.dictionary_codes(pa.chunked_array(chunks), r_order)
+    coded = dictcodes.dictionary_codes(pa.chunked_array(chunks), r_order)
+    codes, got = coded.codes, coded.labels
     assert [g for g in got if g is not None] == sorted(expected) and got[-1] is None
     assert [None if c < 0 or got[c] is None else got[c] for c in codes] == rows
+    assert (
+        coded.counts is not None
+        and coded.counts.tolist() == np.bincount(codes[codes >= 0], minlength=len(got)).tolist()
+    )
 
 
 def test_halves_split_a_column_at_about_half_its_rows() -> None:
