@@ -117,23 +117,30 @@ def test_fits_through_the_public_api_without_cli_dependencies() -> None:
     assert abs(report["edf"] - spline["edf"]) <= EXACT * spline["edf"]
 
 
+def run_cli_child(args: list[str], out, prelude: str = "") -> dict:
+    """``mmcli ARGS`` in a fresh interpreter (after ``prelude``), its standard output written to ``out``: the
+    report of :func:`run_child`, with the exit code."""
+    code = f"""
+    import sys
+    {prelude}
+    sys.argv = ["mmcli", *{[str(a) for a in args]!r}]
+    sys.stdout = open({str(out)!r}, "w")
+    from mmcli.cli import main
+    try:
+        main()
+    except SystemExit as e:
+        result = {{"code": e.code}}
+    sys.stdout.close()
+    sys.stdout = sys.__stdout__
+    """
+    return run_child(code)
+
+
 def test_a_json_fit_does_not_load_rich(tmp_path) -> None:
     """rich draws tables: `fit --json` and `--format csv` write without it (about 50 ms of imports less)."""
     for fmt in (["--json"], ["--format", "csv"]):
         out = tmp_path / "out.txt"
-        code = f"""
-        import sys
-        sys.argv = ["mmcli", "fit", "sample_data/sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", *{fmt!r}]
-        sys.stdout = open({str(out)!r}, "w")
-        from mmcli.cli import main
-        try:
-            main()
-        except SystemExit as e:
-            result = {{"code": e.code}}
-        sys.stdout.close()
-        sys.stdout = sys.__stdout__
-        """
-        got = run_child(code)
+        got = run_cli_child(["fit", "sample_data/sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", *fmt], out)
         assert got["code"] == 0 and out.read_text().strip()
         assert "rich" not in got["loaded"], got["chains"].get("rich")
 
@@ -147,26 +154,13 @@ def test_a_large_data_fit_does_not_load_pandas(tmp_path) -> None:
     df.to_parquet(tmp_path / "s.parquet", index=False)
     df.to_csv(tmp_path / "s.csv", index=False)  # no quotes: the threaded reader takes it
     ref = load_reference("sleepstudy_intercept_ml")
-    for path, fast in (
+    for path, prelude in (
         (tmp_path / "s.parquet", ""),
-        (tmp_path / "s.csv", "data.ARROW_MIN_BYTES = 0"),
+        (tmp_path / "s.csv", "from mmcli import data; data.ARROW_MIN_BYTES = 0"),
     ):
         out = tmp_path / "out.json"
-        code = f"""
-        import sys
-        from mmcli import data
-        {fast}
-        sys.argv = ["mmcli", "fit", {str(path)!r}, "Reaction ~ Days + (1 | Subject)", "--json", "--ddf", "none"]
-        sys.stdout = open({str(out)!r}, "w")
-        from mmcli.cli import main
-        try:
-            main()
-        except SystemExit as e:
-            result = {{"code": e.code}}
-        sys.stdout.close()
-        sys.stdout = sys.__stdout__
-        """
-        got = run_child(code)
+        args = ["fit", path, "Reaction ~ Days + (1 | Subject)", "--json", "--ddf", "none"]
+        got = run_cli_child(args, out, prelude)
         assert got["code"] == 0 and "pandas" not in got["loaded"], "\n".join(got["chains"].get("pandas", []))
         fit = json.loads(out.read_text())
         assert abs(fit["deviance"] - ref["deviance"]) <= OPT_DEV
