@@ -129,7 +129,8 @@ def _load(
         _typed(frame, numeric, categorical, other, lines)
     whole = {c for c in wanted if _is_float(frame[c]) and not _check_magnitude(floats(frame, c), c, lines)}
     frame, dropped, notes = _drop_incomplete(frame, name, whole)
-    release_memory()
+    if not isinstance(frame, Columns):  # Columns' readers handed their memory back (pyarrow's pool) already
+        release_memory()
     return Table(data=frame, source=name, columns=tuple(columns), dropped_rows=dropped, notes=notes)
 
 
