@@ -5,6 +5,7 @@ can call them too. No printing here: notes come back with the result."""
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,7 @@ def _lmm_outcome(
 ) -> Outcome:
     from mmcli.design import build_design
     from mmcli.inference import check_ddf
+    from mmcli.lmm import preload
 
     spec = opts.spec(smooths=False)
     check_linear_response(spec)
@@ -96,7 +98,10 @@ def _lmm_outcome(
         raise UsageError(
             f"The model '{spec.text}' has no random-effects term: add one, e.g. '+ (1 | group)', or use --group COL."
         )
+    loading = threading.Thread(target=preload, daemon=True)
+    loading.start()  # the fit's compiled routines load while the data are read (pyarrow reads without the lock)
     table = _load_model_data(path, spec, opts, arrays=not anova)  # anova reads the data as a pandas frame
+    loading.join()
     design = build_design(spec, table.data, set(opts.factor), weights=opts.weights)
     check_ddf(ddf, reml)
     fixed_terms = _fixed_terms(design, table.frame) if anova else None  # needs the data: before they go

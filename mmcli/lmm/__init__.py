@@ -28,6 +28,7 @@ Only the names below are public; nothing outside this package uses another.
 """
 
 from mmcli.lmm.bootstrap import bootstrap, percentile
+from mmcli.lmm.compiled import preload
 from mmcli.lmm.dense import DENSE_MAX_ROWS
 from mmcli.lmm.kenward_roger import KR_MAX_ROWS, KenwardRoger, kenward_roger
 from mmcli.lmm.model import LmmModel, check_terms, fit_at_theta, fit_lmm, xtvinvx
@@ -63,6 +64,7 @@ __all__ = [
     "satterthwaite",
     "parameter_names",
     "percentile",
+    "preload",
     "profile_intervals",
     "sdcor",
     "templates",

@@ -9,14 +9,17 @@ and binds it to its package, as if this module had not run."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
 import os
 import sys
+import threading
 from types import ModuleType
 
 _loaded: dict[str, ModuleType | None] = {}
+_loading = threading.Lock()  # a module is loaded once, whichever thread asks first (see preload)
 
 
 def extension(package: str, name: str) -> ModuleType | None:
@@ -30,8 +33,9 @@ def extension(package: str, name: str) -> ModuleType | None:
             return importlib.import_module(full)
         except ImportError:
             return None
-    if full not in _loaded:
-        _loaded[full] = _load(package, name)
+    with _loading:
+        if full not in _loaded:
+            _loaded[full] = _load(package, name)
     return _loaded[full]
 
 
@@ -56,6 +60,17 @@ def _load(package: str, name: str) -> ModuleType | None:
     except (ImportError, OSError, ValueError):
         return None
     return None
+
+
+def preload() -> None:
+    """Load what a fit calls compiled: scipy's LAPACK wrappers (with scipy's own OpenBLAS, about 50 ms to load)
+    and L-BFGS-B's routine; for a caller to do on a thread while it reads the data. A failure is left for the fit
+    to meet and report."""
+    from mmcli.lmm.setulb import load
+
+    with contextlib.suppress(Exception):
+        lapack()
+        load()
 
 
 def lapack() -> ModuleType:
