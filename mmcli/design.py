@@ -237,9 +237,7 @@ def _build_design(
     smooths, tagged, xcols, xnames = [], [], [Xp], list(fixed.names)
     if spec.smooths:  # scipy comes with the bases: a model without smooths does not pay for its import
         from mmcli.smooths import smooth_construct, smooth_to_mixed
-    if has_smooths and isinstance(frame, Columns):  # build_design gives a model with smooths pandas' frame
-        frame = frame.frame()
-    table = cast("pd.DataFrame", frame)  # read below only for smooths
+    table = cast("pd.DataFrame", frame)  # read below only for smooths, whose models build_design gives pandas' frame
     pieces = [(s, level) for s in spec.smooths for level in by_levels(table, s.by, cats)]
     # gamm4's names Xr, Xr.0, ...: one per s() (per level of a factor by) and one per penalty of a t2
     gnames = iter(smooth_group_names(len(pieces) + sum(2 ** len(t.vars) for t in spec.tensors)))

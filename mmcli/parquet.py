@@ -67,13 +67,19 @@ def _pyarrow() -> Any:
 
 def columns_of(path: str) -> list[str]:
     """The column names of a Parquet file or directory, from its schema alone (no data is read)."""
+    return list(_checked_schema(path).names)
+
+
+def _checked_schema(path: str) -> Any:
+    """The schema of a Parquet file or directory (its footer, or its files' for a directory: no data is read);
+    a missing or unreadable path is a DataError."""
     import pyarrow as pa
 
     _pyarrow()
     if not os.path.exists(path):
         raise DataError(f"File '{path}' not found.")
     try:
-        return list(_schema(path).names)
+        return _schema(path)
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"File '{path}' is not a readable Parquet file: {str(e).splitlines()[0]}") from None
 
@@ -90,7 +96,8 @@ def read_parquet(
     import pyarrow as pa
 
     pq = _pyarrow()
-    names = columns_of(path)
+    schema = _checked_schema(path)  # read once: the names here, the types below
+    names = list(schema.names)
     known = set(names)
     for c in wanted:
         resolve(c, names, known)
@@ -111,7 +118,6 @@ def read_parquet(
             read["error"] = e
 
     try:
-        schema = _schema(path)
         types = {c: schema.field(c).type for c in wanted}
         # grouping columns of text come as the file's own dictionary encoding: no string per row is made
         text = [c for c in categorical if _is_text(types[c])]
